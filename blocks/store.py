@@ -1,0 +1,324 @@
+"""The store: finding lifecycle, metric history, watermarks and the record of actions.
+
+SQLAlchemy Core over SQLite (default, a file) or PostgreSQL (production). Tables are
+created on first use; every write is one transaction, so a crash never leaves half a run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+from sqlalchemy.engine import Engine, make_url
+
+from rules.config import ConfigError
+from rules.findings import Finding, KnownFinding, Severity, Transitions
+
+metadata = sa.MetaData()
+
+findings = sa.Table(
+    "findings",
+    metadata,
+    sa.Column("job", sa.String(100), primary_key=True),
+    sa.Column("key", sa.String(500), primary_key=True),
+    sa.Column("kind", sa.String(100), nullable=False),
+    sa.Column("scope", sa.String(200), nullable=False),
+    sa.Column("resource_id", sa.String(300), nullable=False),
+    sa.Column("severity", sa.String(20), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),  # open | resolved
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("monthly_cost_usd", sa.Float),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_alerted", sa.DateTime(timezone=True)),
+    sa.Column("resolved_at", sa.DateTime(timezone=True)),
+)
+
+metrics = sa.Table(
+    "metrics",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job", sa.String(100), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("subject", sa.String(300), nullable=False),  # cluster, pipeline, user, ...
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("value", sa.Float),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Index("ix_metrics_job_name_ts", "job", "name", "ts"),
+)
+
+watermarks = sa.Table(
+    "watermarks",
+    metadata,
+    sa.Column("job", sa.String(100), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+actions = sa.Table(
+    "actions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(100), nullable=False),
+    sa.Column("resource_id", sa.String(300), nullable=False),
+    sa.Column("scope", sa.String(200), nullable=False),
+    sa.Column("dry_run", sa.Boolean, nullable=False),
+    sa.Column("outcome", sa.String(30), nullable=False),  # done | skipped | failed | planned
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("flow_run_id", sa.String(40)),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything here is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+@lru_cache(maxsize=16)
+def _engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.drivername.startswith("sqlite") and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    engine = sa.create_engine(parsed, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine
+
+
+class OpsStore(Block):
+    """Where findings, metric history, watermarks and actions are kept between runs.
+
+    Example:
+        ```python
+        from blocks.store import OpsStore
+
+        store = OpsStore.load("ops-store")
+        store.check()
+        ```
+    """
+
+    _block_type_name = "Ops Store"
+    _block_type_slug = "ops-store"
+    _description = "Finding lifecycle and metric history for dataplatform-ops (SQLite or PostgreSQL)."
+
+    url: SecretStr = Field(
+        default=SecretStr("sqlite:///.dataplatform-ops/store.db"),
+        description=(
+            "SQLAlchemy URL: `sqlite:///path/store.db` or "
+            "`postgresql://user:password@host:5432/db`."
+        ),
+    )
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for messages."""
+        return make_url(self.url.get_secret_value()).render_as_string(hide_password=True)
+
+    @property
+    def engine(self) -> Engine:
+        return _engine(self.url.get_secret_value())
+
+    def check(self) -> None:
+        """Connect once and create the tables; a clear `ConfigError` if that is impossible."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("select 1"))
+        except Exception as exc:  # any driver error means the same thing to the caller
+            _engine.cache_clear()
+            raise ConfigError(
+                f"OpsStore at {self.safe_url} is unreachable ({type(exc).__name__}): "
+                "fix the block's `url` or start the database."
+            ) from None
+
+    # --- findings -------------------------------------------------------------------
+
+    def open_findings(self, job: str) -> dict[str, KnownFinding]:
+        query = sa.select(findings).where(findings.c.job == job, findings.c.status == "open")
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return {
+            r["key"]: KnownFinding(
+                key=r["key"],
+                severity=Severity(r["severity"]),
+                first_seen=_utc(r["first_seen"]),
+                last_alerted=_utc(r["last_alerted"]),
+            )
+            for r in rows
+        }
+
+    def save_transitions(self, job: str, transitions: Transitions, now: datetime) -> None:
+        """Persist a run's outcome in one transaction."""
+        announced = {f.key for f in transitions.to_announce}
+        present = [*transitions.to_announce, *transitions.still_open]
+        with self.engine.begin() as conn:
+            known = {
+                r.key: r
+                for r in conn.execute(
+                    sa.select(findings.c.key, findings.c.status, findings.c.first_seen,
+                              findings.c.last_alerted)
+                    .where(findings.c.job == job)
+                )
+            }
+            for f in present:
+                values = {
+                    "kind": f.kind,
+                    "scope": f.scope,
+                    "resource_id": f.resource_id,
+                    "severity": f.severity.value,
+                    "status": "open",
+                    "reason": f.reason,
+                    "monthly_cost_usd": f.monthly_cost_usd,
+                    "data": f.model_dump(mode="json"),
+                    "last_seen": now,
+                    "resolved_at": None,
+                }
+                if f.key in announced:
+                    values["last_alerted"] = now
+                row = known.get(f.key)
+                if row is None:
+                    conn.execute(findings.insert().values(job=job, key=f.key, first_seen=now, **values))
+                else:
+                    if row.status != "open":  # a new episode of an old problem
+                        values["first_seen"] = now
+                    conn.execute(
+                        findings.update()
+                        .where(findings.c.job == job, findings.c.key == f.key)
+                        .values(**values)
+                    )
+            if transitions.resolved:
+                conn.execute(
+                    findings.update()
+                    .where(findings.c.job == job, findings.c.key.in_(transitions.resolved))
+                    .values(status="resolved", resolved_at=now, last_alerted=now)
+                )
+
+    def first_seen(self, job: str) -> dict[str, datetime]:
+        """When each open finding of a job was first seen: "idle since" for resources."""
+        return {k: v.first_seen for k, v in self.open_findings(job).items()}
+
+    def findings_of(self, job: str, status: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(findings).where(findings.c.job == job)
+        if status:
+            query = query.where(findings.c.status == status)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query.order_by(findings.c.key)).mappings()]
+
+    # --- metrics, watermarks, actions ----------------------------------------------
+
+    def record_metrics(self, job: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Append metric points: dicts with name, subject, ts, value and optional labels."""
+        values = [
+            {
+                "job": job,
+                "name": r["name"],
+                "subject": r["subject"],
+                "ts": r["ts"],
+                "value": r.get("value"),
+                "labels": r.get("labels") or {},
+            }
+            for r in rows
+        ]
+        if values:
+            with self.engine.begin() as conn:
+                conn.execute(metrics.insert(), values)
+        return len(values)
+
+    def replace_metrics(
+        self, job: str, name: str, start: datetime, end: datetime, rows: Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Replace a metric's points in [start, end): re-running a day does not double it."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                metrics.delete().where(
+                    metrics.c.job == job, metrics.c.name == name,
+                    metrics.c.ts >= start, metrics.c.ts < end,
+                )
+            )
+            if rows:
+                conn.execute(
+                    metrics.insert(),
+                    [{"job": job, "name": name, "subject": r["subject"], "ts": r["ts"],
+                      "value": r.get("value"), "labels": r.get("labels") or {}} for r in rows],
+                )
+        return len(rows)
+
+    def metric_history(self, job: str, name: str, subject: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(metrics).where(metrics.c.job == job, metrics.c.name == name)
+        if subject is not None:
+            query = query.where(metrics.c.subject == subject)
+        with self.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(query.order_by(metrics.c.ts)).mappings()]
+        for r in rows:
+            r["ts"] = _utc(r["ts"])
+        return rows
+
+    def get_watermark(self, job: str, name: str) -> str | None:
+        query = sa.select(watermarks.c.value).where(watermarks.c.job == job, watermarks.c.name == name)
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
+
+    def set_watermark(self, job: str, name: str, value: str, now: datetime) -> None:
+        with self.engine.begin() as conn:
+            updated = conn.execute(
+                watermarks.update()
+                .where(watermarks.c.job == job, watermarks.c.name == name)
+                .values(value=value, updated_at=now)
+            ).rowcount
+            if not updated:
+                conn.execute(watermarks.insert().values(job=job, name=name, value=value, updated_at=now))
+
+    def record_action(
+        self,
+        job: str,
+        *,
+        action: str,
+        resource_id: str,
+        scope: str,
+        dry_run: bool,
+        outcome: str,
+        detail: str | Mapping[str, Any] = "",
+        flow_run_id: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        if not isinstance(detail, str):
+            detail = json.dumps(detail, default=str, sort_keys=True)
+        with self.engine.begin() as conn:
+            conn.execute(
+                actions.insert().values(
+                    job=job, action=action, resource_id=resource_id, scope=scope,
+                    dry_run=dry_run, outcome=outcome, detail=detail, flow_run_id=flow_run_id,
+                    ts=now or datetime.now(timezone.utc),
+                )
+            )
+
+    def actions_of(self, job: str) -> list[dict[str, Any]]:
+        query = sa.select(actions).where(actions.c.job == job).order_by(actions.c.id)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def load_store(name: str) -> OpsStore:
+    """Load and check the named store block, or fail with a message saying how to fix it."""
+    try:
+        store = OpsStore.load(name)
+    except ValueError:
+        raise ConfigError(
+            f"OpsStore block {name!r} does not exist: create it with "
+            f"`uv run python -m deployments.blocks` or pass the name of an existing one as `store`."
+        ) from None
+    store.check()
+    return store

@@ -1,0 +1,165 @@
+"""Automations as code: flow failures and finding digests -> Google Chat.
+
+    uv run python -m deployments.automations --chat-block ops-chat
+    uv run python -m deployments.automations --cloud-webhook-block ops-chat-webhook
+
+Self-hosted servers run our `GoogleChatWebhook` block (cards, threads, retries). Prefect
+Cloud cannot run custom block code, so `--cloud-webhook-block` routes the same events
+through Prefect's built-in `Webhook` block with a Google Chat JSON payload instead.
+Applying twice changes nothing: automations are matched by name and updated in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from uuid import UUID
+
+from prefect.automations import Automation, CallWebhook, EventTrigger, Posture, SendNotification
+from prefect.blocks.webhook import Webhook
+from prefect.client.orchestration import get_client
+
+from blocks.google_chat import GoogleChatWebhook
+from rules.config import ConfigError
+from tasks.notify import EVENT_FINDINGS, EVENT_FLOW_FAILED
+
+COLLECTION_TAG = "dataplatform-ops"
+NAME_PREFIX = "dataplatform-ops: "
+
+SUBJECT = "{{ event.payload.subject }}"
+TEXT = "{{ event.payload.text }}"
+CRASHED_SUBJECT = "[{{ flow.name }}] run {{ flow_run.name }} {{ event.event.split('.')[-1] }}"
+CRASHED_TEXT = (
+    "Flow {{ flow.name }}, run {{ flow_run.name }}: {{ flow_run.state.name }}\n"
+    "{% if deployment %}Deployment: {{ deployment.name }}\n{% endif %}"
+    "Run: {{ flow_run|ui_url }}\n\nError:\n{{ flow_run.state.message }}"
+)
+
+
+def _triggers() -> dict[str, tuple[EventTrigger, str, str]]:
+    """Name -> (trigger, subject template, body template)."""
+    return {
+        "flow run failed": (
+            EventTrigger(
+                expect={EVENT_FLOW_FAILED},
+                match={"prefect.resource.id": "prefect.flow-run.*"},
+                for_each={"prefect.resource.id"},
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
+            SUBJECT,
+            TEXT,
+        ),
+        # A crashed process may not run its failure hook: route Prefect's own event for the
+        # collection's deployments (tagged `dataplatform-ops` in prefect.yaml).
+        "flow run crashed": (
+            EventTrigger(
+                expect={"prefect.flow-run.Crashed"},
+                match={"prefect.resource.id": "prefect.flow-run.*"},
+                match_related={"prefect.resource.id": f"prefect.tag.{COLLECTION_TAG}"},
+                for_each={"prefect.resource.id"},
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
+            CRASHED_SUBJECT,
+            CRASHED_TEXT,
+        ),
+        "findings changed": (
+            EventTrigger(
+                expect={EVENT_FINDINGS},
+                match={"prefect.resource.id": "dataplatform-ops.job.*"},
+                for_each={"prefect.resource.id"},
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
+            SUBJECT,
+            TEXT,
+        ),
+    }
+
+
+def _block_id(block_type: type, name: str, how: str) -> UUID:
+    try:
+        block = block_type.load(name)
+    except ValueError:
+        raise ConfigError(
+            f"{block_type.__name__} block {name!r} does not exist: {how}"
+        ) from None
+    return block._block_document_id
+
+
+def chat_payload(subject: str, text: str) -> str:
+    """Google Chat JSON for Prefect's built-in Webhook block (Cloud variant): plain text.
+
+    The subject and text templates are captured, then `tojson` escapes them into JSON.
+    """
+    return (
+        "{% set subject %}" + subject + "{% endset %}"
+        "{% set text %}" + text + "{% endset %}"
+        '{"text": {{ ("*" ~ subject ~ "*\\n" ~ text)|tojson }}}'
+    )
+
+
+def build_automations(*, chat_block: str | None = None, cloud_webhook_block: str | None = None) -> list[Automation]:
+    """The collection's automations, routed to one chat destination."""
+    if bool(chat_block) == bool(cloud_webhook_block):
+        raise ConfigError("give exactly one of --chat-block or --cloud-webhook-block")
+    if chat_block:
+        block_id = _block_id(
+            GoogleChatWebhook, chat_block,
+            "create it with `uv run python -m deployments.blocks --chat-url URL` or in the UI.",
+        )
+    else:
+        block_id = _block_id(
+            Webhook, cloud_webhook_block,
+            "create a Webhook block (method POST, your Google Chat webhook URL) in the UI.",
+        )
+    automations = []
+    for name, (trigger, subject, text) in _triggers().items():
+        if chat_block:
+            action = SendNotification(block_document_id=block_id, subject=subject, body=text)
+        else:
+            action = CallWebhook(block_document_id=block_id, payload=chat_payload(subject, text))
+        automations.append(
+            Automation(
+                name=NAME_PREFIX + name,
+                description=f"dataplatform-ops: {name} -> Google Chat",
+                trigger=trigger,
+                actions=[action],
+                tags=[COLLECTION_TAG],
+            )
+        )
+    return automations
+
+
+def apply_automations(**destination: str | None) -> list[UUID]:
+    """Create or update the collection's automations; returns their ids."""
+    ids = []
+    with get_client(sync_client=True) as client:
+        for automation in build_automations(**destination):
+            existing = client.read_automations_by_name(automation.name)
+            if existing:
+                client.update_automation(existing[0].id, automation)
+                for extra in existing[1:]:
+                    client.delete_automation(extra.id)
+                ids.append(existing[0].id)
+            else:
+                ids.append(client.create_automation(automation))
+    return ids
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--chat-block", help="GoogleChatWebhook block name (self-hosted server).")
+    where.add_argument("--cloud-webhook-block", help="built-in Webhook block name (Prefect Cloud).")
+    args = parser.parse_args(argv)
+    try:
+        ids = apply_automations(chat_block=args.chat_block, cloud_webhook_block=args.cloud_webhook_block)
+    except ConfigError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    print(f"applied {len(ids)} automations")
+
+
+if __name__ == "__main__":
+    main()

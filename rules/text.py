@@ -1,0 +1,32 @@
+"""Text hygiene for anything that leaves the process: chat messages, events, artifacts."""
+
+from __future__ import annotations
+
+import re
+
+_SECRET_QUERY = re.compile(r"(?i)\b(key|token|sig|signature|password|secret|x-amz-[a-z-]+)=[^&\s\"'<>]+")
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s:@]+):([^@\s/]+)@")
+_SQL_STRING = re.compile(r"'(?:[^']|'')*'")
+_SQL_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """Remove credentials from free text: URL query secrets, passwords in URLs, known values."""
+    for value in secrets:
+        if value:
+            text = text.replace(value, "***")
+    text = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=***", text)
+    return _USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:***@", text)
+
+
+def mask_sql_literals(sql: str, max_chars: int = 500) -> str:
+    """Query text safe to show in chat: string and number literals masked, then truncated."""
+    masked = _SQL_NUMBER.sub("?", _SQL_STRING.sub("'?'", sql))
+    masked = " ".join(masked.split())
+    return truncate(masked, max_chars)
+
+
+def truncate(text: str, max_chars: int, note: str = "…") -> str:
+    if len(text) <= max_chars:
+        return text
+    return text[: max(0, max_chars - len(note))] + note

@@ -1,0 +1,111 @@
+"""The one way to build AWS clients and page through AWS APIs.
+
+Clients come from a prefect-aws `AwsCredentials` block (optionally assuming a role per
+account) with adaptive retries for `Throttling` / `RequestLimitExceeded`. `paginate`
+counts pages so a run can report its API work and stop at a page budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from prefect_aws import AwsCredentials
+
+RETRY_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=5, read_timeout=30)
+
+
+@dataclass
+class Account:
+    """One AWS account to work in: the credentials' own, or a role assumed from them."""
+
+    credentials: AwsCredentials
+    role_arn: str | None = None
+    _session: boto3.Session | None = field(default=None, repr=False)
+
+    @property
+    def session(self) -> boto3.Session:
+        if self._session is None:
+            base = self.credentials.get_boto3_session()
+            if self.role_arn:
+                sts = base.client("sts", **self._client_kwargs())
+                creds = sts.assume_role(RoleArn=self.role_arn, RoleSessionName="dataplatform-ops")[
+                    "Credentials"
+                ]
+                base = boto3.Session(
+                    aws_access_key_id=creds["AccessKeyId"],
+                    aws_secret_access_key=creds["SecretAccessKey"],
+                    aws_session_token=creds["SessionToken"],
+                    region_name=base.region_name,
+                )
+            self._session = base
+        return self._session
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        params = self.credentials.aws_client_parameters.get_params_override()
+        params.pop("config", None)
+        return {**params, "config": RETRY_CONFIG}
+
+    def client(self, service: str, region: str | None = None) -> Any:
+        kwargs = self._client_kwargs()
+        if region:
+            kwargs["region_name"] = region
+        return self.session.client(service, **kwargs)
+
+    @property
+    def account_id(self) -> str:
+        return self.client("sts").get_caller_identity()["Account"]
+
+
+@dataclass
+class PageCounter:
+    """API pages read by a collect task; reported so work per run is visible."""
+
+    pages: int = 0
+    truncated: bool = False
+
+
+def paginate(
+    client: Any,
+    operation: str,
+    result_key: str,
+    *,
+    counter: PageCounter | None = None,
+    max_pages: int | None = None,
+    **kwargs: Any,
+) -> Iterator[Any]:
+    """Yield every item of `result_key` across the pages of `operation`.
+
+    Stops after `max_pages` (marking `counter.truncated`) so a huge account cannot make
+    one run unbounded. Operations without a paginator are read as a single page.
+    """
+    counter = counter if counter is not None else PageCounter()
+    if client.can_paginate(operation):
+        pages = client.get_paginator(operation).paginate(**kwargs)
+    else:
+        pages = iter([getattr(client, operation)(**kwargs)])
+    for page in pages:
+        if max_pages is not None and counter.pages >= max_pages:
+            counter.truncated = True
+            return
+        counter.pages += 1
+        yield from page.get(result_key, [])
+
+
+def enabled_regions(account: Account, service: str = "ec2") -> list[str]:
+    """Regions enabled for the account (opt-in regions only when opted in)."""
+    ec2 = account.client("ec2", account.session.region_name or "us-east-1")
+    regions = ec2.describe_regions(
+        Filters=[{"Name": "opt-in-status", "Values": ["opt-in-not-required", "opted-in"]}]
+    )["Regions"]
+    available = set(account.session.get_available_regions(service))
+    return sorted(r["RegionName"] for r in regions if not available or r["RegionName"] in available)
+
+
+def error_summary(exc: Exception) -> str:
+    """A short, secret-free description of an AWS error for artifacts and messages."""
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+    return f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,33 @@
+"""The "tell" step every job ends with: store, events and artifacts, always all three."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from prefect import task
+
+from blocks.store import OpsStore
+from rules.findings import Finding, Transitions, diff_findings
+from tasks.notify import emit_findings_digest
+from tasks.report import write_report
+
+
+@task(name="tell")
+def tell(
+    job: str,
+    findings: Sequence[Finding],
+    store: OpsStore,
+    now: datetime,
+    repeat_interval: timedelta = timedelta(hours=24),
+    errors: Mapping[str, str] | None = None,
+    notes: Sequence[str] = (),
+    table: Sequence[Mapping[str, Any]] | None = None,
+) -> Transitions:
+    """Record this run's findings, announce what changed once, and publish the report."""
+    transitions = diff_findings(store.open_findings(job), findings, now, repeat_interval)
+    store.save_transitions(job, transitions, now)
+    emit_findings_digest(job, transitions)
+    write_report(job, findings, transitions, errors=errors, notes=notes, table=table)
+    return transitions

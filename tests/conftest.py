@@ -1,0 +1,114 @@
+"""The test rig: one Prefect server, moto, PostgreSQL, and a local Google Chat space.
+
+Everything here is real: a Prefect server subprocess (`prefect_test_harness`), moto's AWS,
+a PostgreSQL server (found or started, see deployments/local_postgres.py), and an HTTP
+receiver that checks each message against Google Chat's webhook format.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before boto3/moto import: fake credentials, no default AMIs, never a real endpoint.
+os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+for _var, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "DO_NOT_TRACK": "1",
+}.items():
+    os.environ[_var] = _value
+os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+from prefect.settings import (
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    PREFECT_SERVER_ANALYTICS_ENABLED,
+    PREFECT_UI_URL,
+    temporary_settings,
+)
+from prefect.testing.utilities import prefect_test_harness
+
+from blocks.store import OpsStore
+from deployments.chat_receiver import ChatReceiver
+from deployments.local_postgres import postgres_server, to_url, with_database
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server() -> Iterator[None]:
+    """One real Prefect server for the whole session (SQLite), heartbeats off."""
+    with temporary_settings(
+        {PREFECT_SERVER_ANALYTICS_ENABLED: False, PREFECT_UI_URL: "http://prefect.test"}
+    ):
+        with prefect_test_harness(server_startup_timeout=90):
+            with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                yield
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """moto, in process."""
+    with mock_aws():
+        yield
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto as a server on 127.0.0.1, for code in other processes; yields its endpoint."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[str]:
+    """Admin conninfo for a PostgreSQL server (never skipped: fails saying how to get one)."""
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_dsn(pg_admin: str) -> Iterator[str]:
+    """A fresh database for this test; dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(pg_admin, name)
+    finally:
+        with psycopg.connect(pg_admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def chat() -> Iterator[ChatReceiver]:
+    with ChatReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def store(tmp_path) -> OpsStore:
+    """A SQLite store saved as a block with a unique name."""
+    block = OpsStore(url=f"sqlite:///{tmp_path / 'store.db'}")
+    block.save(f"store-{uuid.uuid4().hex[:8]}")
+    return block
+
+
+@pytest.fixture
+def pg_store(pg_dsn: str) -> OpsStore:
+    """A PostgreSQL store saved as a block with a unique name."""
+    block = OpsStore(url=to_url(pg_dsn))
+    block.save(f"pgstore-{uuid.uuid4().hex[:8]}")
+    return block

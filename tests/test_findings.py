@@ -1,0 +1,91 @@
+"""The finding lifecycle and the messages are pure: tested with plain values and a fixed now."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from pydantic import ValidationError
+
+from rules.findings import Finding, KnownFinding, Severity, diff_findings
+from rules.messages import findings_digest, flow_failure_message
+from rules.text import mask_sql_literals, redact
+
+NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
+DAY = timedelta(hours=24)
+
+
+def finding(resource: str, severity: Severity = Severity.WARNING, cost: float | None = None) -> Finding:
+    return Finding(kind="idle-volume", resource_id=resource, scope="111/us-east-1",
+                   severity=severity, reason="unattached", monthly_cost_usd=cost)
+
+
+def known(f: Finding, alerted: datetime | None) -> KnownFinding:
+    return KnownFinding(key=f.key, severity=f.severity, first_seen=NOW - DAY, last_alerted=alerted)
+
+
+def test_new_findings_open_and_missing_ones_resolve():
+    a, b = finding("vol-a"), finding("vol-b")
+    t = diff_findings({b.key: known(b, NOW)}, [a], NOW, DAY)
+    assert t.opened == [a]
+    assert t.resolved == [b.key]
+    assert not t.reminded and not t.escalated
+
+
+def test_open_finding_is_quiet_until_the_repeat_interval_then_reminded():
+    a = finding("vol-a")
+    quiet = diff_findings({a.key: known(a, NOW - timedelta(hours=23))}, [a], NOW, DAY)
+    assert quiet.is_quiet and quiet.still_open == [a]
+    due = diff_findings({a.key: known(a, NOW - DAY)}, [a], NOW, DAY)
+    assert due.reminded == [a]
+
+
+def test_higher_severity_escalates_at_once_lower_does_not():
+    a = finding("vol-a")
+    worse = finding("vol-a", Severity.CRITICAL)
+    assert diff_findings({a.key: known(a, NOW)}, [worse], NOW, DAY).escalated == [worse]
+    calmer = finding("vol-a", Severity.INFO)
+    assert diff_findings({a.key: known(a, NOW)}, [calmer], NOW, DAY).is_quiet
+
+
+def test_duplicate_findings_in_one_run_count_once():
+    a = finding("vol-a")
+    assert diff_findings({}, [a, a], NOW, DAY).opened == [a]
+
+
+def test_finding_rejects_unknown_fields():
+    with pytest.raises(ValidationError, match="colour"):
+        Finding(kind="k", resource_id="r", reason="x", colour="red")
+
+
+def test_digest_lists_changes_and_total_cost():
+    a, b = finding("vol-a", cost=8.0), finding("vol-b", cost=2.5)
+    t = diff_findings({}, [a, b], NOW, DAY)
+    subject, body = findings_digest("idle-resources", t, "http://ui/runs/flow-run/1")
+    assert subject == "[idle-resources] 2 new"
+    assert "vol-a" in body and "$8.00/mo" in body and "$10.50/mo in total" in body
+    assert body.endswith("Run: http://ui/runs/flow-run/1")
+
+
+def test_digest_caps_long_lists():
+    many = [finding(f"vol-{i}") for i in range(100)]
+    _, body = findings_digest("idle", diff_findings({}, many, NOW, DAY))
+    assert "… and 75 more" in body
+
+
+def test_failure_message_has_error_logs_and_redacts_secrets():
+    subject, body = flow_failure_message(
+        flow_name="f", flow_run_name="r", state_name="Failed",
+        state_message="ValueError: posting to https://chat.example/x?key=K1&token=T1 failed",
+        log_lines=["line 1", "password=hunter2 used"], parameters={"days": 3},
+        secrets=("hunter2",),
+    )
+    assert subject == "[f] run r Failed"
+    assert "line 1" in body and "days=3" in body
+    for secret in ("K1", "T1", "hunter2"):
+        assert secret not in body
+
+
+def test_redact_and_mask():
+    assert redact("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"
+    assert mask_sql_literals("select * from t where name = 'bob''s' and id = 42") == (
+        "select * from t where name = '?' and id = ?"
+    )
