@@ -15,7 +15,8 @@ import argparse
 import json
 from uuid import UUID
 
-from prefect.automations import Automation, CallWebhook, EventTrigger, Posture, SendNotification
+from prefect.events.actions import CallWebhook, SendNotification
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.blocks.webhook import Webhook
 from prefect.client.orchestration import get_client
 
@@ -100,7 +101,7 @@ def chat_payload(subject: str, text: str) -> str:
     )
 
 
-def build_automations(*, chat_block: str | None = None, cloud_webhook_block: str | None = None) -> list[Automation]:
+def build_automations(*, chat_block: str | None = None, cloud_webhook_block: str | None = None) -> list[AutomationCore]:
     """The collection's automations, routed to one chat destination."""
     if bool(chat_block) == bool(cloud_webhook_block):
         raise ConfigError("give exactly one of --chat-block or --cloud-webhook-block")
@@ -121,7 +122,7 @@ def build_automations(*, chat_block: str | None = None, cloud_webhook_block: str
         else:
             action = CallWebhook(block_document_id=block_id, payload=chat_payload(subject, text))
         automations.append(
-            Automation(
+            AutomationCore(
                 name=NAME_PREFIX + name,
                 description=f"dataplatform-ops: {name} -> Google Chat",
                 trigger=trigger,

@@ -84,5 +84,5 @@ def flow_failure_message(
         body += ["", f"Parameters: {truncate(shown, 1_000)}"]
     if log_lines:
         tail = truncate("\n".join(log_lines), 6_000)
-        body += ["", f"Last {len(log_lines)} log lines:", tail]
+        body += ["", "Last log lines:", tail]
     return subject, truncate(redact("\n".join(body), secrets), MAX_BODY_CHARS)

@@ -24,7 +24,7 @@ from rules.text import redact
 
 EVENT_FINDINGS = "dataplatform-ops.findings.changed"
 EVENT_FLOW_FAILED = "dataplatform-ops.flow-run.failed"
-LOG_TAIL_LINES = 30
+LOG_TAIL_RECORDS = 15
 _SECRET_PARAM_WORDS = ("password", "secret", "token", "key", "credential", "url", "dsn")
 
 
@@ -62,13 +62,17 @@ def emit_findings_digest(job: str, transitions: Transitions) -> bool:
 
 
 class _LogTail(logging.Handler):
-    """Keeps the last lines logged by each flow run in this process (tasks included)."""
+    """Keeps the last records logged by each flow run in this process (tasks included).
 
-    def __init__(self, lines: int = 200, runs: int = 64) -> None:
+    A traceback is cut to its last lines, so one exception cannot push out the log lines
+    that explain it.
+    """
+
+    def __init__(self, records: int = 100, runs: int = 64, traceback_lines: int = 6) -> None:
         super().__init__(level=logging.INFO)
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s - %(message)s"))
-        self._lines, self._runs = lines, runs
-        self._tails: OrderedDict[str, deque[str]] = OrderedDict()
+        self._records, self._runs, self._tb = records, runs, traceback_lines
+        self._tails: OrderedDict[str, deque[list[str]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -76,19 +80,24 @@ class _LogTail(logging.Handler):
         if not run_id:
             return
         try:
-            text = self.format(record)
+            fmt = self.formatter or logging.Formatter()
+            lines = [f"{fmt.formatTime(record, '%H:%M:%S')} {record.levelname} {record.getMessage()}"]
+            if record.exc_info:
+                lines += ["  " + ln for ln in fmt.formatException(record.exc_info).splitlines()[-self._tb:]]
         except Exception:  # a bad log call must not break the run
             return
         with self._lock:
-            tail = self._tails.setdefault(str(run_id), deque(maxlen=self._lines))
+            tail = self._tails.setdefault(str(run_id), deque(maxlen=self._records))
             self._tails.move_to_end(str(run_id))
-            tail.extend(text.splitlines())
+            tail.append(lines)
             while len(self._tails) > self._runs:
                 self._tails.popitem(last=False)
 
-    def tail(self, run_id: Any, lines: int) -> list[str]:
+    def tail(self, run_id: Any, records: int) -> list[str]:
+        """The last `records` log records of a run, as lines."""
         with self._lock:
-            return list(self._tails.get(str(run_id), ()))[-lines:]
+            chosen = list(self._tails.get(str(run_id), ()))[-records:]
+        return [line for lines in chosen for line in lines]
 
 
 _LOG_TAIL = _LogTail()
@@ -111,7 +120,7 @@ def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
         flow_run_name=flow_run.name,
         state_name=state.name,
         state_message=state.message or "",
-        log_lines=_LOG_TAIL.tail(flow_run.id, LOG_TAIL_LINES),
+        log_lines=_LOG_TAIL.tail(flow_run.id, LOG_TAIL_RECORDS),
         parameters=_safe_parameters(dict(flow_run.parameters or {})),
         deployment=runtime_deployment.name,
         run_url=run_url(flow_run.id),

@@ -1,0 +1,27 @@
+# Two commands on a fresh machine: `make demo` and `make test`. uv is bootstrapped if missing.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PYTEST_ARGS ?=
+
+.PHONY: install test demo lint automations serve bench
+
+$(UV):
+	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+
+install: $(UV)
+	$(UV) sync --frozen
+
+test: install
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+demo: install
+	$(UV) run --frozen python -m deployments.demo
+
+lint: install
+	$(UV) run --frozen ruff check .
+
+automations: install
+	$(UV) run --frozen python -m deployments.automations --chat-block $(or $(CHAT_BLOCK),ops-chat)
+
+serve: install
+	$(UV) run --frozen python -m deployments.serve
