@@ -19,7 +19,7 @@ from pydantic import Field, SecretStr
 from sqlalchemy.engine import Engine, make_url
 
 from rules.config import ConfigError
-from rules.findings import Finding, KnownFinding, Severity, Transitions
+from rules.findings import KnownFinding, Severity, Transitions
 
 metadata = sa.MetaData()
 
@@ -313,12 +313,8 @@ class OpsStore(Block):
 
 def load_store(name: str) -> OpsStore:
     """Load and check the named store block, or fail with a message saying how to fix it."""
-    try:
-        store = OpsStore.load(name)
-    except ValueError:
-        raise ConfigError(
-            f"OpsStore block {name!r} does not exist: create it with "
-            f"`uv run python -m deployments.blocks` or pass the name of an existing one as `store`."
-        ) from None
+    from blocks.loading import load_block
+
+    store = load_block(OpsStore, name, "store")
     store.check()
     return store

@@ -12,15 +12,15 @@ Applying twice changes nothing: automations are matched by name and updated in p
 from __future__ import annotations
 
 import argparse
-import json
 from uuid import UUID
 
-from prefect.events.actions import CallWebhook, SendNotification
-from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.blocks.webhook import Webhook
 from prefect.client.orchestration import get_client
+from prefect.events.actions import CallWebhook, SendNotification
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
 from blocks.google_chat import GoogleChatWebhook
+from blocks.loading import load_block
 from rules.config import ConfigError
 from tasks.notify import EVENT_FINDINGS, EVENT_FLOW_FAILED
 
@@ -79,16 +79,6 @@ def _triggers() -> dict[str, tuple[EventTrigger, str, str]]:
     }
 
 
-def _block_id(block_type: type, name: str, how: str) -> UUID:
-    try:
-        block = block_type.load(name)
-    except ValueError:
-        raise ConfigError(
-            f"{block_type.__name__} block {name!r} does not exist: {how}"
-        ) from None
-    return block._block_document_id
-
-
 def chat_payload(subject: str, text: str) -> str:
     """Google Chat JSON for Prefect's built-in Webhook block (Cloud variant): plain text.
 
@@ -106,15 +96,9 @@ def build_automations(*, chat_block: str | None = None, cloud_webhook_block: str
     if bool(chat_block) == bool(cloud_webhook_block):
         raise ConfigError("give exactly one of --chat-block or --cloud-webhook-block")
     if chat_block:
-        block_id = _block_id(
-            GoogleChatWebhook, chat_block,
-            "create it with `uv run python -m deployments.blocks --chat-url URL` or in the UI.",
-        )
+        block_id = load_block(GoogleChatWebhook, chat_block, "--chat-block")._block_document_id
     else:
-        block_id = _block_id(
-            Webhook, cloud_webhook_block,
-            "create a Webhook block (method POST, your Google Chat webhook URL) in the UI.",
-        )
+        block_id = load_block(Webhook, cloud_webhook_block, "--cloud-webhook-block")._block_document_id
     automations = []
     for name, (trigger, subject, text) in _triggers().items():
         if chat_block:

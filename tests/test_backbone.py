@@ -15,8 +15,8 @@ import pytest
 from prefect import flow, get_run_logger, task
 from prefect.blocks.abstract import NotificationError
 from prefect.client.orchestration import get_client
-from prefect.settings import PREFECT_API_URL
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.settings import PREFECT_API_URL
 
 from blocks.google_chat import GoogleChatWebhook
 from blocks.store import load_store

@@ -62,5 +62,5 @@ def test_unreachable_store_is_a_clear_error_without_password():
 
 
 def test_missing_store_block_names_it():
-    with pytest.raises(ConfigError, match="'no-such-store' does not exist"):
+    with pytest.raises(ConfigError, match="'no-such-store' \\(parameter `store`\\) does not exist"):
         load_store("no-such-store")
