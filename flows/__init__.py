@@ -1,0 +1,1 @@
+"""One module per job; each exports one @flow with a typed policy parameter."""

@@ -1,0 +1,162 @@
+"""Region-aware list prices (USD) and the $/month arithmetic every cost job shares.
+
+The bundled table holds public on-demand list prices (Linux, no discounts) for the
+regions a typical data platform runs in; `tasks/aws/pricing.py` can refresh it from the
+AWS Pricing API. A price missing for a region falls back to us-east-1 and the result says
+it is an estimate, so a report never silently invents a figure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel, Field
+
+HOURS_PER_MONTH = 730
+BASE_REGION = "us-east-1"
+
+# Keys: "ebs:<type>:gb" (GB-month), "ebs:<type>:iops" (IOPS-month above the free baseline),
+# "ebs:gp3:throughput" (MB/s-month above 125), "snapshot:<tier>:gb", "s3:<class>:gb",
+# "s3:it-monitoring:1000-objects", "ipv4:hour", "ec2:<type>:hour", "rds:<class>:hour",
+# "elasticache:<node>:hour", "lambda:<arch>:gb-second".
+_US_EAST_1: dict[str, float] = {
+    "ebs:gp2:gb": 0.10, "ebs:gp3:gb": 0.08, "ebs:gp3:iops": 0.005, "ebs:gp3:throughput": 0.04,
+    "ebs:io1:gb": 0.125, "ebs:io1:iops": 0.065, "ebs:io2:gb": 0.125, "ebs:io2:iops": 0.065,
+    "ebs:st1:gb": 0.045, "ebs:sc1:gb": 0.015, "ebs:standard:gb": 0.05,
+    "snapshot:standard:gb": 0.05, "snapshot:archive:gb": 0.0125,
+    "s3:STANDARD:gb": 0.023, "s3:STANDARD_IA:gb": 0.0125, "s3:ONEZONE_IA:gb": 0.01,
+    "s3:INTELLIGENT_TIERING:gb": 0.023, "s3:it-infrequent:gb": 0.0125,
+    "s3:it-archive-instant:gb": 0.004, "s3:GLACIER_IR:gb": 0.004, "s3:GLACIER:gb": 0.0036,
+    "s3:DEEP_ARCHIVE:gb": 0.00099, "s3:it-monitoring:1000-objects": 0.0025,
+    "ipv4:hour": 0.005,
+    "lambda:x86_64:gb-second": 0.0000166667, "lambda:arm64:gb-second": 0.0000133334,
+    # EC2 Linux on-demand
+    "ec2:t3.nano:hour": 0.0052, "ec2:t3.micro:hour": 0.0104, "ec2:t3.small:hour": 0.0208,
+    "ec2:t3.medium:hour": 0.0416, "ec2:t3.large:hour": 0.0832, "ec2:t3.xlarge:hour": 0.1664,
+    "ec2:t3.2xlarge:hour": 0.3328,
+    "ec2:t4g.nano:hour": 0.0042, "ec2:t4g.micro:hour": 0.0084, "ec2:t4g.small:hour": 0.0168,
+    "ec2:t4g.medium:hour": 0.0336, "ec2:t4g.large:hour": 0.0672, "ec2:t4g.xlarge:hour": 0.1344,
+    "ec2:t4g.2xlarge:hour": 0.2688,
+    "ec2:m5.large:hour": 0.096, "ec2:m5.xlarge:hour": 0.192, "ec2:m5.2xlarge:hour": 0.384,
+    "ec2:m5.4xlarge:hour": 0.768, "ec2:m6i.large:hour": 0.096, "ec2:m6i.xlarge:hour": 0.192,
+    "ec2:m6i.2xlarge:hour": 0.384,
+    "ec2:m6g.large:hour": 0.077, "ec2:m6g.xlarge:hour": 0.154, "ec2:m6g.2xlarge:hour": 0.308,
+    "ec2:m7g.large:hour": 0.0816, "ec2:m7g.xlarge:hour": 0.1632, "ec2:m7g.2xlarge:hour": 0.3264,
+    "ec2:m7g.4xlarge:hour": 0.6528,
+    "ec2:c5.large:hour": 0.085, "ec2:c5.xlarge:hour": 0.17, "ec2:c5.2xlarge:hour": 0.34,
+    "ec2:c6g.large:hour": 0.068, "ec2:c7g.large:hour": 0.0725, "ec2:c7g.xlarge:hour": 0.145,
+    "ec2:c7g.2xlarge:hour": 0.29,
+    "ec2:r5.large:hour": 0.126, "ec2:r5.xlarge:hour": 0.252, "ec2:r5.2xlarge:hour": 0.504,
+    "ec2:r6g.large:hour": 0.1008, "ec2:r7g.large:hour": 0.1071, "ec2:r7g.xlarge:hour": 0.2142,
+    "ec2:r7g.2xlarge:hour": 0.4284,
+    # RDS PostgreSQL single-AZ on-demand
+    "rds:db.t3.micro:hour": 0.018, "rds:db.t3.medium:hour": 0.072, "rds:db.t4g.micro:hour": 0.016,
+    "rds:db.t4g.medium:hour": 0.065, "rds:db.m5.large:hour": 0.178, "rds:db.m5.xlarge:hour": 0.356,
+    "rds:db.m6g.large:hour": 0.159, "rds:db.m7g.large:hour": 0.168, "rds:db.m7g.xlarge:hour": 0.336,
+    "rds:db.r5.large:hour": 0.25, "rds:db.r6g.large:hour": 0.225, "rds:db.r7g.large:hour": 0.239,
+    # ElastiCache on-demand
+    "elasticache:cache.t3.medium:hour": 0.068, "elasticache:cache.t4g.medium:hour": 0.065,
+    "elasticache:cache.m5.large:hour": 0.156, "elasticache:cache.m6g.large:hour": 0.149,
+    "elasticache:cache.m7g.large:hour": 0.158, "elasticache:cache.r5.large:hour": 0.216,
+    "elasticache:cache.r6g.large:hour": 0.206, "elasticache:cache.r7g.large:hour": 0.219,
+}
+
+# Storage and IPv4 list prices that differ from us-east-1 (instances fall back, marked estimated).
+_REGIONAL: dict[str, dict[str, float]] = {
+    "us-east-2": {},
+    "us-west-2": {},
+    "us-west-1": {"ebs:gp2:gb": 0.12, "ebs:gp3:gb": 0.096, "ebs:io1:gb": 0.138, "ebs:io1:iops": 0.072,
+                  "ebs:io2:gb": 0.138, "ebs:io2:iops": 0.072, "snapshot:standard:gb": 0.055,
+                  "s3:STANDARD:gb": 0.026},
+    "eu-west-1": {"ebs:gp2:gb": 0.11, "ebs:gp3:gb": 0.088, "ebs:io1:gb": 0.138, "ebs:io1:iops": 0.072,
+                  "ebs:io2:gb": 0.138, "ebs:io2:iops": 0.072},
+    "eu-central-1": {"ebs:gp2:gb": 0.119, "ebs:gp3:gb": 0.0952, "ebs:io1:gb": 0.149,
+                     "ebs:io1:iops": 0.078, "ebs:io2:gb": 0.149, "ebs:io2:iops": 0.078,
+                     "snapshot:standard:gb": 0.054, "s3:STANDARD:gb": 0.0245},
+    "ap-northeast-1": {"ebs:gp2:gb": 0.12, "ebs:gp3:gb": 0.096, "ebs:io1:gb": 0.142,
+                       "ebs:io1:iops": 0.074, "ebs:io2:gb": 0.142, "ebs:io2:iops": 0.074,
+                       "s3:STANDARD:gb": 0.025},
+    "ap-northeast-2": {"ebs:gp2:gb": 0.114, "ebs:gp3:gb": 0.0912, "ebs:io1:gb": 0.1424,
+                       "ebs:io1:iops": 0.0741, "ebs:io2:gb": 0.1424, "ebs:io2:iops": 0.0741,
+                       "s3:STANDARD:gb": 0.025},
+    "ap-southeast-1": {"ebs:gp2:gb": 0.12, "ebs:gp3:gb": 0.096, "ebs:io1:gb": 0.138,
+                       "ebs:io1:iops": 0.072, "ebs:io2:gb": 0.138, "ebs:io2:iops": 0.072,
+                       "s3:STANDARD:gb": 0.025},
+}
+
+GP3_FREE_IOPS = 3000
+GP3_FREE_THROUGHPUT = 125
+
+
+@dataclass(frozen=True)
+class Price:
+    usd: float
+    estimated: bool  # True when a us-east-1 price stood in for a missing regional one
+
+
+class PriceTable(BaseModel):
+    """Prices by region and key; `overrides` come from the Pricing API refresh."""
+
+    as_of: str = Field(default="2026-11 bundled list prices", description="Where the prices come from.")
+    overrides: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="region -> key -> USD, taking precedence over the bundle."
+    )
+
+    def get(self, region: str, key: str) -> Price:
+        for source in (self.overrides.get(region, {}), _REGIONAL.get(region, {})):
+            if key in source:
+                return Price(source[key], False)
+        if key in _US_EAST_1:
+            known_region = region == BASE_REGION or (region in _REGIONAL and not key.startswith(
+                ("ec2:", "rds:", "elasticache:")))
+            return Price(_US_EAST_1[key], not known_region)
+        raise KeyError(f"no price for {key!r} in {region} or {BASE_REGION}")
+
+    def has(self, region: str, key: str) -> bool:
+        try:
+            self.get(region, key)
+            return True
+        except KeyError:
+            return False
+
+
+BUNDLED = PriceTable()
+
+
+def ebs_volume_monthly(table: PriceTable, region: str, volume_type: str, size_gb: float,
+                       iops: int | None = None, throughput: int | None = None) -> Price:
+    """Monthly cost of an EBS volume: capacity plus provisioned IOPS/throughput extras."""
+    gb = table.get(region, f"ebs:{volume_type}:gb")
+    total, estimated = gb.usd * size_gb, gb.estimated
+    if volume_type == "gp3":
+        extra_iops = max(0, (iops or GP3_FREE_IOPS) - GP3_FREE_IOPS)
+        extra_tp = max(0, (throughput or GP3_FREE_THROUGHPUT) - GP3_FREE_THROUGHPUT)
+        p_iops, p_tp = table.get(region, "ebs:gp3:iops"), table.get(region, "ebs:gp3:throughput")
+        total += extra_iops * p_iops.usd + extra_tp * p_tp.usd
+        estimated = estimated or p_iops.estimated or p_tp.estimated
+    elif volume_type in ("io1", "io2") and iops:
+        p_iops = table.get(region, f"ebs:{volume_type}:iops")
+        total += iops * p_iops.usd
+        estimated = estimated or p_iops.estimated
+    return Price(round(total, 4), estimated)
+
+
+def snapshot_monthly(table: PriceTable, region: str, size_gb: float, tier: str = "standard") -> Price:
+    """Upper bound: a snapshot bills for the blocks it holds, at most the volume size."""
+    p = table.get(region, f"snapshot:{tier}:gb")
+    return Price(round(p.usd * size_gb, 4), p.estimated)
+
+
+def s3_monthly(table: PriceTable, region: str, storage_class: str, size_bytes: float) -> Price:
+    p = table.get(region, f"s3:{storage_class}:gb")
+    return Price(round(p.usd * size_bytes / 1024**3, 4), p.estimated)
+
+
+def hourly_monthly(table: PriceTable, region: str, key: str, hours: float = HOURS_PER_MONTH) -> Price:
+    """Monthly cost of something billed per hour (instances, public IPv4)."""
+    p = table.get(region, key)
+    return Price(round(p.usd * hours, 4), p.estimated)
+
+
+def public_ipv4_monthly(table: PriceTable, region: str) -> Price:
+    return hourly_monthly(table, region, "ipv4:hour")
