@@ -1,0 +1,31 @@
+"""Every flow of the collection: named, failure-alerting, and listed in prefect.yaml."""
+
+import importlib
+import pkgutil
+
+import flows
+from deployments.serve import deployment_specs, load_flow
+from prefect import Flow
+from tasks.notify import on_flow_failure
+
+
+def collection_flows() -> list[Flow]:
+    found = []
+    for info in pkgutil.iter_modules(flows.__path__):
+        module = importlib.import_module(f"flows.{info.name}")
+        found += [v for v in vars(module).values() if isinstance(v, Flow) and v.__module__ == module.__name__]
+    return found
+
+
+def test_every_flow_alerts_on_failure_and_is_deployed():
+    deployed = {load_flow(spec["entrypoint"]).name for spec in deployment_specs()}
+    for fl in collection_flows():
+        assert on_flow_failure in fl.on_failure_hooks, f"{fl.name}: add on_failure=[on_flow_failure]"
+        assert fl.name in deployed, f"{fl.name}: add a deployment to prefect.yaml"
+
+
+def test_every_deployment_parameters_validate_against_its_flow():
+    for spec in deployment_specs():
+        fl = load_flow(spec["entrypoint"])
+        fl.validate_parameters(spec.get("parameters") or {})
+        assert "dataplatform-ops" in (spec.get("tags") or []), spec["name"]
