@@ -3,9 +3,10 @@
 import importlib
 import pkgutil
 
+from prefect import Flow
+
 import flows
 from deployments.serve import deployment_specs, load_flow
-from prefect import Flow
 from tasks.notify import on_flow_failure
 
 
