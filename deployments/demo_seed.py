@@ -1,0 +1,307 @@
+"""Seed a moto server with a realistic, messy AWS account for `make demo`.
+
+Everything goes through the public AWS API (boto3 against the moto endpoint) except ages:
+AWS has no API to make a resource old, so creation times are backdated in moto's backend,
+which is only possible because the demo runs moto in its own process.
+
+`scale` multiplies the waste (1 = a handful of each kind, for tests; the demo uses 3).
+The returned `Seeded` lists what was planted, so the demo can say what there was to find.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import boto3
+
+REGIONS = ("us-east-1", "eu-west-1")
+KEEP_TAG = {"Key": "dataplatform-ops:keep", "Value": "true"}
+SCHEDULE_TAG_KEY = "dataplatform-ops:schedule"
+
+
+@dataclass
+class Seeded:
+    """What was planted, by kind: resource ids (or names)."""
+
+    endpoint_url: str
+    regions: tuple[str, ...] = REGIONS
+    planted: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, kind: str, *ids: str) -> None:
+        self.planted.setdefault(kind, []).extend(ids)
+
+    def summary(self) -> str:
+        return ", ".join(f"{len(ids)} {kind}" for kind, ids in self.planted.items())
+
+
+def off_hours_schedule(now: datetime) -> str:
+    """A parking schedule whose business hours do not include `now` (so dev boxes get parked).
+
+    The window is two hours long and starts three hours from now, every day, in UTC.
+    """
+    start = (now + timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    end = start + timedelta(hours=2)
+    return f"daily {start:%H:%M}-{end:%H:%M} UTC"
+
+
+def _tags(**tags: str) -> list[dict[str, str]]:
+    return [{"Key": k.replace("_", ":"), "Value": v} for k, v in tags.items()]
+
+
+def _spec(resource: str, tags: list[dict[str, str]]) -> list[dict[str, Any]]:
+    return [{"ResourceType": resource, "Tags": tags}]
+
+
+class _Account:
+    def __init__(self, endpoint_url: str) -> None:
+        self.endpoint_url = endpoint_url
+        self.session = boto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGIONS[0]
+        )
+
+    def client(self, service: str, region: str = REGIONS[0]) -> Any:
+        return self.session.client(service, region_name=region, endpoint_url=self.endpoint_url)
+
+
+def _backdate(now: datetime, days: float) -> datetime:
+    """A naive UTC time, as moto keeps them."""
+    return (now - timedelta(days=days)).astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _moto_backends() -> tuple[Any, Any, str]:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ec2.models import ec2_backends
+    from moto.s3.models import s3_backends
+
+    return ec2_backends[DEFAULT_ACCOUNT_ID], s3_backends[DEFAULT_ACCOUNT_ID]["global"], DEFAULT_ACCOUNT_ID
+
+
+def seed_ec2(aws: _Account, seeded: Seeded, region: str, scale: int, now: datetime) -> None:
+    ec2 = aws.client("ec2", region)
+    ec2_backend = _moto_backends()[0][region]
+    az = f"{region}a"
+    image = ec2.register_image(Name="al2023-x86_64", Architecture="x86_64", RootDeviceName="/dev/xvda")["ImageId"]
+
+    def run(instance_type: str, tags: list[dict[str, str]]) -> str:
+        return ec2.run_instances(
+            ImageId=image, MinCount=1, MaxCount=1, InstanceType=instance_type,
+            Placement={"AvailabilityZone": az}, TagSpecifications=_spec("instance", tags),
+        )["Instances"][0]["InstanceId"]
+
+    # Production x86 instances: Graviton candidates; each gets an attached gp2 data volume.
+    for i in range(scale):
+        for itype in ("m5.xlarge", "r5.large"):
+            name = f"etl-{itype.split('.')[0]}-{i}"
+            instance = run(itype, _tags(Name=name, env="prod", team="data"))
+            seeded.add("x86 instances", instance)
+            volume = ec2.create_volume(
+                AvailabilityZone=az, Size=500, VolumeType="gp2",
+                TagSpecifications=_spec("volume", _tags(Name=f"{name}-data")),
+            )["VolumeId"]
+            ec2.attach_volume(VolumeId=volume, InstanceId=instance, Device="/dev/sdf")
+            seeded.add("gp2 volumes", volume)
+    # An instance already on Graviton, and one with an opt-out tag: neither is a finding.
+    run("m7g.large", _tags(Name="api-arm", env="prod"))
+    run("m5.large", [*_tags(Name="licensed-x86", env="prod"), KEEP_TAG])
+
+    # Dev instances that run outside their business hours: parking candidates.
+    for i in range(scale):
+        instance = run("t3.large", [*_tags(Name=f"dev-notebook-{i}", env="dev"),
+                                    {"Key": SCHEDULE_TAG_KEY, "Value": off_hours_schedule(now)}])
+        seeded.add("dev instances off hours", instance)
+
+    # Elastic IPs: idle ones cost $0.005/h each; one is in use, one is kept on purpose.
+    for _ in range(2 * scale):
+        seeded.add("idle EIPs", ec2.allocate_address(Domain="vpc")["AllocationId"])
+    in_use = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    ec2.associate_address(AllocationId=in_use, InstanceId=run("t3.small", _tags(Name="bastion")))
+    ec2.allocate_address(Domain="vpc", TagSpecifications=_spec("elastic-ip", [KEEP_TAG]))
+
+    # Unattached volumes, left behind months ago; a kept one and a fresh one.
+    for i in range(scale):
+        for vtype, size, iops in (("gp2", 200, None), ("io1", 400, 8000), ("gp3", 1000, None)):
+            kwargs = {"Iops": iops} if iops else {}
+            volume = ec2.create_volume(
+                AvailabilityZone=az, Size=size, VolumeType=vtype, **kwargs,
+                TagSpecifications=_spec("volume", _tags(Name=f"old-{vtype}-{i}")),
+            )["VolumeId"]
+            ec2_backend.volumes[volume].create_time = _backdate(now, 60 + 10 * i)
+            seeded.add("idle volumes", volume)
+    ec2.create_volume(AvailabilityZone=az, Size=50, VolumeType="gp3",
+                      TagSpecifications=_spec("volume", [KEEP_TAG]))
+
+    # Orphaned snapshots: their volume is gone and no AMI uses them.
+    for i in range(scale):
+        source = ec2.create_volume(AvailabilityZone=az, Size=300, VolumeType="gp2")["VolumeId"]
+        snapshot = ec2.create_snapshot(VolumeId=source, Description=f"before migration {i}")["SnapshotId"]
+        ec2.delete_volume(VolumeId=source)
+        ec2_backend.snapshots[snapshot].start_time = _backdate(now, 200 + 30 * i)
+        seeded.add("orphaned snapshots", snapshot)
+
+
+def seed_rds(aws: _Account, seeded: Seeded, scale: int, now: datetime) -> None:
+    rds = aws.client("rds")
+    for i in range(scale):
+        name = f"dev-analytics-{i}"
+        rds.create_db_instance(
+            DBInstanceIdentifier=name, DBInstanceClass="db.m5.large", Engine="postgres",
+            AllocatedStorage=100, MasterUsername="dev", MasterUserPassword="dev-password-1",
+            Tags=[*_tags(env="dev"), {"Key": SCHEDULE_TAG_KEY, "Value": off_hours_schedule(now)}],
+        )
+        seeded.add("dev databases off hours", name)
+
+
+def seed_s3(aws: _Account, seeded: Seeded, scale: int, now: datetime) -> None:
+    s3, cloudwatch = aws.client("s3"), aws.client("cloudwatch")
+    buckets = _moto_backends()[1]
+    # Raw events nobody read for a year: old objects and a big STANDARD bucket.
+    s3.create_bucket(Bucket="acme-raw-events")
+    for i in range(5 * scale):
+        key = f"events/2025/{i:03d}.json.gz"
+        s3.put_object(Bucket="acme-raw-events", Key=key, Body=b"x" * 200_000)
+        buckets.buckets["acme-raw-events"].keys[key].last_modified = _backdate(now, 400 + i)
+        seeded.add("old S3 objects", f"s3://acme-raw-events/{key}")
+    s3.put_object(Bucket="acme-raw-events", Key="events/today.json.gz", Body=b"x" * 1000)
+    # Logs already expire through a lifecycle rule: old, but not a finding.
+    s3.create_bucket(Bucket="acme-access-logs")
+    s3.put_bucket_lifecycle_configuration(
+        Bucket="acme-access-logs",
+        LifecycleConfiguration={"Rules": [{"ID": "expire-logs", "Status": "Enabled",
+                                           "Filter": {"Prefix": ""}, "Expiration": {"Days": 90}}]},
+    )
+    for i in range(3):
+        key = f"logs/{i}.log"
+        s3.put_object(Bucket="acme-access-logs", Key=key, Body=b"GET /")
+        buckets.buckets["acme-access-logs"].keys[key].last_modified = _backdate(now, 120)
+    # S3 storage metrics (daily, as AWS publishes them): Intelligent-Tiering candidates.
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    for bucket, tib, objects in (("acme-raw-events", 12 * scale, 4_000_000), ("acme-access-logs", 0.2, 90_000)):
+        for days_ago in range(1, 4):
+            dims = [{"Name": "BucketName", "Value": bucket}]
+            cloudwatch.put_metric_data(Namespace="AWS/S3", MetricData=[
+                {"MetricName": "BucketSizeBytes", "Timestamp": day - timedelta(days=days_ago),
+                 "Value": tib * 2**40, "Unit": "Bytes",
+                 "Dimensions": [*dims, {"Name": "StorageType", "Value": "StandardStorage"}]},
+                {"MetricName": "NumberOfObjects", "Timestamp": day - timedelta(days=days_ago),
+                 "Value": objects, "Unit": "Count",
+                 "Dimensions": [*dims, {"Name": "StorageType", "Value": "AllStorageTypes"}]},
+            ])
+    seeded.add("large STANDARD buckets", "acme-raw-events")
+
+
+def _datapoints(now: datetime, minutes: int, step: int = 5) -> list[datetime]:
+    return [now - timedelta(minutes=m) for m in range(step, minutes + 1, step)]
+
+
+def seed_lambda(aws: _Account, seeded: Seeded, scale: int, now: datetime) -> None:
+    iam, lam, cloudwatch = aws.client("iam"), aws.client("lambda"), aws.client("cloudwatch")
+    role = iam.create_role(
+        RoleName="lambda-exec",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+            "Action": "sts:AssumeRole"}]}),
+    )["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return event\n")
+    # name -> (timeout s, memory MB, per-5-minute Invocations, Errors, Throttles, Duration max ms)
+    profiles = {
+        "orders-ingest": (30, 512, 200, 0, 0, 900),         # healthy
+        "payments-webhook": (30, 256, 200, 30, 0, 1200),    # 15% errors
+        "clickstream-loader": (60, 1024, 300, 0, 25, 5000),  # throttled
+        "nightly-export": (60, 2048, 4, 2, 0, 60000),       # timing out
+        "legacy-cron": (10, 128, 0, 0, 0, 0),               # idle
+    }
+    for i in range(scale):
+        for base, (timeout, memory, invocations, errors, throttles, duration) in profiles.items():
+            name = base if i == 0 else f"{base}-{i}"
+            lam.create_function(
+                FunctionName=name, Runtime="python3.12", Role=role, Handler="handler.handler",
+                Code={"ZipFile": code.getvalue()}, Timeout=timeout, MemorySize=memory,
+                Architectures=["x86_64"],
+            )
+            if errors and duration < timeout * 1000:
+                seeded.add("erroring Lambdas", name)
+            if throttles:
+                seeded.add("throttled Lambdas", name)
+            if duration >= timeout * 1000:
+                seeded.add("timing-out Lambdas", name)
+            if not invocations:
+                continue
+            data = []
+            for ts in _datapoints(now, 30):
+                dims = [{"Name": "FunctionName", "Value": name}]
+                data += [
+                    {"MetricName": "Invocations", "Timestamp": ts, "Value": invocations, "Unit": "Count", "Dimensions": dims},
+                    {"MetricName": "Errors", "Timestamp": ts, "Value": errors, "Unit": "Count", "Dimensions": dims},
+                    {"MetricName": "Throttles", "Timestamp": ts, "Value": throttles, "Unit": "Count", "Dimensions": dims},
+                    {"MetricName": "Duration", "Timestamp": ts, "Unit": "Milliseconds", "Dimensions": dims,
+                     "StatisticValues": {"SampleCount": max(invocations, 1), "Sum": duration * invocations / 2,
+                                         "Minimum": duration / 10, "Maximum": duration}},
+                ]
+            for start in range(0, len(data), 20):
+                cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=data[start:start + 20])
+
+
+def seed_sqs(aws: _Account, seeded: Seeded, scale: int) -> None:
+    sqs = aws.client("sqs")
+    for i in range(scale):
+        suffix = "" if i == 0 else f"-{i}"
+        dlq_url = sqs.create_queue(QueueName=f"orders-dlq{suffix}")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sqs.create_queue(
+            QueueName=f"orders{suffix}",
+            Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5})},
+        )
+        for n in range(7):
+            sqs.send_message(QueueUrl=dlq_url, MessageBody=json.dumps({"order_id": 1000 + n, "error": "schema mismatch"}))
+        seeded.add("dead-letter queues with messages", f"orders-dlq{suffix}")
+    # A healthy queue pair with an empty DLQ: not a finding.
+    empty = sqs.create_queue(QueueName="invoices-dlq")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=empty, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.create_queue(QueueName="invoices", Attributes={
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": 5})})
+
+
+def seed_redshift(aws: _Account, seeded: Seeded, now: datetime) -> None:
+    redshift, cloudwatch = aws.client("redshift"), aws.client("cloudwatch")
+    # cluster -> CPU %, disk used %, connections: one saturated, one fine.
+    clusters = {"analytics": (96.0, 91.0, 310), "reporting": (35.0, 40.0, 25)}
+    for name, (cpu, disk, connections) in clusters.items():
+        redshift.create_cluster(
+            ClusterIdentifier=name, NodeType="ra3.xlplus", NumberOfNodes=2, MasterUsername="admin",
+            MasterUserPassword="Admin-password-1", ClusterType="multi-node",
+        )
+        data = []
+        for ts in _datapoints(now, 60):
+            dims = [{"Name": "ClusterIdentifier", "Value": name}]
+            data += [
+                {"MetricName": "CPUUtilization", "Timestamp": ts, "Value": cpu, "Unit": "Percent", "Dimensions": dims},
+                {"MetricName": "PercentageDiskSpaceUsed", "Timestamp": ts, "Value": disk, "Unit": "Percent", "Dimensions": dims},
+                {"MetricName": "DatabaseConnections", "Timestamp": ts, "Value": connections, "Unit": "Count", "Dimensions": dims},
+                {"MetricName": "HealthStatus", "Timestamp": ts, "Value": 1, "Unit": "Count", "Dimensions": dims},
+                {"MetricName": "MaintenanceMode", "Timestamp": ts, "Value": 0, "Unit": "Count", "Dimensions": dims},
+            ]
+        for start in range(0, len(data), 20):
+            cloudwatch.put_metric_data(Namespace="AWS/Redshift", MetricData=data[start:start + 20])
+    seeded.add("saturated Redshift clusters", "analytics")
+
+
+def seed_account(endpoint_url: str, scale: int = 3, now: datetime | None = None) -> Seeded:
+    """Plant the demo account in the moto server at `endpoint_url` (running in this process)."""
+    now = now or datetime.now(timezone.utc)
+    aws = _Account(endpoint_url)
+    seeded = Seeded(endpoint_url)
+    for region in REGIONS:
+        seed_ec2(aws, seeded, region, scale, now)
+    seed_rds(aws, seeded, scale, now)
+    seed_s3(aws, seeded, scale, now)
+    seed_lambda(aws, seeded, scale, now)
+    seed_sqs(aws, seeded, scale)
+    seed_redshift(aws, seeded, now)
+    return seeded
