@@ -140,7 +140,7 @@ def _all_events() -> list[str]:
 
 
 def test_missing_chat_block_is_a_clear_error_before_anything_is_created():
-    with pytest.raises(ConfigError, match="'no-such-chat' does not exist"):
+    with pytest.raises(ConfigError, match="'no-such-chat' \\(parameter `--chat-block`\\) does not exist"):
         build_automations(chat_block="no-such-chat")
 
 
