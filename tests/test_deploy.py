@@ -1,0 +1,51 @@
+"""`prefect --no-prompt deploy --all` registers every deployment of prefect.yaml, unattended.
+
+Runs the real CLI, as the README tells a user to, against the session's Prefect server.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.exceptions import ObjectAlreadyExists
+from prefect.settings import PREFECT_API_URL
+
+from deployments.serve import PREFECT_YAML, deployment_specs, load_flow
+
+ROOT = Path(__file__).resolve().parent.parent
+POOL = "dataplatform-ops-local"
+
+
+def test_deploy_all_registers_every_deployment_non_interactively():
+    specs = deployment_specs()
+    if not specs:
+        pytest.skip("prefect.yaml lists no deployments yet")
+    with get_client(sync_client=True) as client:
+        try:  # what `prefect work-pool create dataplatform-ops-local --type process` does
+            client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
+        except ObjectAlreadyExists:
+            pass
+
+    result = subprocess.run(
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"],
+        cwd=ROOT, env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
+        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    pull = yaml.safe_load(PREFECT_YAML.read_text())["pull"]
+    with get_client(sync_client=True) as client:
+        for spec in specs:
+            deployment = client.read_deployment_by_name(f"{load_flow(spec['entrypoint']).name}/{spec['name']}")
+            assert deployment.work_pool_name == POOL
+            assert "dataplatform-ops" in deployment.tags
+            assert deployment.parameters == (spec.get("parameters") or {})
+            assert len(deployment.schedules) == len(spec.get("schedules") or [])
+            assert deployment.pull_steps == pull  # resolved on the worker, not at deploy time
