@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,12 +46,30 @@ POSTGRES = "postgres"
 BIGQUERY = "bigquery"
 
 
+@dataclass
+class DemoEnv:
+    """What the demo started, for the jobs' parameters."""
+
+    home: Path
+    aws_endpoint: str
+    postgres: dict[str, str] = field(default_factory=dict)  # demo database -> conninfo
+    bigquery_endpoint: str | None = None
+
+    @property
+    def available(self) -> set[str]:
+        return {name for name, up in ((POSTGRES, self.postgres), (BIGQUERY, self.bigquery_endpoint)) if up}
+
+
 @dataclass(frozen=True)
 class DemoJob:
-    """How the demo runs one job: parameters on top of prefect.yaml's, and services it needs."""
+    """How the demo runs one job: parameters on top of prefect.yaml's (or a function of the
+    `DemoEnv` giving them), and the services it needs beyond AWS, the store and chat."""
 
-    parameters: Mapping[str, Any] = field(default_factory=dict)
+    parameters: Mapping[str, Any] | Callable[[DemoEnv], Mapping[str, Any]] = field(default_factory=dict)
     needs: frozenset[str] = frozenset()
+
+    def parameters_for(self, env: DemoEnv) -> dict[str, Any]:
+        return dict(self.parameters(env) if callable(self.parameters) else self.parameters)
 
 
 # THE one place that says how each job runs in the demo, keyed by flow name. A flow in
@@ -60,6 +78,8 @@ class DemoJob:
 DEMO_JOBS: dict[str, DemoJob] = {}
 
 JOB_TIMEOUT_SECONDS = 150
+# PostgreSQL databases the demo creates: a warehouse to watch, and a pipeline's two ends.
+DEMO_DATABASES = ("warehouse", "app", "analytics")
 
 
 @dataclass
@@ -264,6 +284,28 @@ def moto_server() -> Iterator[str]:
 
 
 @contextmanager
+def demo_databases(names: Sequence[str]) -> Iterator[dict[str, str]]:
+    """Fresh PostgreSQL databases (found or started server), dropped on exit: name -> conninfo."""
+    import psycopg
+
+    from deployments.local_postgres import postgres_server, with_database
+
+    with postgres_server() as admin:
+        prefix = f"dpo_demo_{os.getpid()}_"
+        created = {}
+        try:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                for name in names:
+                    conn.execute(f'CREATE DATABASE "{prefix}{name}"')
+                    created[name] = with_database(admin, prefix + name)
+            yield created
+        finally:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                for name in created:  # FORCE ends sessions the demo left open
+                    conn.execute(f'DROP DATABASE IF EXISTS "{prefix}{name}" WITH (FORCE)')
+
+
+@contextmanager
 def bigquery_emulator() -> Iterator[Any | None]:
     """TODO(issue 6): start the emulator from `deployments/local_bigquery.py` once it is on
     main, seed its job history, and save the blocks the BigQuery jobs load. Until then the
@@ -292,7 +334,7 @@ def quiet_prefect_console() -> Iterator[None]:
 
 
 def plan(specs: Sequence[Mapping[str, Any]], jobs: Mapping[str, DemoJob],
-         available: set[str]) -> tuple[list[tuple[str, Any, dict[str, Any]]], list[JobResult], list[str]]:
+         env: DemoEnv) -> tuple[list[tuple[str, Any, dict[str, Any]]], list[JobResult], list[str]]:
     """Which flows to run (name, flow, parameters), which are skipped, and notes."""
     runs, skipped, notes, seen = [], [], [], set()
     for spec in specs:
@@ -308,10 +350,10 @@ def plan(specs: Sequence[Mapping[str, Any]], jobs: Mapping[str, DemoJob],
         job = jobs.get(fl.name)
         if job is None:
             skipped.append(JobResult(fl.name, "skipped", note="no demo parameters: add it to DEMO_JOBS"))
-        elif missing := sorted(job.needs - available):
+        elif missing := sorted(job.needs - env.available):
             skipped.append(JobResult(fl.name, "skipped", note=f"needs {', '.join(missing)}, not available"))
         else:
-            runs.append((fl.name, fl, {**(spec.get("parameters") or {}), **job.parameters}))
+            runs.append((fl.name, fl, {**(spec.get("parameters") or {}), **job.parameters_for(env)}))
     for name in sorted(set(jobs) - seen):
         notes.append(f"{name}: in DEMO_JOBS but not in prefect.yaml yet")
     return runs, skipped, notes
@@ -376,17 +418,13 @@ def run_demo(
         out(f"Seeding a messy AWS account in moto ({endpoint}) while the Prefect server starts ...")
         seeded = seed_account(endpoint, scale=seed_scale)
         out(f"  planted {seeded.summary()}")
-        available, notes = set(), []
+        env, notes = DemoEnv(home, endpoint), []
         try:
-            from deployments.local_postgres import postgres_server
-
-            stack.enter_context(postgres_server())
-            available.add(POSTGRES)
-        except RuntimeError as exc:
+            env.postgres = stack.enter_context(demo_databases(DEMO_DATABASES))
+        except RuntimeError as exc:  # no server and no binaries to start one
             notes.append(f"PostgreSQL unavailable, its jobs are skipped: {exc}")
-        if stack.enter_context(bigquery_emulator()) is not None:
-            available.add(BIGQUERY)
-        else:
+        env.bigquery_endpoint = stack.enter_context(bigquery_emulator())
+        if env.bigquery_endpoint is None:
             notes.append("BigQuery emulator not wired in yet (deployments/local_bigquery.py, issue 6)")
 
         server.wait_healthy()
@@ -400,7 +438,7 @@ def run_demo(
         store = save_blocks(home, endpoint, chat.url)
         apply_automations(chat_block=CHAT_BLOCK)
 
-        runs, results, plan_notes = plan(specs, jobs, available)
+        runs, results, plan_notes = plan(specs, jobs, env)
         notes += plan_notes
         for name, fl, parameters in runs:
             results.append(run_job(name, fl, parameters, store, out))
@@ -439,7 +477,7 @@ def save_blocks(home: Path, endpoint: str, chat_url: str):
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1",
         aws_client_parameters=AwsClientParameters(endpoint_url=endpoint),
     ).save(AWS_BLOCK, overwrite=True)
-    GoogleChatWebhook(url=chat_url, max_backoff_seconds=1).save(CHAT_BLOCK, overwrite=True)
+    GoogleChatWebhook(url=chat_url, max_backoff_seconds=1, outbox=store).save(CHAT_BLOCK, overwrite=True)
     return store
 
 
