@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,9 @@ from deployments.serve import deployment_specs, load_flow
 AWS_BLOCK = "aws"
 STORE_BLOCK = "ops-store"
 CHAT_BLOCK = "ops-chat"
+WAREHOUSE_BLOCK = "demo-warehouse"  # a PostgreSQL warehouse with a long query and a lock wait
+APP_DB_BLOCK = "demo-app-db"  # a pipeline's source ...
+ANALYTICS_DB_BLOCK = "demo-analytics-db"  # ... and its target, which misses a day and is stale
 
 # Services beyond AWS (moto), the store and chat that a job may need.
 POSTGRES = "postgres"
@@ -437,6 +441,8 @@ def run_demo(
         chat = stack.enter_context(ChatReceiver(echo=True))
         store = save_blocks(home, endpoint, chat.url)
         apply_automations(chat_block=CHAT_BLOCK)
+        if env.postgres:
+            out(f"  PostgreSQL: {setup_postgres(env, stack)}")
 
         runs, results, plan_notes = plan(specs, jobs, env)
         notes += plan_notes
@@ -460,6 +466,35 @@ def run_demo(
                 time.sleep(1)
         out("Stopping the services ...")
     return summary
+
+
+def setup_postgres(env: DemoEnv, stack: ExitStack) -> str:
+    """Blocks for the demo databases, a pipeline's two ends, and live trouble on the warehouse."""
+    import yaml
+    from psycopg.conninfo import conninfo_to_dict
+
+    from blocks.warehouse import WarehouseConnection
+    from deployments.demo_seed import seed_pipeline, warehouse_trouble
+
+    for database, block in (("warehouse", WAREHOUSE_BLOCK), ("app", APP_DB_BLOCK),
+                            ("analytics", ANALYTICS_DB_BLOCK)):
+        p = conninfo_to_dict(env.postgres[database])
+        WarehouseConnection(
+            dialect="postgres", host=p.get("host", "127.0.0.1"), port=int(p.get("port", 5432)),
+            database=p["dbname"], user=p.get("user", "postgres"), password=p.get("password"),
+            statement_timeout_seconds=10,
+        ).save(block, overwrite=True)
+    counts = seed_pipeline(env.postgres["app"], env.postgres["analytics"], datetime.now(timezone.utc))
+    (env.home / "pipelines.yaml").write_text(yaml.safe_dump({"pipelines": [{
+        "name": "orders", "owner": "@data-eng", "window_days": 7, "freshness_sla_minutes": 60,
+        "source": {"connection": APP_DB_BLOCK, "table": "public.orders", "day_column": "created_at",
+                   "freshness_column": "updated_at"},
+        "target": {"connection": ANALYTICS_DB_BLOCK, "table": "raw.orders", "day_column": "created_at",
+                   "freshness_column": "loaded_at"},
+    }]}, sort_keys=False))
+    stack.enter_context(warehouse_trouble(env.postgres["warehouse"]))
+    return (f"pipeline `orders`: {counts['source_rows']} source rows, {counts['target_rows']} in the "
+            "target, loads stopped 3 h ago; a long query and a lock wait on the warehouse")
 
 
 def save_blocks(home: Path, endpoint: str, chat_url: str):

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -305,3 +309,69 @@ def seed_account(endpoint_url: str, scale: int = 3, now: datetime | None = None)
     seed_sqs(aws, seeded, scale)
     seed_redshift(aws, seeded, now)
     return seeded
+
+
+# --- PostgreSQL: a warehouse in trouble, and a pipeline whose target fell behind -----------
+
+
+def seed_pipeline(app: str, analytics: str, now: datetime) -> dict[str, int]:
+    """`public.orders` in the app database and its copy `raw.orders` in the analytics one:
+    the copy misses the rows of one day and stopped loading three hours ago."""
+    import psycopg
+
+    days = 7
+    rows = [(i, (i * 37) % 9000, now - timedelta(days=i % days, minutes=30 + i % 50)) for i in range(1, 1401)]
+    missing_day = (now - timedelta(days=2)).date()
+    with psycopg.connect(app, autocommit=True) as conn:
+        conn.execute("create table public.orders (id int primary key, status text, amount_cents int, "
+                     "created_at timestamptz not null, updated_at timestamptz not null)")
+        with conn.cursor().copy("copy public.orders from stdin") as copy:
+            for i, cents, created in rows:
+                copy.write_row((i, "paid", cents, created, created))
+    copied = [r for r in rows if r[2].date() != missing_day]
+    with psycopg.connect(analytics, autocommit=True) as conn:
+        conn.execute("create schema raw")
+        conn.execute("create table raw.orders (id int primary key, status text, amount_cents int, "
+                     "created_at timestamptz not null, loaded_at timestamptz not null)")
+        with conn.cursor().copy("copy raw.orders from stdin") as copy:
+            for i, cents, created in copied:
+                copy.write_row((i, "paid", cents, created, min(created, now - timedelta(hours=3))))
+    return {"source_rows": len(rows), "target_rows": len(copied)}
+
+
+@contextmanager
+def warehouse_trouble(dsn: str) -> Iterator[None]:
+    """Real sessions on the warehouse database while the demo runs: a query that keeps running,
+    and a transaction holding a table lock that another query waits on. Ended on exit."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("create table if not exists public.daily_revenue (day date, revenue numeric)")
+    statements = [
+        ["select pg_sleep(3600) /* rebuild of the monthly revenue report */"],
+        ["begin", "lock table public.daily_revenue in access exclusive mode", "select pg_sleep(3600)"],
+        ["select count(*) from public.daily_revenue"],  # waits for the lock above
+    ]
+    threads = []
+
+    def run(sqls: list[str]) -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True, application_name="demo-trouble") as conn:
+                for sql in sqls:
+                    conn.execute(sql)
+        except psycopg.Error:
+            pass  # ended by the demo on exit
+
+    for sqls in statements:
+        thread = threading.Thread(target=run, args=(sqls,), daemon=True)
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.5)  # the lock is taken before its waiter arrives
+    try:
+        yield
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("select pg_terminate_backend(pid) from pg_stat_activity "
+                         "where application_name = 'demo-trouble'")
+        for thread in threads:
+            thread.join(10)
