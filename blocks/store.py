@@ -210,6 +210,18 @@ class OpsStore(Block):
         """When each open finding of a job was first seen: "idle since" for resources."""
         return {k: v.first_seen for k, v in self.open_findings(job).items()}
 
+    def known_keys(self, job: str, keys: Iterable[str]) -> set[str]:
+        """Which of `keys` the store has ever recorded for a job, open or resolved."""
+        keys = list(set(keys))
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(keys), 500):  # bounded IN lists
+                query = sa.select(findings.c.key).where(
+                    findings.c.job == job, findings.c.key.in_(keys[i : i + 500])
+                )
+                found.update(conn.execute(query).scalars())
+        return found
+
     def findings_of(self, job: str, status: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(findings).where(findings.c.job == job)
         if status:

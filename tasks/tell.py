@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from prefect import task
 
 from blocks.store import OpsStore
@@ -31,3 +32,36 @@ def tell(
     emit_findings_digest(job, transitions)
     write_report(job, findings, transitions, errors=errors, notes=notes, table=table)
     return transitions
+
+
+@task(name="tell-events")
+def tell_events(
+    job: str,
+    events: Sequence[Finding],
+    store: OpsStore,
+    now: datetime,
+    errors: Mapping[str, str] | None = None,
+    notes: Sequence[str] = (),
+    table: Sequence[Mapping[str, Any]] | None = None,
+) -> Transitions:
+    """`tell` for one-off events (an expensive query, a budget crossed): each announced once, ever.
+
+    Keys the store has seen before, open or resolved, are dropped, so overlapping windows and
+    retried runs repeat nothing. New events are saved before they are announced; when an
+    overlapping run saved one of them first, the insert fails and the choice is made again.
+    Events have nothing to resolve: the previous run's are closed quietly.
+    """
+    for attempt in range(3):
+        seen = store.known_keys(job, (e.key for e in events))
+        new = list({e.key: e for e in events if e.key not in seen}.values())
+        closed = sorted(store.open_findings(job))
+        try:
+            store.save_transitions(job, Transitions(opened=new, resolved=closed), now)
+            break
+        except sa.exc.IntegrityError:
+            if attempt == 2:
+                raise
+    announced = Transitions(opened=new)
+    emit_findings_digest(job, announced)
+    write_report(job, events, announced, errors=errors, notes=notes, table=table)
+    return announced
