@@ -31,6 +31,24 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 DEFAULT_PROJECT = "local-project"
+_F = bigquery.SchemaField
+# The columns of `region-XX`.INFORMATION_SCHEMA.JOBS_BY_PROJECT that the cost jobs read, with
+# their real types. No emulator has the JOBS views: seed an ordinary table with this schema
+# and pass it to the flows as `jobs_table`.
+JOBS_SCHEMA = (
+    _F("creation_time", "TIMESTAMP"), _F("project_id", "STRING"), _F("project_number", "INT64"),
+    _F("user_email", "STRING"), _F("job_id", "STRING"), _F("job_type", "STRING"),
+    _F("statement_type", "STRING"), _F("priority", "STRING"), _F("start_time", "TIMESTAMP"),
+    _F("end_time", "TIMESTAMP"), _F("query", "STRING"), _F("state", "STRING"),
+    _F("reservation_id", "STRING"), _F("total_bytes_processed", "INT64"),
+    _F("total_slot_ms", "INT64"), _F("cache_hit", "BOOL"),
+    _F("destination_table", "RECORD", fields=[
+        _F("project_id", "STRING"), _F("dataset_id", "STRING"), _F("table_id", "STRING")]),
+    _F("error_result", "RECORD", fields=[
+        _F("reason", "STRING"), _F("location", "STRING"), _F("debug_info", "STRING"),
+        _F("message", "STRING")]),
+    _F("parent_job_id", "STRING"), _F("total_bytes_billed", "INT64"),
+)
 STARTUP_TIMEOUT_S = 90.0  # a cold start is ~2 s; a machine shared by many test runs is slower
 
 

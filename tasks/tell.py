@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from prefect import task
 
 from blocks.store import OpsStore
@@ -46,22 +45,14 @@ def tell_events(
 ) -> Transitions:
     """`tell` for one-off events (an expensive query, a budget crossed): each announced once, ever.
 
-    Keys the store has seen before, open or resolved, are dropped, so overlapping windows and
-    retried runs repeat nothing. New events are saved before they are announced; when an
-    overlapping run saved one of them first, the insert fails and the choice is made again.
-    Events have nothing to resolve: the previous run's are closed quietly.
+    An event is announced only by the run that first records it in the store (`claim_findings`),
+    so overlapping windows, overlapping runs and retries repeat nothing. Events are never
+    reminded nor resolved aloud: those no longer seen are closed quietly.
     """
-    for attempt in range(3):
-        seen = store.known_keys(job, (e.key for e in events))
-        new = list({e.key: e for e in events if e.key not in seen}.values())
-        closed = sorted(store.open_findings(job))
-        try:
-            store.save_transitions(job, Transitions(opened=new, resolved=closed), now)
-            break
-        except sa.exc.IntegrityError:
-            if attempt == 2:
-                raise
-    announced = Transitions(opened=new)
+    announced = Transitions(opened=store.claim_findings(job, events, now))
+    current = {e.key for e in events}
+    gone = sorted(k for k in store.open_findings(job) if k not in current)
+    store.save_transitions(job, Transitions(resolved=gone), now)
     emit_findings_digest(job, announced)
     write_report(job, events, announced, errors=errors, notes=notes, table=table)
     return announced

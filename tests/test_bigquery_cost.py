@@ -8,13 +8,20 @@ emulator; nothing in it is mocked.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-from google.cloud import bigquery
 
-from deployments.local_bigquery import bigquery_emulator, create_table, emulator_client, insert_rows
+from deployments.local_bigquery import (
+    JOBS_SCHEMA,
+    bigquery_emulator,
+    create_table,
+    emulator_client,
+    insert_rows,
+)
 from flows.bigquery_cost_report import JOB as REPORT_JOB
 from flows.bigquery_cost_report import bigquery_cost_report
 from flows.bigquery_query_cost_watch import JOB as WATCH_JOB
@@ -35,23 +42,8 @@ from rules.bigquery_cost import (
     watch_start,
 )
 from rules.config import ConfigError
+from rules.findings import Finding
 
-F = bigquery.SchemaField
-# The columns of region-XX.INFORMATION_SCHEMA.JOBS_BY_PROJECT, with their real types.
-JOBS_SCHEMA = [
-    F("creation_time", "TIMESTAMP"), F("project_id", "STRING"), F("project_number", "INT64"),
-    F("user_email", "STRING"), F("job_id", "STRING"), F("job_type", "STRING"),
-    F("statement_type", "STRING"), F("priority", "STRING"), F("start_time", "TIMESTAMP"),
-    F("end_time", "TIMESTAMP"), F("query", "STRING"), F("state", "STRING"),
-    F("reservation_id", "STRING"), F("total_bytes_processed", "INT64"),
-    F("total_slot_ms", "INT64"), F("cache_hit", "BOOL"),
-    F("destination_table", "RECORD", fields=[
-        F("project_id", "STRING"), F("dataset_id", "STRING"), F("table_id", "STRING")]),
-    F("error_result", "RECORD", fields=[
-        F("reason", "STRING"), F("location", "STRING"), F("debug_info", "STRING"),
-        F("message", "STRING")]),
-    F("parent_job_id", "STRING"), F("total_bytes_billed", "INT64"),
-]
 TABLE = "{project}.jobs_history.jobs_{region}"
 ANALYTICS, ETL = "acme-analytics", "acme-etl"
 # The emulator has no IAM: for a project id BigQuery itself would refuse (double hyphen) it
@@ -216,9 +208,10 @@ def test_cost_report_exact_costs_per_project_user_day_and_idempotent_history(bq,
     }
     assert all(c.cost_usd == pytest.approx(c.list_usd) for c in result["lines"])  # no free tier
     assert [q["job_id"] for q in result["top_queries"]] == ["j5", "j1", "k1"]
-    assert result["trend"] == [
-        {"project": ANALYTICS, "current_usd": 51.88, "previous_usd": 0.0, "change": "new"},
-        {"project": ETL, "current_usd": 8.12, "previous_usd": 0.0, "change": "new"},
+    assert [(t["project"], t["current_usd"], t["previous_usd"], t["change"])
+            for t in result["trend"]] == [
+        (ANALYTICS, pytest.approx(51.875, abs=0.006), 0.0, "new"),
+        (ETL, pytest.approx(8.125, abs=0.006), 0.0, "new"),
     ]
 
     def history():
@@ -309,3 +302,22 @@ def test_bad_region_fails_before_any_query(store):
     with pytest.raises(ConfigError, match="`regions`"):
         bigquery_query_cost_watch(projects=[ANALYTICS], regions=["region-us"],
                                   emulator_endpoint="http://127.0.0.1:9", store=store._block_document_name)
+
+
+@pytest.mark.parametrize("which", ["store", "pg_store"])
+def test_overlapping_runs_claim_each_event_once(which, request):
+    """Runs racing on the same jobs: each event is claimed (so announced) by exactly one."""
+    ops_store = request.getfixturevalue(which)
+    events = [Finding(kind="bigquery-expensive-query", resource_id=f"job-{i}", scope=ANALYTICS,
+                      reason="$9 query") for i in range(40)]
+    barrier = threading.Barrier(4)
+
+    def run(offset: int) -> list[str]:
+        barrier.wait()
+        mine = events[offset:] + events[:offset]  # different orders, same events
+        return [f.key for f in ops_store.claim_findings(WATCH_JOB, mine, at(24, 12))]
+
+    with ThreadPoolExecutor(4) as pool:
+        claimed = [key for keys in pool.map(run, [0, 10, 20, 30]) for key in keys]
+    assert sorted(claimed) == sorted(e.key for e in events)  # all claimed, none twice
+    assert ops_store.claim_findings(WATCH_JOB, events, at(24, 13)) == []
