@@ -273,7 +273,7 @@ def test_watch_announces_each_expensive_job_once(bq, store):
     add_jobs(bq, ANALYTICS, [job(ANALYTICS, "j8", BOB, at(24, 23, 5), 0.9),  # $5.625
                              job(ANALYTICS, "j7", BOB, at(24, 13), 3.0)])  # now DONE: $18.75
     opened = bigquery_query_cost_watch(now=at(24, 23, 20), **kwargs)
-    assert sorted(f.resource_id for f in opened) == ["j7", "j8", f"{BOB}@2026-11-24"]
+    assert {f.resource_id for f in opened} == {"j7", "j8", f"{BOB}@2026-11-24"}
     assert bigquery_query_cost_watch(now=at(24, 23, 30), **kwargs) == []
 
     keys = {r["key"] for r in store.findings_of(WATCH_JOB)}
@@ -308,6 +308,7 @@ def test_bad_region_fails_before_any_query(store):
 def test_overlapping_runs_claim_each_event_once(which, request):
     """Runs racing on the same jobs: each event is claimed (so announced) by exactly one."""
     ops_store = request.getfixturevalue(which)
+    ops_store.check()  # as `load_store` does in every flow: tables exist before runs start
     events = [Finding(kind="bigquery-expensive-query", resource_id=f"job-{i}", scope=ANALYTICS,
                       reason="$9 query") for i in range(40)]
     barrier = threading.Barrier(4)
