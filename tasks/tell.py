@@ -54,6 +54,7 @@ def tell_events(
     current = {e.key for e in events}
     gone = sorted(k for k in store.open_findings(job) if k not in current)
     store.save_transitions(job, Transitions(resolved=gone), now)
-    emit_findings_digest(job, announced)
+    if not emit_findings_digest(job, announced) and store.pending_message_count():
+        emit_outbox_flush(job)  # as in `tell`: deliver what waits, even on a quiet run
     write_report(job, events, announced, errors=errors, notes=notes, table=table)
     return announced
