@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 import pytest
 
@@ -21,6 +21,7 @@ from deployments.local_bigquery import (
     create_table,
     emulator_client,
     insert_rows,
+    job_row,
 )
 from flows.bigquery_cost_report import JOB as REPORT_JOB
 from flows.bigquery_cost_report import bigquery_cost_report
@@ -58,22 +59,8 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(2026, 11, day, hour, minute, tzinfo=timezone.utc)
 
 
-def job(project: str, job_id: str, user: str, created: datetime, tib: float, *,
-        statement: str = "SELECT", cached: bool = False, parent: str | None = None,
-        dest: tuple[str, str, str] | None = None, query: str = "SELECT 1",
-        seconds: int = 60, state: str = "DONE") -> dict:
-    return {
-        "creation_time": created.isoformat(), "project_id": project, "project_number": 1234,
-        "user_email": user, "job_id": job_id, "job_type": "QUERY", "statement_type": statement,
-        "priority": "INTERACTIVE", "start_time": (created + timedelta(seconds=1)).isoformat(),
-        "end_time": (created + timedelta(seconds=1 + seconds)).isoformat(), "query": query,
-        "state": state, "reservation_id": None,
-        "total_bytes_processed": int(tib * TIB) or (3 * TIB if cached else 0),
-        "total_slot_ms": 1000 * seconds, "cache_hit": cached,
-        "destination_table": dict(zip(("project_id", "dataset_id", "table_id"), dest, strict=True))
-        if dest else None,
-        "error_result": None, "parent_job_id": parent, "total_bytes_billed": int(tib * TIB),
-    }
+def job(project: str, job_id: str, user: str, created: datetime, tib: float, **kw) -> dict:
+    return job_row(project, job_id, user, created, int(tib * TIB), **kw)
 
 
 PLANTED = {
@@ -92,7 +79,7 @@ PLANTED = {
     ],
     ETL: [
         job(ETL, "k1", CAROL, at(24, 2), 1.2, statement="CREATE_TABLE_AS_SELECT",
-            dest=(ETL, "marts", "daily_sales")),  # $7.50: alert
+            destination=(ETL, "marts", "daily_sales")),  # $7.50: alert
         job(ETL, "k2", ALICE, at(24, 3), 0.1),  # $0.625
     ],
 }
