@@ -80,7 +80,8 @@ class JobsRead:
 
 def describe_error(exc: Exception, project: str, region: str, table: str) -> str:
     """What went wrong for a project/region, and the fix, without a stack trace."""
-    detail = getattr(exc, "message", None) or str(exc)
+    # The first line only: the client appends the job id and location on further lines.
+    detail = (getattr(exc, "message", None) or str(exc)).strip().splitlines()[0]
     if isinstance(exc, gexc.Forbidden):
         return (
             f"project {project} region {region}: permission denied reading {table} — grant the "
@@ -93,7 +94,10 @@ def describe_error(exc: Exception, project: str, region: str, table: str) -> str
             f"history is per region: us, eu, us-central1, ...) and the project id. ({detail})"
         )
     if isinstance(exc, gexc.BadRequest):
-        return f"project {project} region {region}: query rejected ({detail})"
+        return (
+            f"project {project} region {region}: query on {table} rejected — check the region "
+            f"and the `jobs_table` template. ({detail})"
+        )
     return f"project {project} region {region}: {type(exc).__name__}: {detail}"
 
 
