@@ -81,7 +81,7 @@ class JobsRead:
 def describe_error(exc: Exception, project: str, region: str, table: str) -> str:
     """What went wrong for a project/region, and the fix, without a stack trace."""
     # The first line only: the client appends the job id and location on further lines.
-    detail = (getattr(exc, "message", None) or str(exc)).strip().splitlines()[0]
+    detail = next(iter((getattr(exc, "message", None) or str(exc)).strip().splitlines()), "")
     if isinstance(exc, gexc.Forbidden):
         return (
             f"project {project} region {region}: permission denied reading {table} — grant the "
