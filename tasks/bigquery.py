@@ -22,6 +22,7 @@ from prefect_gcp import GcpCredentials
 
 from blocks.loading import load_block
 from rules.bigquery_cost import JobRecord, jobs_table_path
+from rules.config import ConfigError
 
 QUERY_TIMEOUT_S = 300
 
@@ -60,7 +61,15 @@ def bigquery_access(gcp_credentials: str, emulator_endpoint: str | None) -> BigQ
     """The flows' credentials seam: the named block in production, or the emulator's endpoint."""
     if emulator_endpoint:
         return BigQueryAccess(endpoint=emulator_endpoint)
-    return BigQueryAccess(credentials=load_block(GcpCredentials, gcp_credentials, "gcp_credentials"))
+    try:
+        credentials = load_block(GcpCredentials, gcp_credentials, "gcp_credentials")
+    except auth_exc.GoogleAuthError as exc:  # the block resolves default credentials on load
+        raise ConfigError(
+            f"GcpCredentials block {gcp_credentials!r} (parameter `gcp_credentials`) has no "
+            f"usable credentials ({type(exc).__name__}): give it a service account key, or run "
+            "where Application Default Credentials exist."
+        ) from None
+    return BigQueryAccess(credentials=credentials)
 
 
 @dataclass
