@@ -309,3 +309,9 @@ def test_overlapping_runs_claim_each_event_once(which, request):
         claimed = [key for keys in pool.map(run, [0, 10, 20, 30]) for key in keys]
     assert sorted(claimed) == sorted(e.key for e in events)  # all claimed, none twice
     assert ops_store.claim_findings(WATCH_JOB, events, at(24, 13)) == []
+
+
+def test_missing_credentials_block_is_named(store):
+    with pytest.raises(ConfigError, match="`gcp_credentials`"):
+        bigquery_cost_report(projects=[ANALYTICS], gcp_credentials="no-such-gcp-block",
+                             store=store._block_document_name)
