@@ -26,7 +26,8 @@ from rules.integrity import Measured, TableError, TableMeasurement, TableQuery
 
 C = TypeVar("C")
 
-_NULL_TEXT = r"\N"  # how a NULL column is written into the row hash on both engines
+# A row is hashed as its columns' text joined by U+001F, NULL written as U+001E, on both
+# engines (code points, not escapes: string escapes differ between engines).
 
 
 def _as_utc(value: Any) -> datetime | None:
@@ -134,7 +135,7 @@ def postgres_query(q: TableQuery) -> tuple[sql.Composed, dict[str, Any]]:
     fresh_expr = sql.SQL("max({})").format(fresh) if fresh else sql.SQL("NULL")
     if q.checksum_columns:
         row_text = sql.SQL("concat_ws(chr(31), {})").format(sql.SQL(", ").join(
-            sql.SQL("coalesce({}::text, {})").format(sql.Identifier(c), sql.Literal(_NULL_TEXT))
+            sql.SQL("coalesce({}::text, chr(30))").format(sql.Identifier(c))
             for c in q.checksum_columns
         ))
         source = sql.SQL("(SELECT *, md5({}) AS dpo_hash FROM {}{}) AS t").format(
@@ -204,8 +205,9 @@ def bigquery_query(q: TableQuery) -> tuple[str, list[bigquery.ScalarQueryParamet
         params.append(bigquery.ScalarQueryParameter("window_start", "DATE", q.window_start))
     fresh = f"MAX({_bq(side.freshness_column)})" if side.freshness_column else "NULL"
     if q.checksum_columns:
-        texts = ", ".join(f"COALESCE(CAST({_bq(c)} AS STRING), '\\\\N')" for c in q.checksum_columns)
-        hashed = f"TO_HEX(MD5(ARRAY_TO_STRING([{texts}], '\\x1f')))"
+        texts = ", ".join(f"COALESCE(CAST({_bq(c)} AS STRING), CODE_POINTS_TO_STRING([30]))"
+                          for c in q.checksum_columns)
+        hashed = f"TO_HEX(MD5(ARRAY_TO_STRING([{texts}], CODE_POINTS_TO_STRING([31]))))"
         sums = ", ".join(
             f"SUM(CAST(CONCAT('0x', SUBSTR({hashed}, {start}, 8)) AS INT64))" for start in (1, 9)
         )
@@ -221,8 +223,8 @@ def bigquery_query(q: TableQuery) -> tuple[str, list[bigquery.ScalarQueryParamet
 def _bigquery_error(exc: Exception) -> TableError:
     from google.api_core.exceptions import NotFound
 
-    message = getattr(exc, "message", None) or str(exc).strip().splitlines()[0]
-    return TableError(str(message), missing=isinstance(exc, NotFound))
+    message = str(getattr(exc, "message", None) or exc).strip() or type(exc).__name__
+    return TableError(message.splitlines()[0], missing=isinstance(exc, NotFound))
 
 
 def _measure_bigquery_one(client: bigquery.Client, q: TableQuery) -> TableMeasurement:
