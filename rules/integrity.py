@@ -314,11 +314,7 @@ class Verdict:
     row: dict[str, Any]
     metrics: list[dict[str, Any]]
     errors: dict[str, str]
-
-    @property
-    def complete(self) -> bool:
-        """False when a table could not be read (other than being missing): nothing was judged."""
-        return not self.errors or "error" not in self.row["status"]
+    complete: bool  # False when a table could not be read (other than being missing)
 
 
 def judge_pipeline(
@@ -352,6 +348,7 @@ def judge_pipeline(
                         role=role, table=side.table)
             elif "error" not in statuses:
                 statuses.append("error")
+    complete = "error" not in statuses
     source = measured.get("source")
     target = measured.get("target")
     src = source if isinstance(source, TableMeasurement) else None
@@ -430,7 +427,7 @@ def judge_pipeline(
         "detail": "; ".join(details),
         "owner": p.owner,
     }
-    return Verdict(findings, row, metrics, errors)
+    return Verdict(findings, row, metrics, errors, complete)
 
 
 def recent_counts(points: Sequence[Mapping[str, Any]], now: datetime) -> list[float]:

@@ -116,7 +116,24 @@ def _run_pooled(
 # --- PostgreSQL family ------------------------------------------------------------------
 
 
-def postgres_query(q: TableQuery) -> tuple[sql.Composed, dict[str, Any]]:
+# The two 32-bit slices of each row's MD5, summed. Redshift has no bit type but has strtol.
+_HASH_SUMS_POSTGRES = (
+    "sum(('x' || substr(dpo_hash, 1, 8))::bit(32)::bigint), "
+    "sum(('x' || substr(dpo_hash, 9, 8))::bit(32)::bigint)"
+)
+_HASH_SUMS_REDSHIFT = (
+    "sum(strtol(substring(dpo_hash, 1, 8), 16)), sum(strtol(substring(dpo_hash, 9, 8), 16))"
+)
+
+
+def _row_text(columns: Sequence[str], dialect: str) -> sql.Composable:
+    # Redshift's `text` is varchar(256) and it has no concat_ws: spell both out.
+    cast = sql.SQL("text" if dialect == "postgres" else "varchar(65535)")
+    parts = [sql.SQL("coalesce({}::{}, chr(30))").format(sql.Identifier(c), cast) for c in columns]
+    return sql.SQL(" || chr(31) || ").join(parts)
+
+
+def postgres_query(q: TableQuery, dialect: str = "postgres") -> tuple[sql.Composed, dict[str, Any]]:
     """The one statement that measures a PostgreSQL/Redshift table, and its parameters."""
     side = q.side
     table = sql.Identifier(*side.table_parts)
@@ -134,17 +151,10 @@ def postgres_query(q: TableQuery) -> tuple[sql.Composed, dict[str, Any]]:
     day_expr = sql.SQL("{}::date").format(day) if day else sql.SQL("NULL::date")
     fresh_expr = sql.SQL("max({})").format(fresh) if fresh else sql.SQL("NULL")
     if q.checksum_columns:
-        row_text = sql.SQL("concat_ws(chr(31), {})").format(sql.SQL(", ").join(
-            sql.SQL("coalesce({}::text, chr(30))").format(sql.Identifier(c))
-            for c in q.checksum_columns
-        ))
         source = sql.SQL("(SELECT *, md5({}) AS dpo_hash FROM {}{}) AS t").format(
-            row_text, table, where)
+            _row_text(q.checksum_columns, dialect), table, where)
         where = sql.SQL("")
-        sums = sql.SQL(
-            "sum(('x' || substr(dpo_hash, 1, 8))::bit(32)::bigint), "
-            "sum(('x' || substr(dpo_hash, 9, 8))::bit(32)::bigint)"
-        )
+        sums = sql.SQL(_HASH_SUMS_POSTGRES if dialect == "postgres" else _HASH_SUMS_REDSHIFT)
     else:
         source = table
         sums = sql.SQL("NULL, NULL")
@@ -161,12 +171,14 @@ def _postgres_error(exc: Exception) -> TableError:
 
 def _open_postgres(connection: WarehouseConnection) -> psycopg.Connection:
     conn = connection.connect()
-    conn.execute("SET TIME ZONE 'UTC'")  # days and text renderings of timestamps in UTC
+    conn.execute("SET timezone TO 'UTC'")  # days and text renderings of timestamps in UTC
     return conn
 
 
-def _measure_postgres_one(conn: psycopg.Connection, q: TableQuery) -> TableMeasurement:
-    query, params = postgres_query(q)
+def _measure_postgres_one(
+    conn: psycopg.Connection, q: TableQuery, dialect: str = "postgres"
+) -> TableMeasurement:
+    query, params = postgres_query(q, dialect)
     rows = conn.execute(query, params).fetchall()
     return _fold(rows, bool(q.checksum_columns))
 
@@ -179,7 +191,7 @@ def measure_postgres_tables(
     return _run_pooled(
         queries, max_concurrency,
         open_conn=lambda: _open_postgres(connection),
-        measure=_measure_postgres_one,
+        measure=lambda conn, q: _measure_postgres_one(conn, q, connection.dialect),
         classify=_postgres_error,
         close=lambda c: c.close(),
         usable=lambda c: not c.closed and not c.broken,

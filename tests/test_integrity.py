@@ -136,6 +136,17 @@ def test_identifiers_are_quoted_by_the_driver():
     assert params == {"window_start": day(2)}
 
 
+def test_checksum_sql_per_dialect():
+    [q, _] = plan_queries([pipeline(checksum_columns=["id", "status"])], NOW)
+    postgres = postgres_query(q)[0].as_string(None)
+    redshift = postgres_query(q, "redshift")[0].as_string(None)
+    assert 'coalesce("id"::text, chr(30)) || chr(31) || coalesce("status"::text' in postgres
+    assert "::bit(32)::bigint" in postgres and "strtol" not in postgres
+    # Redshift: no bit type, `text` is varchar(256).
+    assert 'coalesce("id"::varchar(65535), chr(30))' in redshift
+    assert "strtol(substring(dpo_hash, 1, 8), 16)" in redshift and "bit(32)" not in redshift
+
+
 # --- two real databases ------------------------------------------------------------------
 
 
@@ -269,3 +280,12 @@ def test_planted_cases_judged_right_and_healed(pg_dsn, pg_target, store):
     resolved = {f["resource_id"] for f in store.findings_of(JOB, status="resolved")}
     assert resolved == {"missing", "changed"}
 
+
+
+def test_missing_connection_block_names_the_pipeline_and_field():
+    from flows.data_integrity import load_connections
+
+    [p] = parse_pipelines([{"name": "orders", "target": {"connection": "no-such-block",
+                                                          "table": "raw.orders"}}], "test")
+    with pytest.raises(ConfigError, match=r"`pipelines\[orders\]\.target\.connection`"):
+        load_connections([p])
