@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
 
 import psycopg
 import pytest
+from prefect.artifacts import Artifact
 from psycopg.conninfo import conninfo_to_dict
 
 from blocks.pipelines import IntegrityPipelines
@@ -267,6 +269,10 @@ def test_planted_cases_judged_right_and_healed(pg_dsn, pg_target, store):
     assert "orders; drop table x" in opened["evil"]["reason"]
     history = store.metric_history(JOB, "target_rows", "equal")
     assert [h["value"] for h in history] == [300.0]
+    table = Artifact.get("data-integrity-findings").data
+    table = json.loads(table) if isinstance(table, str) else table
+    assert {r["pipeline"]: (r["source_count"], r["target_count"], r["diff"], r["status"])
+            for r in table}["missing"] == (300, 280, -20, "row-count-mismatch")
 
     # Heal two pipelines; the others stay open, and nothing is resolved for the unreachable one.
     with psycopg.connect(pg_target, autocommit=True) as t:
