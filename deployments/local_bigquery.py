@@ -2,8 +2,9 @@
 
     with bigquery_emulator(project="demo-project") as endpoint:
         client = emulator_client(endpoint, "demo-project")
-        create_table(client, "demo-project.ops.jobs", [bigquery.SchemaField("x", "INT64")])
-        insert_rows(client, "demo-project.ops.jobs", [{"x": 1}])
+        create_table(client, "demo-project.ops.jobs", JOBS_SCHEMA, partition_field="creation_time")
+        insert_rows(client, "demo-project.ops.jobs", [job_row("demo-project", "j1", "a@x.test",
+                                                              created, 2 * 1024**4)])
 
 The emulator runs in its own process (so its DuckDB work never competes with the caller for
 the GIL) on free ports, in memory, and is stopped on exit. It needs DuckDB's spatial
@@ -22,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +33,57 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 DEFAULT_PROJECT = "local-project"
+_F = bigquery.SchemaField
+# The columns of `region-XX`.INFORMATION_SCHEMA.JOBS_BY_PROJECT that the cost jobs read, with
+# their real types. No emulator has the JOBS views: seed an ordinary table with this schema
+# and pass it to the flows as `jobs_table`.
+JOBS_SCHEMA = (
+    _F("creation_time", "TIMESTAMP"), _F("project_id", "STRING"), _F("project_number", "INT64"),
+    _F("user_email", "STRING"), _F("job_id", "STRING"), _F("job_type", "STRING"),
+    _F("statement_type", "STRING"), _F("priority", "STRING"), _F("start_time", "TIMESTAMP"),
+    _F("end_time", "TIMESTAMP"), _F("query", "STRING"), _F("state", "STRING"),
+    _F("reservation_id", "STRING"), _F("total_bytes_processed", "INT64"),
+    _F("total_slot_ms", "INT64"), _F("cache_hit", "BOOL"),
+    _F("destination_table", "RECORD", fields=[
+        _F("project_id", "STRING"), _F("dataset_id", "STRING"), _F("table_id", "STRING")]),
+    _F("error_result", "RECORD", fields=[
+        _F("reason", "STRING"), _F("location", "STRING"), _F("debug_info", "STRING"),
+        _F("message", "STRING")]),
+    _F("parent_job_id", "STRING"), _F("total_bytes_billed", "INT64"),
+)
 STARTUP_TIMEOUT_S = 90.0  # a cold start is ~2 s; a machine shared by many test runs is slower
+
+
+def job_row(
+    project: str,
+    job_id: str,
+    user: str,
+    created: datetime,
+    bytes_billed: int,
+    *,
+    statement: str = "SELECT",
+    cached: bool = False,
+    parent: str | None = None,
+    destination: tuple[str, str, str] | None = None,
+    query: str = "SELECT 1",
+    seconds: int = 60,
+    state: str = "DONE",
+) -> dict[str, Any]:
+    """One row of a `JOBS_SCHEMA` table: a query job as the JOBS view shows it."""
+    start = created + timedelta(seconds=1)
+    return {
+        "creation_time": created.isoformat(), "project_id": project, "project_number": 1234,
+        "user_email": user, "job_id": job_id, "job_type": "QUERY", "statement_type": statement,
+        "priority": "INTERACTIVE", "start_time": start.isoformat(),
+        "end_time": (start + timedelta(seconds=seconds)).isoformat() if state == "DONE" else None,
+        "query": query, "state": state, "reservation_id": None,
+        # a cached job processed bytes once, but bills none now
+        "total_bytes_processed": bytes_billed or (3 * 1024**4 if cached else 0),
+        "total_slot_ms": 1000 * seconds, "cache_hit": cached,
+        "destination_table": dict(zip(("project_id", "dataset_id", "table_id"), destination,
+                                      strict=True)) if destination else None,
+        "error_result": None, "parent_job_id": parent, "total_bytes_billed": bytes_billed,
+    }
 
 
 def _free_port() -> int:
