@@ -295,3 +295,36 @@ def test_missing_connection_block_names_the_pipeline_and_field():
                                                           "table": "raw.orders"}}], "test")
     with pytest.raises(ConfigError, match=r"`pipelines\[orders\]\.target\.connection`"):
         load_connections([p])
+
+
+def test_tables_run_in_parallel_within_the_bound_and_failures_stay_local():
+    import threading
+    import time
+
+    from rules.integrity import TableError
+    from tasks.measure import _run_pooled
+
+    lock, state = threading.Lock(), {"opened": 0, "running": 0, "peak": 0}
+    queries = plan_queries([pipeline(name=f"p{i}", source=None, freshness_sla_minutes=None)
+                            for i in range(12)], NOW)
+
+    def open_conn():
+        with lock:
+            state["opened"] += 1
+        return object()
+
+    def measure(conn, q):
+        with lock:
+            state["running"] += 1
+            state["peak"] = max(state["peak"], state["running"])
+        time.sleep(0.05)
+        with lock:
+            state["running"] -= 1
+        if q.pipeline == "p3":
+            raise RuntimeError("permission denied for table orders")
+        return TableMeasurement(count=1)
+
+    result = _run_pooled(queries, 3, open_conn, measure, lambda e: TableError(str(e)))
+    assert state["peak"] == 3 and state["opened"] == 3  # parallel, never past the bound
+    assert result["p3:target"] == TableError("permission denied for table orders")
+    assert sum(isinstance(v, TableMeasurement) for v in result.values()) == 11
