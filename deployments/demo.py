@@ -44,6 +44,7 @@ CHAT_BLOCK = "ops-chat"
 WAREHOUSE_BLOCK = "demo-warehouse"  # a PostgreSQL warehouse with a long query and a lock wait
 APP_DB_BLOCK = "demo-app-db"  # a pipeline's source ...
 ANALYTICS_DB_BLOCK = "demo-analytics-db"  # ... and its target, which misses a day and is stale
+PIPELINES_BLOCK = "demo-pipelines"  # the pipeline between them, for data-integrity
 
 # Services beyond AWS (moto), the store and chat that a job may need.
 POSTGRES = "postgres"
@@ -76,10 +77,22 @@ class DemoJob:
         return dict(self.parameters(env) if callable(self.parameters) else self.parameters)
 
 
-# THE one place that says how each job runs in the demo, keyed by flow name. A flow in
-# prefect.yaml but not here is skipped with a note; an entry here whose flow has not landed
-# in prefect.yaml yet is noted too.
-DEMO_JOBS: dict[str, DemoJob] = {}
+def _bigquery(env: DemoEnv) -> dict[str, Any]:
+    from deployments.demo_seed import BQ_JOBS_TABLE, BQ_PROJECTS
+
+    return {"projects": list(BQ_PROJECTS), "regions": ["us"], "emulator_endpoint": env.bigquery_endpoint,
+            "jobs_table": BQ_JOBS_TABLE}
+
+
+# THE one place that says how each job runs in the demo, keyed by flow name: parameters on top
+# of its prefect.yaml entry (all jobs report only: `apply` stays False). A flow in prefect.yaml
+# but not here is skipped with a note; an entry whose flow is not in prefect.yaml is noted.
+DEMO_JOBS: dict[str, DemoJob] = {
+    "bigquery-cost-report": DemoJob(_bigquery, needs=frozenset({BIGQUERY})),
+    "bigquery-query-cost-watch": DemoJob(_bigquery, needs=frozenset({BIGQUERY})),
+    "data-integrity": DemoJob({"pipelines_file": None, "pipelines_block": PIPELINES_BLOCK},
+                              needs=frozenset({POSTGRES})),
+}
 
 JOB_TIMEOUT_SECONDS = 150
 # PostgreSQL databases the demo creates: a warehouse to watch, and a pipeline's two ends.
@@ -310,11 +323,14 @@ def demo_databases(names: Sequence[str]) -> Iterator[dict[str, str]]:
 
 
 @contextmanager
-def bigquery_emulator() -> Iterator[Any | None]:
-    """TODO(issue 6): start the emulator from `deployments/local_bigquery.py` once it is on
-    main, seed its job history, and save the blocks the BigQuery jobs load. Until then the
-    BigQuery jobs are skipped with a note: no fake stands in for it."""
-    yield None
+def bigquery_with_history(scale: int) -> Iterator[str]:
+    """The BigQuery emulator (deployments/local_bigquery.py) with seeded job history."""
+    from deployments.demo_seed import BQ_PROJECTS, seed_bigquery
+    from deployments.local_bigquery import bigquery_emulator
+
+    with bigquery_emulator(project=BQ_PROJECTS[0]) as endpoint:
+        seed_bigquery(endpoint, datetime.now(timezone.utc), scale)
+        yield endpoint
 
 
 # --- the demo ---------------------------------------------------------------------------
@@ -427,9 +443,11 @@ def run_demo(
             env.postgres = stack.enter_context(demo_databases(DEMO_DATABASES))
         except RuntimeError as exc:  # no server and no binaries to start one
             notes.append(f"PostgreSQL unavailable, its jobs are skipped: {exc}")
-        env.bigquery_endpoint = stack.enter_context(bigquery_emulator())
-        if env.bigquery_endpoint is None:
-            notes.append("BigQuery emulator not wired in yet (deployments/local_bigquery.py, issue 6)")
+        if any(BIGQUERY in job.needs for job in jobs.values()):
+            try:
+                env.bigquery_endpoint = stack.enter_context(bigquery_with_history(seed_scale))
+            except RuntimeError as exc:  # e.g. DuckDB's spatial extension missing
+                notes.append(f"BigQuery emulator unavailable, its jobs are skipped: {exc}")
 
         server.wait_healthy()
         out(f"Prefect server up: {server.ui_url}")
@@ -470,9 +488,9 @@ def run_demo(
 
 def setup_postgres(env: DemoEnv, stack: ExitStack) -> str:
     """Blocks for the demo databases, a pipeline's two ends, and live trouble on the warehouse."""
-    import yaml
     from psycopg.conninfo import conninfo_to_dict
 
+    from blocks.pipelines import IntegrityPipelines
     from blocks.warehouse import WarehouseConnection
     from deployments.demo_seed import seed_pipeline, warehouse_trouble
 
@@ -485,13 +503,13 @@ def setup_postgres(env: DemoEnv, stack: ExitStack) -> str:
             statement_timeout_seconds=10,
         ).save(block, overwrite=True)
     counts = seed_pipeline(env.postgres["app"], env.postgres["analytics"], datetime.now(timezone.utc))
-    (env.home / "pipelines.yaml").write_text(yaml.safe_dump({"pipelines": [{
+    IntegrityPipelines(pipelines=[{
         "name": "orders", "owner": "@data-eng", "window_days": 7, "freshness_sla_minutes": 60,
         "source": {"connection": APP_DB_BLOCK, "table": "public.orders", "day_column": "created_at",
                    "freshness_column": "updated_at"},
         "target": {"connection": ANALYTICS_DB_BLOCK, "table": "raw.orders", "day_column": "created_at",
                    "freshness_column": "loaded_at"},
-    }]}, sort_keys=False))
+    }]).save(PIPELINES_BLOCK, overwrite=True)
     stack.enter_context(warehouse_trouble(env.postgres["warehouse"]))
     return (f"pipeline `orders`: {counts['source_rows']} source rows, {counts['target_rows']} in the "
             "target, loads stopped 3 h ago; a long query and a lock wait on the warehouse")

@@ -375,3 +375,44 @@ def warehouse_trouble(dsn: str) -> Iterator[None]:
                          "where application_name = 'demo-trouble'")
         for thread in threads:
             thread.join(10)
+
+
+# --- BigQuery: job history in the emulator ------------------------------------------------
+
+BQ_PROJECTS = ("acme-analytics", "acme-etl")
+BQ_JOBS_TABLE = "{project}.jobs_history.jobs_{region}"  # the JOBS view's columns, see local_bigquery
+TIB = 2**40
+
+
+def seed_bigquery(endpoint: str, now: datetime, scale: int = 3) -> dict[str, int]:
+    """Three days of query history per project, and a few expensive queries in the last hour."""
+    from deployments.local_bigquery import (
+        JOBS_SCHEMA,
+        create_table,
+        emulator_client,
+        insert_rows,
+        job_row,
+    )
+
+    users = ("analyst@acme.test", "data-scientist@acme.test", "etl@acme-etl.iam.gserviceaccount.com")
+    expensive = 0
+    for p, project in enumerate(BQ_PROJECTS):
+        rows = []
+        for day in range(1, 4):
+            for n in range(4 * scale):
+                user = users[(n + p) % len(users)]
+                created = now - timedelta(days=day, hours=n % 20, minutes=7 * n % 60)
+                rows.append(job_row(project, f"hist-{day}-{n}", user, created, int((0.05 + 0.15 * (n % 5)) * TIB),
+                                    query=f"SELECT region, sum(amount) FROM sales.orders WHERE day = '{created:%Y-%m-%d}' GROUP BY 1"))
+        # In the last hour: full scans that cost more than $5, one cached, one cheap.
+        for n, tib in enumerate((2.5, 6.0)[: 1 + p]):
+            rows.append(job_row(project, f"scan-{n}", users[n], now - timedelta(minutes=20 + 10 * n), int(tib * TIB),
+                                query="SELECT * FROM events.clickstream WHERE user_agent LIKE '%bot%'", seconds=240))
+            expensive += 1
+        rows.append(job_row(project, "cached-0", users[0], now - timedelta(minutes=15), 0, cached=True))
+        rows.append(job_row(project, "small-0", users[1], now - timedelta(minutes=12), int(0.01 * TIB)))
+        client = emulator_client(endpoint, project)
+        table = BQ_JOBS_TABLE.format(project=project, region="us")
+        create_table(client, table, JOBS_SCHEMA, partition_field="creation_time")
+        insert_rows(client, table, rows)
+    return {"expensive queries": expensive}
