@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from deployments.demo_seed import REGIONS
 from deployments.serve import deployment_specs, load_flow
 
 # Block names the demo creates; the jobs' defaults (`aws`, `ops-store`) already point at them.
@@ -88,6 +89,21 @@ def _bigquery(env: DemoEnv) -> dict[str, Any]:
 # of its prefect.yaml entry (all jobs report only: `apply` stays False). A flow in prefect.yaml
 # but not here is skipped with a note; an entry whose flow is not in prefect.yaml is noted.
 DEMO_JOBS: dict[str, DemoJob] = {
+    # AWS (moto, seeded by deployments/demo_seed.py in two regions)
+    "idle-resources": DemoJob({"regions": list(REGIONS), "policy": {
+        "s3_age_rules": [{"bucket": "*", "max_age_days": 365}],
+        "refresh_prices": False,  # moto has no Pricing API: the bundled table it is
+    }}),
+    "dev-parking": DemoJob({"regions": list(REGIONS)}),
+    "ebs-rightsizing": DemoJob({"regions": list(REGIONS)}),
+    "graviton-advisor": DemoJob({"regions": list(REGIONS)}),
+    "s3-intelligent-tiering": DemoJob(),
+    "lambda-health": DemoJob({"regions": [REGIONS[0]]}),
+    "queue-health": DemoJob({"regions": [REGIONS[0]]}),
+    # PostgreSQL: the trouble on the warehouse is seconds old, so the thresholds are seconds too
+    "query-watch": DemoJob({"warehouse": WAREHOUSE_BLOCK, "policy": {
+        "long_query_warn_minutes": 0.1, "lock_wait_warn_minutes": 0.05}}, needs=frozenset({POSTGRES})),
+    # BigQuery (the emulator, with seeded job history) and data integrity (PostgreSQL)
     "bigquery-cost-report": DemoJob(_bigquery, needs=frozenset({BIGQUERY})),
     "bigquery-query-cost-watch": DemoJob(_bigquery, needs=frozenset({BIGQUERY})),
     "data-integrity": DemoJob({"pipelines_file": None, "pipelines_block": PIPELINES_BLOCK},

@@ -1,7 +1,9 @@
 """The Grafana dashboards: valid provisioning files, and every panel's SQL runs on a real store.
 
-The store is a real PostgreSQL OpsStore filled the way the jobs fill it (findings through the
-`tell` step inside a flow run, metric history through `record_metrics`/`replace_metrics`).
+The store is a real PostgreSQL OpsStore filled by real runs of the jobs that have landed
+(data-integrity over two real databases, the BigQuery cost jobs on the emulator, both on the
+demo's seeded data) and, for the rest, the way those jobs write (`tell` inside a flow run,
+`record_metrics` with their metric names).
 Grafana itself is not run here: its SQL macros and template variables are expanded the way
 Grafana documents them for PostgreSQL (`$__timeFilter(col)` -> `col BETWEEN '<from>' AND
 '<to>'`, a multi-value variable with "All" -> every value of its query, quoted and
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -20,8 +24,17 @@ import psycopg
 import pytest
 import yaml
 from prefect import flow
+from psycopg.conninfo import conninfo_to_dict
 
+from blocks.pipelines import IntegrityPipelines
 from blocks.store import OpsStore, load_store
+from blocks.warehouse import WarehouseConnection
+from deployments.demo import bigquery_with_history
+from deployments.demo_seed import BQ_JOBS_TABLE, BQ_PROJECTS, seed_pipeline
+from deployments.local_postgres import with_database
+from flows.bigquery_cost_report import bigquery_cost_report
+from flows.bigquery_query_cost_watch import bigquery_query_cost_watch
+from flows.data_integrity import data_integrity
 from rules.findings import Finding, Severity
 from tasks.tell import tell
 
@@ -106,7 +119,50 @@ def _finding(kind: str, resource: str, severity: str = "warning", usd: float | N
 
 
 @pytest.fixture
-def filled(pg_store: OpsStore) -> OpsStore:
+def pipelines_block(pg_admin: str) -> Iterator[Callable[[], str]]:
+    """The demo's pipeline (`orders`: a day missing in the target, loads stopped 3 h ago) between
+    two fresh databases; yields a function that seeds them and returns the block's name."""
+    names = [f"t_{uuid.uuid4().hex[:12]}" for _ in range(2)]
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        for db in names:
+            conn.execute(f'CREATE DATABASE "{db}"')
+
+    def make() -> str:
+        app, analytics = (with_database(pg_admin, db) for db in names)
+        seed_pipeline(app, analytics, NOW)
+        sides = {}
+        for side, dsn in (("source", app), ("target", analytics)):
+            p = conninfo_to_dict(dsn)
+            block = f"{side}-{uuid.uuid4().hex[:8]}"
+            WarehouseConnection(host=p.get("host", "127.0.0.1"), port=int(p.get("port", 5432)),
+                                database=p["dbname"], user=p.get("user", "postgres")).save(block)
+            sides[side] = block
+        block = f"pipelines-{uuid.uuid4().hex[:8]}"
+        IntegrityPipelines(pipelines=[{
+            "name": "orders", "window_days": 7, "freshness_sla_minutes": 60,
+            "source": {"connection": sides["source"], "table": "public.orders", "day_column": "created_at",
+                       "freshness_column": "updated_at"},
+            "target": {"connection": sides["target"], "table": "raw.orders", "day_column": "created_at",
+                       "freshness_column": "loaded_at"},
+        }]).save(block)
+        return block
+
+    try:
+        yield make
+    finally:
+        with psycopg.connect(pg_admin, autocommit=True) as conn:
+            for db in names:
+                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+integrity: list = []  # what the real runs returned, to compare with the panels
+report: list = []
+
+
+@pytest.fixture
+def filled(pg_store: OpsStore, pipelines_block) -> OpsStore:
+    integrity.clear()
+    report.clear()
     name = pg_store._block_document_name
     yesterday = NOW - timedelta(days=1)
     # Findings through real flow runs of the tell step; one resolves on the second run.
@@ -117,9 +173,6 @@ def filled(pg_store: OpsStore) -> OpsStore:
         _finding("idle-eip", "eipalloc-1", usd=3.65), _finding("unattached-volume", "vol-1", usd=20.0)], NOW)
     fill_findings(name, "redshift-health", [_finding("redshift-cpu-high", "analytics", "critical")], NOW)
     fill_findings(name, "query-watch", [_finding("long-running-query", "analytics/pid-4242")], NOW)
-    fill_findings(name, "data-integrity", [_finding("stale-data", "orders", "critical", scope="orders")], NOW)
-    fill_findings(name, "bigquery-query-cost-watch", [
-        _finding("expensive-query", "job_abc", scope="acme-analytics")], NOW)
     pg_store.record_action("idle-resources", action="release-address", resource_id="eipalloc-9",
                            scope="123456789012/us-east-1", dry_run=False, outcome="done", now=NOW)
 
@@ -132,20 +185,13 @@ def filled(pg_store: OpsStore) -> OpsStore:
         for metric, value in (("queued", 4.0), ("executing", 5.0), ("longest_wait_s", 420.0)):
             rows.append({"name": f"redshift.wlm.{metric}", "subject": "analytics/etl", "ts": ts, "value": value})
     pg_store.record_metrics("redshift-health", rows)
-    pg_store.record_metrics("data-integrity", [
-        {"name": metric, "subject": pipeline, "ts": NOW - timedelta(hours=h), "value": value}
-        for h in (2, 1)
-        for pipeline, lag in (("orders", 300.0), ("customers", 5.0))
-        for metric, value in (("source_rows", 1000.0), ("target_rows", 990.0 if pipeline == "orders" else 1000.0),
-                              ("row_diff", 10.0 if pipeline == "orders" else 0.0),
-                              ("target_lag_minutes", lag), ("source_lag_minutes", 1.0))
-    ])
-    day = NOW.replace(hour=0, minute=0, second=0) - timedelta(days=2)
-    for project, users in (("acme-analytics", {"ana@acme.io": 12.5, "etl@acme.iam": 30.0}), ("acme-ml", {"ml@acme.io": 7.25})):
-        pg_store.replace_metrics("bigquery-cost-report", f"bigquery_cost_usd:{project}:us", day, day + timedelta(days=2), [
-            {"subject": user, "ts": day + timedelta(days=d), "value": usd,
-             "labels": {"project": project, "region": "us", "jobs": 3, "bytes_billed": 2 * 2**40, "slot_ms": 10}}
-            for d in (0, 1) for user, usd in users.items()])
+    # data-integrity and the BigQuery cost jobs: real flow runs over the demo's seeded data.
+    integrity.append(data_integrity(pipelines_file=None, pipelines_block=pipelines_block(), store=name))
+    with bigquery_with_history(scale=1) as endpoint:
+        scope = {"projects": list(BQ_PROJECTS), "emulator_endpoint": endpoint, "jobs_table": BQ_JOBS_TABLE,
+                 "store": name}
+        report.append(bigquery_cost_report(**scope, policy={"days": 3}))
+        bigquery_query_cost_watch(**scope)
     return pg_store
 
 
@@ -172,7 +218,7 @@ def _queries(dash: dict, conn: psycopg.Connection) -> list[tuple[str, str, str]]
                for v in dash["templating"]["list"]}
     assert all(options.values()), f"a variable query found nothing: {options}"
     every = {name: _quoted(values) for name, values in options.items()}
-    start, end = NOW - timedelta(days=30), NOW + timedelta(minutes=1)
+    start, end = NOW - timedelta(days=30), datetime.now(timezone.utc) + timedelta(hours=1)
     found = []
     for panel in dash["panels"]:
         repeats = options[panel["repeat"]] if "repeat" in panel else [None]
@@ -211,13 +257,26 @@ def test_panels_show_the_exact_figures(filled):
     assert results[("dpo-findings", "Monthly cost of open findings")] == [(pytest.approx(23.65),)]
     assert sum(r[2] for r in results[("dpo-findings", "Findings resolved per day")]) == 1
 
-    per_user = {r[0]: float(r[2]) for r in results[("dpo-bigquery", "Cost per user (range)")]}
-    assert per_user == {"etl@acme.iam": 60.0, "ana@acme.io": 25.0, "ml@acme.io": 14.5}
-    assert results[("dpo-bigquery", "Cost in range")] == [(pytest.approx(99.5),)]
+    # BigQuery: the panels add up to what the report itself computed, per user and in total.
+    lines = report[0]["lines"]
+    expected = {}
+    for line in lines:
+        expected[line.user] = expected.get(line.user, 0) + line.cost_usd
+    per_user = {}
+    for user, _, usd, *_ in results[("dpo-bigquery", "Cost per user (range)")]:
+        per_user[user] = per_user.get(user, 0) + float(usd)
+    assert per_user == pytest.approx(expected, abs=0.01) and len(per_user) == 3
+    [(total,)] = results[("dpo-bigquery", "Cost in range")]
+    assert total == pytest.approx(sum(line.cost_usd for line in lines))
+    assert len(results[("dpo-bigquery", "Expensive queries")]) == 3  # the planted full scans
 
-    status = {r[0]: r for r in results[("dpo-integrity", "Status per pipeline")]}
-    assert status["orders"][1:6] == ("critical", 1000.0, 990.0, 10.0, 300.0)
-    assert status["customers"][1] == "ok"
+    # Integrity: the status row shows what the run reported for the pipeline.
+    [run_row] = integrity[0]
+    [(pipeline, status, source, target, diff, lag, _, open_findings)] = results[("dpo-integrity", "Status per pipeline")]
+    assert (pipeline, status) == ("orders", "critical")
+    assert (source, target, diff, lag) == (run_row["source_count"], run_row["target_count"],
+                                           run_row["diff"], run_row["lag_minutes"])
+    assert diff > 0 and lag >= 180 and "stale-data" in open_findings
 
     redshift_panels = {t for (uid, t) in results if uid == "dpo-redshift"}
     assert {"$metric [redshift.cpu_percent]", "$metric [redshift.connections]"} <= redshift_panels
