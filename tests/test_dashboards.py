@@ -276,7 +276,7 @@ def test_panels_show_the_exact_figures(filled):
     assert (pipeline, status) == ("orders", "critical")
     assert (source, target, diff, lag) == (run_row["source_count"], run_row["target_count"],
                                            run_row["diff"], run_row["lag_minutes"])
-    assert diff > 0 and lag >= 180 and "stale-data" in open_findings
+    assert diff == target - source < 0 and lag >= 180 and "stale-data" in open_findings
 
     redshift_panels = {t for (uid, t) in results if uid == "dpo-redshift"}
     assert {"$metric [redshift.cpu_percent]", "$metric [redshift.connections]"} <= redshift_panels
