@@ -46,6 +46,7 @@ WAREHOUSE_BLOCK = "demo-warehouse"  # a PostgreSQL warehouse with a long query a
 APP_DB_BLOCK = "demo-app-db"  # a pipeline's source ...
 ANALYTICS_DB_BLOCK = "demo-analytics-db"  # ... and its target, which misses a day and is stale
 PIPELINES_BLOCK = "demo-pipelines"  # the pipeline between them, for data-integrity
+REDSHIFT_BLOCK = "demo-redshift"  # cluster `analytics`: CloudWatch in moto, system views in PostgreSQL
 
 # Services beyond AWS (moto), the store and chat that a job may need.
 POSTGRES = "postgres"
@@ -103,6 +104,7 @@ DEMO_JOBS: dict[str, DemoJob] = {
     # PostgreSQL: the trouble on the warehouse is seconds old, so the thresholds are seconds too
     "query-watch": DemoJob({"warehouse": WAREHOUSE_BLOCK, "policy": {
         "long_query_warn_minutes": 0.1, "lock_wait_warn_minutes": 0.05}}, needs=frozenset({POSTGRES})),
+    "redshift-health": DemoJob({"warehouse": REDSHIFT_BLOCK}, needs=frozenset({POSTGRES})),
     # BigQuery (the emulator, with seeded job history) and data integrity (PostgreSQL)
     "bigquery-cost-report": DemoJob(_bigquery, needs=frozenset({BIGQUERY})),
     "bigquery-query-cost-watch": DemoJob(_bigquery, needs=frozenset({BIGQUERY})),
@@ -111,8 +113,9 @@ DEMO_JOBS: dict[str, DemoJob] = {
 }
 
 JOB_TIMEOUT_SECONDS = 150
-# PostgreSQL databases the demo creates: a warehouse to watch, and a pipeline's two ends.
-DEMO_DATABASES = ("warehouse", "app", "analytics")
+# PostgreSQL databases the demo creates: a warehouse to watch, a pipeline's two ends, and a
+# stand-in for a Redshift cluster's system views.
+DEMO_DATABASES = ("warehouse", "app", "analytics", "redshift")
 
 
 @dataclass
@@ -508,16 +511,18 @@ def setup_postgres(env: DemoEnv, stack: ExitStack) -> str:
 
     from blocks.pipelines import IntegrityPipelines
     from blocks.warehouse import WarehouseConnection
-    from deployments.demo_seed import seed_pipeline, warehouse_trouble
+    from deployments.demo_seed import seed_pipeline, seed_redshift_views, warehouse_trouble
 
-    for database, block in (("warehouse", WAREHOUSE_BLOCK), ("app", APP_DB_BLOCK),
-                            ("analytics", ANALYTICS_DB_BLOCK)):
+    redshift = {"dialect": "redshift", "cluster_identifier": "analytics", "region": REGIONS[0]}
+    for database, block, extra in (("warehouse", WAREHOUSE_BLOCK, {}), ("app", APP_DB_BLOCK, {}),
+                                   ("analytics", ANALYTICS_DB_BLOCK, {}), ("redshift", REDSHIFT_BLOCK, redshift)):
         p = conninfo_to_dict(env.postgres[database])
         WarehouseConnection(
-            dialect="postgres", host=p.get("host", "127.0.0.1"), port=int(p.get("port", 5432)),
-            database=p["dbname"], user=p.get("user", "postgres"), password=p.get("password"),
-            statement_timeout_seconds=10,
+            host=p.get("host", "127.0.0.1"), port=int(p.get("port", 5432)), database=p["dbname"],
+            user=p.get("user", "postgres"), password=p.get("password"), statement_timeout_seconds=10,
+            **extra,
         ).save(block, overwrite=True)
+    seed_redshift_views(env.postgres["redshift"])
     counts = seed_pipeline(env.postgres["app"], env.postgres["analytics"], datetime.now(timezone.utc))
     IntegrityPipelines(pipelines=[{
         "name": "orders", "owner": "@data-eng", "window_days": 7, "freshness_sla_minutes": 60,
@@ -528,7 +533,8 @@ def setup_postgres(env: DemoEnv, stack: ExitStack) -> str:
     }]).save(PIPELINES_BLOCK, overwrite=True)
     stack.enter_context(warehouse_trouble(env.postgres["warehouse"]))
     return (f"pipeline `orders`: {counts['source_rows']} source rows, {counts['target_rows']} in the "
-            "target, loads stopped 3 h ago; a long query and a lock wait on the warehouse")
+            "target, loads stopped 3 h ago; a long query and a lock wait on the warehouse; "
+            "7 queries queued in Redshift WLM")
 
 
 def save_blocks(home: Path, endpoint: str, chat_url: str):

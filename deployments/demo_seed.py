@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -118,6 +119,9 @@ def seed_ec2(aws: _Account, seeded: Seeded, region: str, scale: int, now: dateti
         instance = run("t3.large", [*_tags(Name=f"dev-notebook-{i}", env="dev"),
                                     {"Key": SCHEDULE_TAG_KEY, "Value": off_hours_schedule(now)}])
         seeded.add("dev instances off hours", instance)
+    # A schedule tag nobody can parse: reported, never guessed at.
+    seeded.add("bad schedule tags", run("t3.medium", [*_tags(Name="dev-scratch", env="dev"),
+                                                      {"Key": SCHEDULE_TAG_KEY, "Value": "weekdays 8-20 Seoul"}]))
 
     # Elastic IPs: idle ones cost $0.005/h each; one is in use, one is kept on purpose.
     for _ in range(2 * scale):
@@ -337,6 +341,22 @@ def seed_pipeline(app: str, analytics: str, now: datetime) -> dict[str, int]:
             for i, cents, created in copied:
                 copy.write_row((i, "paid", cents, created, min(created, now - timedelta(hours=3))))
     return {"source_rows": len(rows), "target_rows": len(copied)}
+
+
+REDSHIFT_VIEWS_SQL = Path(__file__).resolve().parent.parent / "tests" / "redshift_views.sql"
+
+
+def seed_redshift_views(dsn: str) -> None:
+    """Redshift's system views on PostgreSQL (the warehouse tests' fixture schema, which reads
+    live sessions and locks), with 7 queries queued behind 5 running in the `etl` WLM queue."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(REDSHIFT_VIEWS_SQL.read_text())
+        for i in range(12):
+            state, queued_us = ("QueuedWaiting", (100 + i * 50) * 1_000_000) if i < 7 else ("Running", 0)
+            conn.execute("insert into stv_wlm_query_state values (%s, %s, %s, 6, 1, getdate(), %s, %s, 0, 'normal')",
+                         (1000 + i, i, 500 + i, state, queued_us))
 
 
 @contextmanager
