@@ -45,7 +45,7 @@ def remember_observed(store: OpsStore, plan: ParkingPlan, now: datetime) -> None
 
 @flow(name=JOB, on_failure=[on_flow_failure])
 def dev_parking(
-    policy: ParkingPolicy = ParkingPolicy(),
+    policy: ParkingPolicy = ParkingPolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] = ["us-east-1"],  # noqa: B006 - Prefect parameters are copied per run
     aws_credentials: str = "aws",
     store: str = "ops-store",
