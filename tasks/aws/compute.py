@@ -13,6 +13,7 @@ from prefect import task
 from blocks.store import OpsStore
 from rules.parking import Parkable, ParkingItem, memory_key
 from tasks.aws.clients import Account, PageCounter, error_summary, paginate
+from tasks.aws.cloudwatch import MetricQuery, get_metric_data
 from tasks.aws.ec2 import Instance, tag_dict
 from tasks.aws.permissions import requires
 
@@ -114,6 +115,21 @@ def list_functions(account: Account, region: str) -> list[LambdaFunction]:
                        f.get("MemorySize", 128), f.get("Runtime"), f.get("PackageType", "Zip"))
         for f in paginate(lam, "list_functions", "Functions")
     ]
+
+
+@task(name="lambda-gb-seconds")
+@requires("cloudwatch:GetMetricData")
+def lambda_gb_seconds(account: Account, region: str, functions: Sequence[LambdaFunction],
+                      start: datetime, end: datetime) -> dict[str, float]:
+    """GB-seconds per 30-day month per function, from the Duration sum over [start, end)."""
+    if not functions:
+        return {}
+    queries = [MetricQuery(f"f{n}", "AWS/Lambda", "Duration", {"FunctionName": f.name}, "Sum", 86400)
+               for n, f in enumerate(functions)]
+    data = get_metric_data(account.client("cloudwatch", region), queries, start, end)
+    scale = 30 / ((end - start).total_seconds() / 86400)
+    return {f.name: sum(data.values(f"f{n}")) / 1000 * f.memory_mb / 1024 * scale
+            for n, f in enumerate(functions)}
 
 
 @task(name="orderable-db-classes")
