@@ -23,8 +23,8 @@ def ec2(state="running", tags=SCHEDULE, **kw):
     return Parkable("ec2", kw.pop("rid", "i-1"), "us-east-1", state, ("ec2:m5.large:hour",), dict(tags), **kw)
 
 
-def plan(resources, now=WED_NIGHT, memory=None, policy=ParkingPolicy(), calendars=None):
-    return plan_parking(resources, policy, now, memory or {}, calendars or {}, BUNDLED)
+def plan(resources, now=WED_NIGHT, memory=None, policy=None, calendars=None):
+    return plan_parking(resources, policy or ParkingPolicy(), now, memory or {}, calendars or {}, BUNDLED)
 
 
 def test_off_transition_stops_and_reports_hours_and_dollars():
@@ -119,9 +119,9 @@ def planted(aws):
                                 BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}])["ImageId"]
 
     def run(tags, itype="m5.large"):
+        spec = [{"ResourceType": "instance", "Tags": _tags(tags)}] if tags else []
         return ec2c.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType=itype,
-                                  TagSpecifications=[{"ResourceType": "instance", "Tags": _tags(tags)}]
-                                  )["Instances"][0]["InstanceId"]
+                                  TagSpecifications=spec)["Instances"][0]["InstanceId"]
 
     ids = {
         "dev": run(SCHEDULE),
