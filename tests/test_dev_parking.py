@@ -189,3 +189,13 @@ def test_flow_parks_on_transitions_only(planted, store):
     morning = dev_parking(now=THU_MORNING, apply=True, **kw)
     assert sorted(i.resource.resource_id for i in morning.actions) == ["dev-aurora", "dev-db"]
     assert _states(ec2c, rds, ids)["dev-db"] == "available"
+
+
+def test_least_privilege_policy():
+    import flows.dev_parking as module
+    from deployments.iam import flow_actions
+
+    read = flow_actions(module, read_only=True)
+    assert read == {"ec2:DescribeInstances", "rds:DescribeDBInstances", "rds:DescribeDBClusters"}
+    assert flow_actions(module) - read == {"ec2:StopInstances", "ec2:StartInstances", "rds:StopDBInstance",
+                                           "rds:StartDBInstance", "rds:StopDBCluster", "rds:StartDBCluster"}

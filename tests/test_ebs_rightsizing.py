@@ -100,3 +100,13 @@ def test_flow_finds_exact_changes_and_applies_only_approved(aws, store):
     done = [a["resource_id"] for a in store.actions_of("ebs-rightsizing") if a["outcome"] == "done"]
     assert done == [busy, piops]  # busy is gp3 now: nothing more to do
     assert ec2.describe_volumes(VolumeIds=[piops])["Volumes"][0]["Iops"] == 2300
+
+
+def test_least_privilege_policy():
+    import flows.ebs_rightsizing as module
+    from deployments.iam import flow_actions
+
+    read = flow_actions(module, read_only=True)
+    assert read == {"ec2:DescribeVolumes", "ec2:DescribeVolumesModifications", "cloudwatch:GetMetricData",
+                    "cloudwatch:ListMetrics"}
+    assert flow_actions(module) - read == {"ec2:ModifyVolume"}

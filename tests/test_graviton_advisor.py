@@ -77,3 +77,13 @@ def test_flow_finds_x86_resources_with_price_delta(aws, store):
     assert "Graviton nodes need redis 5.0.6" in got["sessions"].reason
     assert got["ingest"].numbers["target"] == "arm64" and "600,000 GB-s" in got["ingest"].reason
     assert store.findings_of("graviton-advisor", status="open").__len__() == 6
+
+
+def test_advice_only_needs_read_permissions():
+    import flows.graviton_advisor as module
+    from deployments.iam import flow_actions
+
+    assert flow_actions(module) == flow_actions(module, read_only=True) == {
+        "ec2:DescribeInstances", "ec2:DescribeInstanceTypes", "rds:DescribeDBInstances",
+        "rds:DescribeOrderableDBInstanceOptions", "elasticache:DescribeCacheClusters", "lambda:ListFunctions",
+        "cloudwatch:GetMetricData"}

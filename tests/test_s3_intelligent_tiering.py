@@ -64,3 +64,13 @@ def test_flow_recommends_merges_and_applies_only_approved(aws, store):
     s3_intelligent_tiering(apply=True, approved=["analytics-raw"], **kw)
     done = [a for a in store.actions_of("s3-intelligent-tiering") if a["outcome"] == "done"]
     assert [a["resource_id"] for a in done] == ["analytics-raw"]  # the second apply changed nothing
+
+
+def test_least_privilege_policy():
+    import flows.s3_intelligent_tiering as module
+    from deployments.iam import flow_actions
+
+    read = flow_actions(module, read_only=True)
+    assert read == {"s3:ListAllMyBuckets", "s3:GetBucketLocation", "s3:GetLifecycleConfiguration",
+                    "s3:GetBucketTagging", "s3:ListBucket", "cloudwatch:GetMetricData"}
+    assert flow_actions(module) - read == {"s3:PutLifecycleConfiguration"}
