@@ -93,7 +93,9 @@ def review_buckets(buckets: Iterable, usage: Mapping[str, BucketUsage], policy: 
         if net < policy.min_monthly_saving_usd:
             continue
         rule = transition_rule(policy)
-        done = any(r == rule for r in b.lifecycle_rules)
+        # Compare what matters: S3 implementations normalise the filter on the way back.
+        done = any(r.get("ID") == RULE_ID and r.get("Status") == "Enabled"
+                   and r.get("Transitions") == rule["Transitions"] for r in b.lifecycle_rules)
         keep = KEEP_TAG in b.tags
         note = (" (already applied)" if done else "") + (f" (not applied: opt-out tag {KEEP_TAG})" if keep else "")
         findings.append(Finding(
