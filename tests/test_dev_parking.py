@@ -199,3 +199,17 @@ def test_least_privilege_policy():
     assert read == {"ec2:DescribeInstances", "rds:DescribeDBInstances", "rds:DescribeDBClusters"}
     assert flow_actions(module) - read == {"ec2:StopInstances", "ec2:StartInstances", "rds:StopDBInstance",
                                            "rds:StartDBInstance", "rds:StopDBCluster", "rds:StartDBCluster"}
+
+
+def test_calendar_files(tmp_path):
+    from rules.config import ConfigError
+    from tasks.calendars import load_calendars
+
+    assert date(2026, 9, 25) in load_calendars.fn("calendars")["kr-2026"]  # the bundled example
+    (tmp_path / "team.txt").write_text("# office closed\n2026-12-24\n")
+    assert load_calendars.fn(str(tmp_path)) == {"team": frozenset({date(2026, 12, 24)})}
+    (tmp_path / "broken.txt").write_text("christmas\n")
+    with pytest.raises(ConfigError, match="broken.txt: line 1"):
+        load_calendars.fn(str(tmp_path))
+    with pytest.raises(ConfigError, match="calendars_dir"):
+        load_calendars.fn(str(tmp_path / "missing"))
