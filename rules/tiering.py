@@ -34,6 +34,12 @@ class TieringPolicy(BaseModel):
     transition_after_days: int = Field(default=0, ge=0, description="Days after creation before an object moves to INTELLIGENT_TIERING.")
     min_monthly_saving_usd: float = Field(default=5.0, ge=0, description="Recommend only when the net saving is at least this.")
     sample_pages: int = Field(default=10, ge=1, le=1000, description="ListObjectsV2 pages (1,000 objects each) sampled per bucket for the small-object share.")
+    archive_access_days: int | None = Field(
+        default=None, ge=90, le=730,
+        description="Also enable the Archive Access tier after this many days without access (optional; restores take hours).")
+    deep_archive_access_days: int | None = Field(
+        default=None, ge=180, le=730,
+        description="Also enable the Deep Archive Access tier after this many days without access (optional).")
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class TieringChange:
     region: str
     rule: dict[str, Any]
     saving: float
+    archive: dict[str, Any] | None = None  # bucket Intelligent-Tiering configuration, if asked for
 
 
 def transition_rule(policy: TieringPolicy) -> dict[str, Any]:
@@ -61,6 +68,14 @@ def transition_rule(policy: TieringPolicy) -> dict[str, Any]:
         "Filter": {"ObjectSizeGreaterThan": SMALL_OBJECT_BYTES},
         "Transitions": [{"Days": policy.transition_after_days, "StorageClass": "INTELLIGENT_TIERING"}],
     }
+
+
+def archive_configuration(policy: TieringPolicy) -> dict[str, Any] | None:
+    """The bucket-level configuration that turns on the optional archive tiers."""
+    tierings = [{"Days": days, "AccessTier": tier} for days, tier in (
+        (policy.archive_access_days, "ARCHIVE_ACCESS"), (policy.deep_archive_access_days, "DEEP_ARCHIVE_ACCESS"))
+        if days is not None]
+    return {"Id": RULE_ID, "Status": "Enabled", "Tierings": tierings} if tierings else None
 
 
 def _covers_whole_bucket(rule: Mapping[str, Any]) -> bool:
@@ -110,7 +125,7 @@ def review_buckets(buckets: Iterable, usage: Mapping[str, BucketUsage], policy: 
                      "monitoring_usd": round(fee, 2), "transition_once_usd": round(transition_once, 2)},
             monthly_cost_usd=net))
         if not done and not keep:
-            changes.append(TieringChange(b.name, b.region, rule, net))
+            changes.append(TieringChange(b.name, b.region, rule, net, archive_configuration(policy)))
     return findings, changes
 
 

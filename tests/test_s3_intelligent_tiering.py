@@ -7,7 +7,7 @@ import boto3
 import pytest
 from prefect_aws import AwsCredentials
 
-from rules.tiering import RULE_ID, small_object_shares
+from rules.tiering import RULE_ID, TieringPolicy, small_object_shares
 
 GIB = 1024**3
 
@@ -39,7 +39,8 @@ def test_flow_recommends_merges_and_applies_only_approved(aws, store):
     s3.put_bucket_tagging(Bucket="team-archive", Tagging={"TagSet": [{"Key": "dataplatform-ops:keep", "Value": "y"}]})
     creds = f"aws-{uuid.uuid4().hex[:8]}"
     AwsCredentials(region_name="us-east-1").save(creds)
-    kw = dict(aws_credentials=creds, store=store._block_document_name, now=now)
+    policy = TieringPolicy(archive_access_days=90)
+    kw = dict(policy=policy, aws_credentials=creds, store=store._block_document_name, now=now)
 
     findings = s3_intelligent_tiering(**kw)
     # 5000 GiB, 0.125% of bytes in small objects; half goes cold at $0.0105/GB less;
@@ -65,6 +66,7 @@ def test_flow_recommends_merges_and_applies_only_approved(aws, store):
     s3_intelligent_tiering(apply=True, approved=["analytics-raw"], **kw)
     done = [a for a in store.actions_of("s3-intelligent-tiering") if a["outcome"] == "done"]
     assert [a["resource_id"] for a in done] == ["analytics-raw"]  # the second apply changed nothing
+    assert done[0]["detail"] == f"rule {RULE_ID} added, archive tiers set"
     assert "(already applied)" in {f.resource_id: f for f in findings_after(kw)}["analytics-raw"].reason
 
 
@@ -81,4 +83,4 @@ def test_least_privilege_policy():
     read = flow_actions(module, read_only=True)
     assert read == {"s3:ListAllMyBuckets", "s3:GetBucketLocation", "s3:GetLifecycleConfiguration",
                     "s3:GetBucketTagging", "s3:ListBucket", "cloudwatch:GetMetricData"}
-    assert flow_actions(module) - read == {"s3:PutLifecycleConfiguration"}
+    assert flow_actions(module) - read == {"s3:PutLifecycleConfiguration", "s3:PutIntelligentTieringConfiguration"}

@@ -42,7 +42,8 @@ def bucket_usage(account: Account, region: str, buckets: Sequence[Bucket], end: 
 
 
 @task(name="add-tiering-rules")
-@requires("s3:PutLifecycleConfiguration", "s3:GetLifecycleConfiguration", write=True)
+@requires("s3:PutLifecycleConfiguration", "s3:GetLifecycleConfiguration",
+          "s3:PutIntelligentTieringConfiguration", write=True)
 def add_tiering_rules(account: Account, changes: Sequence[TieringChange], store: OpsStore, job: str,
                       now: datetime, apply: bool) -> dict[str, str]:
     """Merge the transition rule into each approved bucket's lifecycle (existing rules kept)."""
@@ -53,6 +54,10 @@ def add_tiering_rules(account: Account, changes: Sequence[TieringChange], store:
         else:
             try:
                 result = put_lifecycle_rule(account, c.bucket, c.region, c.rule)
+                if c.archive:  # PUT by Id replaces the same configuration: idempotent
+                    account.client("s3", c.region).put_bucket_intelligent_tiering_configuration(
+                        Bucket=c.bucket, Id=c.archive["Id"], IntelligentTieringConfiguration=c.archive)
+                    result += ", archive tiers set"
                 outcome, detail = ("skipped" if result == "unchanged" else "done"), f"rule {c.rule['ID']} {result}"
             except Exception as exc:  # one bucket failing does not stop the others
                 outcome, detail = "failed", error_summary(exc)
