@@ -17,9 +17,11 @@ from blocks.store import load_store
 from blocks.warehouse import WarehouseConnection
 from rules.query_watch import (
     QueryWatchPolicy,
-    access_finding,
+    access_findings,
+    carried_over,
     judge_lock_waits,
     judge_long_queries,
+    not_checked,
     plan_actions,
 )
 from tasks.notify import on_flow_failure
@@ -59,7 +61,8 @@ def query_watch(
 
     findings = [*judge_long_queries(snap.queries, policy, scope),
                 *judge_lock_waits(snap.waits, policy, scope)]
-    findings += [access_finding(scope, p.problem, p.message) for p in snap.problems.values()]
+    findings += access_findings(scope, [(p.problem, p.message) for p in snap.problems.values()])
+    findings += carried_over(ops_store.findings_of(JOB, "open"), {scope}, not_checked(snap.problems))
 
     plans = plan_actions(snap.queries, snap.waits, policy, snap.own_pid, approve or ())
     actions = act_on_backends(conn, plans, apply, ops_store, JOB, scope, now) if plans else []

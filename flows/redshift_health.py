@@ -16,8 +16,10 @@ from blocks.loading import load_block
 from blocks.store import load_store
 from blocks.warehouse import WarehouseConnection
 from rules.config import ConfigError
-from rules.query_watch import access_finding
+from rules.query_watch import access_findings, carried_over
 from rules.redshift_health import (
+    METRIC_KINDS,
+    QUEUE_KINDS,
     RedshiftHealthPolicy,
     judge_metrics,
     judge_queues,
@@ -81,10 +83,13 @@ def redshift_health(
             f"no datapoints in {region} for the last {policy.lookback_minutes} min: check the "
             "block's `cluster_identifier`/`workgroup_name` and `region`.")
 
-    findings = [*judge_metrics(target, region, values, policy),
-                *judge_queues(target, region, snap.queues, policy)]
-    findings += [access_finding(conn.scope, p.problem, p.message) for p in snap.problems.values()]
+    scope = f"{region}/{target}"
+    findings = [*judge_metrics(target, scope, values, policy),
+                *judge_queues(target, scope, snap.queues, policy)]
+    findings += access_findings(conn.scope, [(p.problem, p.message) for p in snap.problems.values()])
     errors |= {f"{conn.scope} {name}": p.message for name, p in snap.problems.items()}
+    unjudged = (METRIC_KINDS if not values else set()) | (QUEUE_KINDS if snap.problems else set())
+    findings += carried_over(ops_store.findings_of(JOB, "open"), {scope, conn.scope}, unjudged)
 
     ops_store.record_metrics(JOB, metric_points(target, now, values, snap.queues))
     tell(JOB, findings, ops_store, now,

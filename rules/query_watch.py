@@ -7,10 +7,10 @@ policy, and these functions return findings and planned actions.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -229,13 +229,45 @@ def judge_lock_waits(
     return found
 
 
-def access_finding(scope: str, problem: str, reason: str) -> Finding:
-    """The watch itself could not look: the warehouse is down, refused us, or hid its views."""
-    kind = {"credentials": "warehouse-login-failed", "unreachable": "warehouse-unreachable",
-            "iam": "warehouse-login-failed", "views": "monitoring-views-denied"}.get(
-        problem, "warehouse-unavailable")
-    return Finding(kind=kind, resource_id=scope, scope=scope, severity=Severity.CRITICAL,
-                   reason=reason, numbers={"problem": problem})
+_ACCESS_KINDS = {"credentials": "warehouse-login-failed", "iam": "warehouse-login-failed",
+                 "unreachable": "warehouse-unreachable", "views": "monitoring-views-denied"}
+
+
+def access_findings(scope: str, problems: Iterable[tuple[str, str]]) -> list[Finding]:
+    """The watch itself could not look: the warehouse is down, refused us, or hid its views.
+
+    `problems` are (problem, message) pairs; one finding per kind of problem.
+    """
+    by_kind: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for problem, message in problems:
+        by_kind[_ACCESS_KINDS.get(problem, "warehouse-check-failed")].append((problem, message))
+    return [
+        Finding(kind=kind, resource_id=scope, scope=scope, severity=Severity.CRITICAL,
+                reason=" ".join(dict.fromkeys(m for _, m in items)),
+                numbers={"problems": sorted({p for p, _ in items})})
+        for kind, items in sorted(by_kind.items())
+    ]
+
+
+CHECK_KINDS = {"queries": {"long-running-query"}, "waits": {"lock-blocker"}}
+
+
+def not_checked(failed_checks: Iterable[str], check_kinds: Mapping[str, set[str]] = CHECK_KINDS) -> set[str]:
+    """Finding kinds this run could not judge: a failed connection (or visibility) blinds all."""
+    failed = set(failed_checks)
+    if failed - set(check_kinds):  # connection, visibility: nothing was seen
+        return set().union(*check_kinds.values())
+    return set().union(set(), *(check_kinds[c] for c in failed))
+
+
+def carried_over(
+    open_rows: Iterable[Mapping[str, Any]], scopes: set[str], kinds: set[str]
+) -> list[Finding]:
+    """Open findings this run did not judge stay open: those of other scopes (another warehouse
+    watched by the same job) and, in ours, the kinds whose check failed (an outage must not
+    resolve them)."""
+    return [Finding.model_validate(r["data"]) for r in open_rows
+            if r["scope"] not in scopes or r["kind"] in kinds]
 
 
 def _eligible(user: str, resource_id: str, policy: QueryWatchPolicy, approved: set[str]) -> str | None:

@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rules.findings import Finding, Severity
 
+METRIC_KINDS = {"redshift-unhealthy", "redshift-maintenance", "redshift-cpu-high",
+                "redshift-disk-high", "redshift-connections-high", "redshift-rpu-high"}
+QUEUE_KINDS = {"redshift-queue-backlog", "redshift-queue-wait"}
+
 
 class Threshold(BaseModel):
     """Warn at or above `warn`, critical at or above `critical`."""

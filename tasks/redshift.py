@@ -95,8 +95,9 @@ select w.pid as waiter_pid, trim(w.txn_owner) as waiter_user,
        coalesce(wr.starttime, w.txn_start) as waiting_since, getdate() as db_now,
        coalesce(trim(br.query), '') as blocker_query
 from svv_transactions w
-join (select distinct pid, relation from pg_locks where granted) b
-  on b.relation = w.relation and b.pid <> w.pid
+left join pg_database d on d.datname = trim(w.txn_db)
+join (select distinct pid, database, relation from pg_locks where granted) b
+  on b.relation = w.relation and b.database = d.oid and b.pid <> w.pid
 left join (select pid, max(txn_owner) as txn_owner, min(txn_start) as txn_start
            from svv_transactions group by pid) bt on bt.pid = b.pid
 left join pg_class c on c.oid = w.relation
@@ -105,30 +106,33 @@ left join stv_recents br on br.pid = b.pid and br.status = 'Running'
 where not w.granted and w.lockable_object_type = 'relation' and w.pid <> pg_backend_pid()
 """
 
-# Serverless has no SVV_TRANSACTIONS/STV_RECENTS: pg_locks for who waits on whom, the
-# running SYS_QUERY_HISTORY rows for since-when and the query text.
+# Serverless has no SVV_TRANSACTIONS/STV_RECENTS: pg_locks for who waits on whom,
+# SYS_SESSION_HISTORY for the blocking session (user, since when), and the running
+# SYS_QUERY_HISTORY rows for the waiter's start and the blocker's query text.
 _LOCKS_SERVERLESS = """
 select w.pid as waiter_pid, coalesce(trim(wu.usename), '') as waiter_user,
        b.pid as blocker_pid, coalesce(trim(bu.usename), '') as blocker_user,
-       bq.start_time as blocker_since, w.mode as lock_mode,
+       bs.start_time as blocker_since, w.mode as lock_mode,
        coalesce(trim(c.relname), w.relation::varchar) as relation,
        coalesce(wq.start_time, getdate()) as waiting_since, getdate() as db_now,
        coalesce(trim(bq.query_text), '') as blocker_query
 from pg_locks w
-join (select distinct pid, relation from pg_locks where granted) b
-  on b.relation = w.relation and b.pid <> w.pid
+join (select distinct pid, database, relation from pg_locks where granted) b
+  on b.relation = w.relation and b.database = w.database and b.pid <> w.pid
 left join pg_class c on c.oid = w.relation
 left join (select session_id, max(user_id) as user_id, min(start_time) as start_time
            from sys_query_history
            where trim(status) in ('planning', 'queued', 'running', 'returning')
            group by session_id) wq on wq.session_id = w.pid
-left join (select session_id, max(user_id) as user_id, min(start_time) as start_time,
-                  max(query_text) as query_text
+left join (select session_id, max(query_text) as query_text
            from sys_query_history
            where trim(status) in ('planning', 'queued', 'running', 'returning')
            group by session_id) bq on bq.session_id = b.pid
+left join (select session_id, max(user_id) as user_id, min(start_time) as start_time
+           from sys_session_history where end_time is null
+           group by session_id) bs on bs.session_id = b.pid
 left join pg_user wu on wu.usesysid = wq.user_id
-left join pg_user bu on bu.usesysid = bq.user_id
+left join pg_user bu on bu.usesysid = bs.user_id
 where not w.granted and w.relation is not null and w.pid <> pg_backend_pid()
 """
 
