@@ -10,7 +10,7 @@ from prefect import task
 
 from blocks.store import OpsStore
 from rules.findings import Finding, Transitions, diff_findings
-from tasks.notify import emit_findings_digest
+from tasks.notify import emit_findings_digest, emit_outbox_flush
 from tasks.report import write_report
 
 
@@ -28,6 +28,7 @@ def tell(
     """Record this run's findings, announce what changed once, and publish the report."""
     transitions = diff_findings(store.open_findings(job), findings, now, repeat_interval)
     store.save_transitions(job, transitions, now)
-    emit_findings_digest(job, transitions)
+    if not emit_findings_digest(job, transitions) and store.pending_message_count():
+        emit_outbox_flush(job)  # chat was down earlier: deliver what waits, even on a quiet run
     write_report(job, findings, transitions, errors=errors, notes=notes, table=table)
     return transitions
