@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import psycopg
 from botocore.exceptions import BotoCoreError, ClientError
@@ -31,6 +31,11 @@ class WarehouseConnection(Block):
             conn.execute("select 1")
         ```
     """
+
+    # Read by deployments/iam.py like a `@requires` declaration: what IAM auth may call.
+    aws_permissions: ClassVar[frozenset[str]] = frozenset(
+        {"redshift:GetClusterCredentials", "redshift-serverless:GetCredentials"})
+    aws_write: ClassVar[bool] = False
 
     _block_type_name = "Warehouse Connection"
     _block_type_slug = "warehouse-connection"

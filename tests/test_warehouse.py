@@ -137,3 +137,11 @@ def test_query_watch_with_wrong_password_completes_with_a_finding(password_pg, s
     assert "wrong-one" not in f.model_dump_json()
     [row] = store.findings_of("query-watch", "open")
     assert row["kind"] == "warehouse-login-failed"
+
+
+def test_iam_policy_of_query_watch_includes_iam_auth():
+    import flows.query_watch
+    from deployments.iam import flow_actions
+
+    assert flow_actions(flows.query_watch) == {"redshift:GetClusterCredentials",
+                                               "redshift-serverless:GetCredentials"}
