@@ -106,9 +106,14 @@ def test_long_query_found_once_cancelled_only_when_allowed_then_resolved(dialect
     sleeper = Session(dsn, "select pg_sleep(60) /* nightly load of 'customers' */")
     sleeper.start()
     wait_until(lambda: active_for(dsn, sleeper.pid, 2.5))
+    if dialect == "redshift":  # WLM runs it in the etl queue (the fixture's query id is the pid)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("insert into stv_wlm_query_state values (1, 1, %s, 6, 1, getdate(), "
+                         "'Running', 0, 0, 'normal')", (sleeper.pid,))
 
     found = run(block, store, QueryWatchPolicy(**FAST), T0)
     [f] = found
+    assert f.numbers["queue"] == ("etl" if dialect == "redshift" else None)
     assert f.kind == "long-running-query" and f.numbers["pid"] == sleeper.pid
     assert f.numbers["user"] == "postgres" and f.numbers["database"] == block.database
     assert f.numbers["query"] == "select pg_sleep(?) /* nightly load of '?' */"
