@@ -19,7 +19,7 @@ from pydantic import Field, SecretStr
 from sqlalchemy.engine import Engine, make_url
 
 from rules.config import ConfigError
-from rules.findings import KnownFinding, Severity, Transitions
+from rules.findings import Finding, KnownFinding, Severity, Transitions
 
 metadata = sa.MetaData()
 
@@ -224,6 +224,35 @@ class OpsStore(Block):
     def first_seen(self, job: str) -> dict[str, datetime]:
         """When each open finding of a job was first seen: "idle since" for resources."""
         return {k: v.first_seen for k, v in self.open_findings(job).items()}
+
+    def claim_findings(self, job: str, found: Iterable[Finding], now: datetime) -> list[Finding]:
+        """Record findings the job has never recorded (open or resolved) as announced now.
+
+        Returns only the ones this call recorded. Each is inserted in its own transaction, so
+        when overlapping runs claim the same finding, the primary key lets exactly one win.
+        """
+        candidates = {f.key: f for f in found}
+        with self.engine.connect() as conn:
+            seen = set(conn.execute(
+                sa.select(findings.c.key).where(findings.c.job == job,
+                                                findings.c.key.in_(list(candidates)))
+            ).scalars()) if candidates else set()
+        claimed = []
+        for key, f in candidates.items():
+            if key in seen:
+                continue
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(findings.insert().values(
+                        job=job, key=key, kind=f.kind, scope=f.scope, resource_id=f.resource_id,
+                        severity=f.severity.value, status="open", reason=f.reason,
+                        monthly_cost_usd=f.monthly_cost_usd, data=f.model_dump(mode="json"),
+                        first_seen=now, last_seen=now, last_alerted=now,
+                    ))
+            except sa.exc.IntegrityError:  # another run claimed it first
+                continue
+            claimed.append(f)
+        return claimed
 
     def findings_of(self, job: str, status: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(findings).where(findings.c.job == job)

@@ -121,12 +121,14 @@ class WarehouseConnection(Block):
             ) from None
 
     def connect(self, *, read_only: bool = True) -> psycopg.Connection:
-        """Open a connection, or raise `WarehouseUnavailable` saying what is wrong and the fix.
+        """Open an autocommit connection, or raise `WarehouseUnavailable` saying what is wrong.
 
-        Read-only connections run every statement inside a `BEGIN READ ONLY` transaction
-        (psycopg's `read_only`, which Redshift supports too) with our short statement timeout;
-        commit or roll back after each group of queries so no transaction stays open.
-        Parameters are bound client-side (`ClientCursor`), which every Redshift endpoint accepts.
+        Read-only: `conn.transaction()` blocks start with `BEGIN READ ONLY` on every dialect
+        (psycopg's `read_only`; the monitoring tasks run each check in one), and on PostgreSQL
+        the session default makes bare statements read-only too (Redshift documents
+        SET SESSION CHARACTERISTICS as deprecated, so it is not relied on there). Our short
+        statement timeout applies to everything. Parameters are bound client-side
+        (`ClientCursor`), which every Redshift endpoint accepts.
         """
         user, password = self._credentials()
         try:
@@ -134,15 +136,15 @@ class WarehouseConnection(Block):
                 host=self.host, port=self.port, dbname=self.database, user=user,
                 password=password or "", sslmode=self.sslmode,
                 connect_timeout=self.connect_timeout_seconds,
-                application_name="dataplatform-ops", autocommit=not read_only,
+                application_name="dataplatform-ops", autocommit=True,
                 cursor_factory=psycopg.ClientCursor,
             )
         except psycopg.OperationalError as exc:
             raise _unavailable(self, exc) from None
         conn.read_only = read_only
         conn.execute(f"SET statement_timeout TO {self.statement_timeout_seconds * 1000}")
-        if read_only:
-            conn.commit()
+        if read_only and not self.is_redshift:
+            conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         return conn
 
 

@@ -75,13 +75,17 @@ def closed_port() -> int:
 def test_connection_is_read_only_with_a_statement_timeout(password_pg):
     with block(password_pg, statement_timeout_seconds=1).connect() as conn:
         assert conn.execute("select current_user").fetchone() == ("postgres",)
-        conn.rollback()
-        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):  # the session default
             conn.execute("create table should_not_exist (id int)")
-        conn.rollback()
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction), conn.transaction():
+            conn.execute("create table should_not_exist (id int)")
         with pytest.raises(psycopg.errors.QueryCanceled):
             conn.execute("select pg_sleep(3)")
-        conn.rollback()
+        assert conn.execute("select 1").fetchone() == (1,)  # autocommit: one failure sinks nothing
+    # Redshift dialects: every check runs in a `BEGIN READ ONLY` transaction.
+    with block(password_pg, dialect="redshift").connect() as conn, pytest.raises(
+            psycopg.errors.ReadOnlySqlTransaction), conn.transaction():
+        conn.execute("create table should_not_exist (id int)")
     with block(password_pg).connect(read_only=False) as conn:  # actions need a writable session
         assert conn.execute("show transaction_read_only").fetchone() == ("off",)
 
