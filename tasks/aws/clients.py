@@ -46,6 +46,13 @@ class Account:
             self._session = base
         return self._session
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A boto3 session cannot be pickled; Prefect pickles task inputs to compute cache keys.
+        return {"credentials": self.credentials, "role_arn": self.role_arn, "_session": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     def _client_kwargs(self) -> dict[str, Any]:
         params = self.credentials.aws_client_parameters.get_params_override()
         params.pop("config", None)
