@@ -83,8 +83,12 @@ class LambdaFunction:
     memory_mb: int = 128
     runtime: str = ""
     architectures: tuple[str, ...] = ("x86_64",)
-    log_group: str = ""
+    log_group: str = ""  # empty: Lambda's default `/aws/lambda/<name>`
     tags: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.log_group:
+            object.__setattr__(self, "log_group", f"/aws/lambda/{self.name}")
 
     @property
     def url(self) -> str:

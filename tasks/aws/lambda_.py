@@ -52,7 +52,7 @@ def list_functions(
             memory_mb=int(fn.get("MemorySize", 128)),
             runtime=fn.get("Runtime", ""),
             architectures=tuple(fn.get("Architectures") or ("x86_64",)),
-            log_group=(fn.get("LoggingConfig") or {}).get("LogGroup") or f"/aws/lambda/{name}",
+            log_group=(fn.get("LoggingConfig") or {}).get("LogGroup", ""),
             tags=tags,
         ))
     return functions
