@@ -29,8 +29,14 @@ NAME_PREFIX = "dataplatform-ops: "
 
 SUBJECT = "{{ event.payload.subject }}"
 TEXT = "{{ event.payload.text }}"
-CRASHED_SUBJECT = "[{{ flow.name }}] run {{ flow_run.name }} {{ event.event.split('.')[-1] }}"
+# `[flow/deployment]` threads a deployment's alerts per day, as the failure hook's subjects do.
+CRASHED_SUBJECT = (
+    "[{{ flow.name }}{% if deployment %}/{{ deployment.name }}{% endif %}] "
+    "run {{ flow_run.name }} {{ event.event.split('.')[-1] }}"
+)
 CRASHED_TEXT = (
+    "{% for tag in flow_run.tags %}{% if tag.startswith('owner:') %}"
+    "<users/{{ tag[6:].replace('users/', '') }}> {% endif %}{% endfor %}"
     "Flow {{ flow.name }}, run {{ flow_run.name }}: {{ flow_run.state.name }}\n"
     "{% if deployment %}Deployment: {{ deployment.name }}\n{% endif %}"
     "Run: {{ flow_run|ui_url }}\n\nError:\n{{ flow_run.state.message }}"
