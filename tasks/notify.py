@@ -70,6 +70,15 @@ def emit_findings_digest(job: str, transitions: Transitions) -> bool:
     return True
 
 
+def emit_outbox_flush(job: str) -> None:
+    """An empty digest: the chat block then only delivers messages waiting in its outbox."""
+    emit_event(
+        event=EVENT_FINDINGS,
+        resource={"prefect.resource.id": f"dataplatform-ops.job.{job}", "prefect.resource.name": job},
+        payload={"job": job, "subject": "", "text": ""},
+    )
+
+
 class _LogTail(logging.Handler):
     """Keeps the last records logged by each flow run in this process (tasks included), and
     the last exception logged with its traceback (Prefect logs a failed task's at ERROR).

@@ -97,6 +97,7 @@ def paginate(
         yield from page.get(result_key, [])
 
 
+@requires("ec2:DescribeRegions")
 def enabled_regions(account: Account, service: str = "ec2") -> list[str]:
     """Regions enabled for the account (opt-in regions only when opted in)."""
     ec2 = account.client("ec2", account.session.region_name or "us-east-1")
