@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from prefect import flow, get_run_logger, task
@@ -17,7 +17,13 @@ from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
 
 from blocks.google_chat import GoogleChatWebhook, chat_message
-from deployments.automations import apply_automations
+from deployments.automations import (
+    SILENT_PREFIX,
+    apply_automations,
+    apply_silent_automations,
+    silent_window,
+)
+from rules.config import ConfigError
 from rules.messages import TaskFailure, flow_failure_message
 from tasks.notify import on_flow_failure
 
@@ -124,3 +130,44 @@ def test_chat_message_mentions_go_to_text_and_plain_text_keeps_them():
     assert "@42 Flow f failed" in card["cardsV2"][0]["card"]["sections"][0]["widgets"][0]["textParagraph"]["text"]
     assert chat_message("<users/42> Flow f failed", "[f] x", cards=False)["text"] == "*[f] x*\n<users/42> Flow f failed"
     assert "text" not in chat_message("no one to mention", "[f] x")
+
+
+@flow(name="hourly-export", on_failure=[on_flow_failure])
+def hourly_export() -> None:
+    get_run_logger().info("exported")
+
+
+def test_silent_deployment_gets_a_proactive_automation(chat):
+    """The automation is checked as stored; the harness does not run proactive triggers."""
+    GoogleChatWebhook(url=chat.url).save("silent-chat", overwrite=True)
+    deployment_id = hourly_export.to_deployment(
+        name="hourly", tags=["silent-after:2h", "owner:all"]).apply()
+    apply_silent_automations(chat_block="silent-chat")
+    [ids] = [apply_silent_automations(chat_block="silent-chat")]  # idempotent
+    with get_client(sync_client=True) as client:
+        [automation] = client.read_automations_by_name(SILENT_PREFIX + "hourly-export/hourly")
+        assert automation.id in ids
+        trigger = automation.trigger
+        assert trigger.posture == "Proactive" and trigger.within == timedelta(hours=2)
+        assert trigger.expect == {"prefect.flow-run.Completed"}
+        assert trigger.match_related == {"prefect.resource.id": f"prefect.deployment.{deployment_id}"}
+        assert automation.actions[0].subject == "[hourly-export/hourly] silent: no completed run in 2h"
+        assert automation.actions[0].body.startswith("<users/all> No run of deployment hourly-export/hourly")
+
+    hourly_export.to_deployment(name="hourly", tags=[]).apply()  # tag removed -> automation removed
+    apply_silent_automations(chat_block="silent-chat")
+    with get_client(sync_client=True) as client:
+        assert client.read_automations_by_name(SILENT_PREFIX + "hourly-export/hourly") == []
+
+
+@pytest.mark.parametrize(("tags", "expected"), [
+    (["x"], None), (["silent-after:90m"], (timedelta(minutes=90), "90m")),
+    (["silent-after:2d"], (timedelta(days=2), "2d")),
+])
+def test_silent_window(tags, expected):
+    assert silent_window(tags) == expected
+
+
+def test_silent_window_bad_tag_is_a_clear_error():
+    with pytest.raises(ConfigError, match="silent-after:6h"):
+        silent_window(["silent-after:6 hours"])
