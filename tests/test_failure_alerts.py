@@ -150,7 +150,7 @@ def test_silent_deployment_gets_a_proactive_automation(chat):
         trigger = automation.trigger
         assert trigger.posture == "Proactive" and trigger.within == timedelta(hours=2)
         assert trigger.expect == {"prefect.flow-run.Completed"}
-        assert trigger.match_related == {"prefect.resource.id": f"prefect.deployment.{deployment_id}"}
+        assert trigger.match_related.model_dump() == {"prefect.resource.id": f"prefect.deployment.{deployment_id}"}
         assert automation.actions[0].subject == "[hourly-export/hourly] silent: no completed run in 2h"
         assert automation.actions[0].body.startswith("<users/all> No run of deployment hourly-export/hourly")
 
