@@ -21,6 +21,7 @@ from rules.text import redact
 MAX_MESSAGE_BYTES = 32_000
 _TAG = re.compile(r"^\[([^\]]{1,80})\]")
 _RETRYABLE = {429, 500, 502, 503, 504}
+_MENTION = re.compile(r"<users/[^<>\s]{1,100}>")
 
 
 def thread_key(subject: str | None, now: datetime) -> str | None:
@@ -54,12 +55,15 @@ def chat_message(
 ) -> dict[str, Any]:
     """A Google Chat message: a card with a plain-text fallback, or plain text only."""
     body, subject = redact(body), redact(subject or "")
+    # Mentions (`<users/123>`, `<users/all>`) notify only from `text`, never from a card.
+    mentioned = " ".join(dict.fromkeys(_MENTION.findall(body)))
 
     def build(text: str) -> dict[str, Any]:
         message: dict[str, Any]
         plain = f"*{subject}*\n{text}" if subject else text
         if cards:
-            widget = {"textParagraph": {"text": html.escape(text).replace("\n", "<br>")}}
+            shown = _MENTION.sub(lambda m: "@" + m.group(0)[7:-1], text)
+            widget = {"textParagraph": {"text": html.escape(shown).replace("\n", "<br>")}}
             card: dict[str, Any] = {"sections": [{"widgets": [widget]}]}
             if subject:
                 card["header"] = {"title": subject[:200]}
@@ -67,6 +71,8 @@ def chat_message(
                 "cardsV2": [{"cardId": "dataplatform-ops", "card": card}],
                 "fallbackText": plain[:1_000],
             }
+            if mentioned:
+                message["text"] = mentioned
         else:
             message = {"text": plain}
         if thread:

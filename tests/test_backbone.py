@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.blocks.abstract import NotificationError
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL
 
 from blocks.google_chat import GoogleChatWebhook
@@ -91,9 +92,9 @@ def test_webhook_secret_never_reaches_logs_events_artifacts_or_store(routed, sto
 
     haystack = [m.raw.decode() for m in routed.received]
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(limit=50)
+        runs = client.read_flow_runs(limit=10, sort=FlowRunSort.START_TIME_DESC)
         haystack += [log.message for log in client.read_logs(
-            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs])))]
+            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs])), limit=200)]
         haystack += [str(a.data) + str(a.description) for a in client.read_artifacts()]
         haystack += [str(r.state.message) for r in runs]
     haystack += _all_events()
