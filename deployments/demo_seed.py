@@ -157,7 +157,7 @@ def seed_rds(aws: _Account, seeded: Seeded, scale: int, now: datetime) -> None:
     for i in range(scale):
         name = f"dev-analytics-{i}"
         rds.create_db_instance(
-            DBInstanceIdentifier=name, DBInstanceClass="db.m5.large", Engine="postgres",
+            DBInstanceIdentifier=name, DBInstanceClass="db.m5.large", Engine="postgres", EngineVersion="16.3",
             AllocatedStorage=100, MasterUsername="dev", MasterUserPassword="dev-password-1",
             Tags=[*_tags(env="dev"), {"Key": SCHEDULE_TAG_KEY, "Value": off_hours_schedule(now)}],
         )
@@ -256,8 +256,8 @@ def seed_lambda(aws: _Account, seeded: Seeded, scale: int, now: datetime) -> Non
                 cloudwatch.put_metric_data(Namespace="AWS/Lambda", MetricData=data[start:start + 20])
 
 
-def seed_sqs(aws: _Account, seeded: Seeded, scale: int) -> None:
-    sqs = aws.client("sqs")
+def seed_sqs(aws: _Account, seeded: Seeded, scale: int, now: datetime) -> None:
+    sqs, cloudwatch = aws.client("sqs"), aws.client("cloudwatch")
     for i in range(scale):
         suffix = "" if i == 0 else f"-{i}"
         dlq_url = sqs.create_queue(QueueName=f"orders-dlq{suffix}")["QueueUrl"]
@@ -268,6 +268,11 @@ def seed_sqs(aws: _Account, seeded: Seeded, scale: int) -> None:
         )
         for n in range(7):
             sqs.send_message(QueueUrl=dlq_url, MessageBody=json.dumps({"order_id": 1000 + n, "error": "schema mismatch"}))
+        # The oldest failed order has waited two days (as CloudWatch reports it for the queue).
+        cloudwatch.put_metric_data(Namespace="AWS/SQS", MetricData=[
+            {"MetricName": "ApproximateAgeOfOldestMessage", "Timestamp": ts, "Value": 2 * 86400 + 60 * m,
+             "Unit": "Seconds", "Dimensions": [{"Name": "QueueName", "Value": f"orders-dlq{suffix}"}]}
+            for m, ts in enumerate(_datapoints(now, 15))])
         seeded.add("dead-letter queues with messages", f"orders-dlq{suffix}")
     # A healthy queue pair with an empty DLQ: not a finding.
     empty = sqs.create_queue(QueueName="invoices-dlq")["QueueUrl"]
@@ -310,7 +315,7 @@ def seed_account(endpoint_url: str, scale: int = 3, now: datetime | None = None)
     seed_rds(aws, seeded, scale, now)
     seed_s3(aws, seeded, scale, now)
     seed_lambda(aws, seeded, scale, now)
-    seed_sqs(aws, seeded, scale)
+    seed_sqs(aws, seeded, scale, now)
     seed_redshift(aws, seeded, now)
     return seeded
 

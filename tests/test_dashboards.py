@@ -36,6 +36,7 @@ from flows.bigquery_cost_report import bigquery_cost_report
 from flows.bigquery_query_cost_watch import bigquery_query_cost_watch
 from flows.data_integrity import data_integrity
 from rules.findings import Finding, Severity
+from rules.redshift_health import WlmQueue, metric_points
 from tasks.tell import tell
 
 DASHBOARDS = Path(__file__).resolve().parent.parent / "dashboards"
@@ -176,14 +177,12 @@ def filled(pg_store: OpsStore, pipelines_block) -> OpsStore:
     pg_store.record_action("idle-resources", action="release-address", resource_id="eipalloc-9",
                            scope="123456789012/us-east-1", dry_run=False, outcome="done", now=NOW)
 
-    # Metric history shaped as the jobs record it.
+    # Redshift history through the job's own producer of store rows.
     rows = []
     for minutes in (10, 5):
-        ts = NOW - timedelta(minutes=minutes)
-        for metric, value in (("cpu_percent", 96.0), ("disk_percent", 91.0), ("connections", 310.0)):
-            rows.append({"name": f"redshift.{metric}", "subject": "analytics", "ts": ts, "value": value})
-        for metric, value in (("queued", 4.0), ("executing", 5.0), ("longest_wait_s", 420.0)):
-            rows.append({"name": f"redshift.wlm.{metric}", "subject": "analytics/etl", "ts": ts, "value": value})
+        rows += metric_points("analytics", NOW - timedelta(minutes=minutes),
+                              {"cpu_percent": 96.0, "disk_percent": 91.0, "connections": 310.0},
+                              [WlmQueue("etl", 6, 5, 4, 5, 420.0)])
     pg_store.record_metrics("redshift-health", rows)
     # data-integrity and the BigQuery cost jobs: real flow runs over the demo's seeded data.
     integrity.append(data_integrity(pipelines_file=None, pipelines_block=pipelines_block(), store=name))
