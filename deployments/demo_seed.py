@@ -270,7 +270,7 @@ def seed_sqs(aws: _Account, seeded: Seeded, scale: int, now: datetime) -> None:
             sqs.send_message(QueueUrl=dlq_url, MessageBody=json.dumps({"order_id": 1000 + n, "error": "schema mismatch"}))
         # The oldest failed order has waited two days (as CloudWatch reports it for the queue).
         cloudwatch.put_metric_data(Namespace="AWS/SQS", MetricData=[
-            {"MetricName": "ApproximateAgeOfOldestMessage", "Timestamp": ts, "Value": 2 * 86400 + 60 * m,
+            {"MetricName": "ApproximateAgeOfOldestMessage", "Timestamp": ts, "Value": 2 * 86400 - 300 * m,
              "Unit": "Seconds", "Dimensions": [{"Name": "QueueName", "Value": f"orders-dlq{suffix}"}]}
             for m, ts in enumerate(_datapoints(now, 15))])
         seeded.add("dead-letter queues with messages", f"orders-dlq{suffix}")
