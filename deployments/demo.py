@@ -157,6 +157,7 @@ class DemoSummary:
         lines += [""] + [f"note: {n}" for n in self.notes]
         lines += [
             f"Planted in the seeded AWS account: {self.planted}.",
+            "Every job ran report-only (apply=False): nothing in the seeded account was changed.",
             f"Google Chat messages delivered: {len(self.messages)} (printed above as they arrived).",
             f"Prefect UI: {self.ui_url} (flow runs, artifacts, automations, blocks).",
             f"Demo wall time: {self.seconds:.0f}s.",
