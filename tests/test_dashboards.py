@@ -36,6 +36,10 @@ from flows.bigquery_cost_report import bigquery_cost_report
 from flows.bigquery_query_cost_watch import bigquery_query_cost_watch
 from flows.data_integrity import data_integrity
 from rules.findings import Finding, Severity
+from rules.lambda_health import LambdaFunction, LambdaMetrics
+from rules.lambda_health import metric_rows as lambda_rows
+from rules.queue_health import Queue
+from rules.queue_health import metric_rows as queue_rows
 from rules.redshift_health import WlmQueue, metric_points
 from tasks.tell import tell
 
@@ -68,7 +72,8 @@ def test_provisioning_files_are_valid_for_grafana():
     assert providers["apiVersion"] == 1
     [provider] = providers["providers"]
     assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
-    assert set(_dashboards()) == {"bigquery.json", "findings.json", "integrity.json", "redshift.json"}
+    assert set(_dashboards()) == {"bigquery.json", "findings.json", "integrity.json", "pipelines.json",
+                                   "redshift.json"}
 
 
 @pytest.mark.parametrize("name", sorted(_dashboards()))
@@ -184,6 +189,19 @@ def filled(pg_store: OpsStore, pipelines_block) -> OpsStore:
                               {"cpu_percent": 96.0, "disk_percent": 91.0, "connections": 310.0},
                               [WlmQueue("etl", 6, 5, 4, 5, 420.0)])
     pg_store.record_metrics("redshift-health", rows)
+    # Lambda and SQS history through those jobs' own producers of store rows.
+    functions = [LambdaFunction("payments-webhook", "us-east-1", 30), LambdaFunction("orders-ingest", "us-east-1", 30)]
+    dlq = Queue("orders-dlq", "arn:aws:sqs:us-east-1:123456789012:orders-dlq", "us-east-1", visible=7)
+    source = Queue("orders", "arn:aws:sqs:us-east-1:123456789012:orders", "us-east-1",
+                   dead_letter_target_arn=dlq.arn, max_receive_count=5)
+    for minutes in (20, 5):
+        ts = NOW - timedelta(minutes=minutes)
+        pg_store.record_metrics("lambda-health", lambda_rows(functions, {
+            "payments-webhook": LambdaMetrics(400, 60, 0, 1200.0), "orders-ingest": LambdaMetrics(400, 0, 12, 900.0)},
+            "123456789012/us-east-1", ts))
+        pg_store.record_metrics("queue-health", queue_rows([dlq, source], {"orders-dlq": 172800.0},
+                                                           "123456789012/us-east-1", ts))
+    fill_findings(name, "queue-health", [_finding("dlq-messages", "orders-dlq")], NOW)
     # data-integrity and the BigQuery cost jobs: real flow runs over the demo's seeded data.
     integrity.append(data_integrity(pipelines_file=None, pipelines_block=pipelines_block(), store=name))
     with bigquery_with_history(scale=1) as endpoint:
@@ -276,6 +294,11 @@ def test_panels_show_the_exact_figures(filled):
     assert (source, target, diff, lag) == (run_row["source_count"], run_row["target_count"],
                                            run_row["diff"], run_row["lag_minutes"])
     assert diff == target - source < 0 and lag >= 180 and "stale-data" in open_findings
+
+    dlq = results[("dpo-pipelines", "Messages in dead-letter queues")]
+    assert [(metric, value) for _, metric, value in dlq] == [("123456789012/us-east-1/orders-dlq", 7.0)] * 2
+    errors = {(m, v) for _, m, v in results[("dpo-pipelines", "Lambda errors per window")]}
+    assert errors == {("123456789012/us-east-1/payments-webhook", 60.0), ("123456789012/us-east-1/orders-ingest", 0.0)}
 
     redshift_panels = {t for (uid, t) in results if uid == "dpo-redshift"}
     assert {"$metric [redshift.cpu_percent]", "$metric [redshift.connections]"} <= redshift_panels
