@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from deployments.demo_seed import REGIONS
+from deployments.demo_seed import BQ_JOBS_TABLE, BQ_PROJECTS, REGIONS
 from deployments.serve import deployment_specs, load_flow
 
 # Block names the demo creates; the jobs' defaults (`aws`, `ops-store`) already point at them.
@@ -58,7 +58,6 @@ class DemoEnv:
     """What the demo started, for the jobs' parameters."""
 
     home: Path
-    aws_endpoint: str
     postgres: dict[str, str] = field(default_factory=dict)  # demo database -> conninfo
     bigquery_endpoint: str | None = None
 
@@ -80,8 +79,6 @@ class DemoJob:
 
 
 def _bigquery(env: DemoEnv) -> dict[str, Any]:
-    from deployments.demo_seed import BQ_JOBS_TABLE, BQ_PROJECTS
-
     return {"projects": list(BQ_PROJECTS), "regions": ["us"], "emulator_endpoint": env.bigquery_endpoint,
             "jobs_table": BQ_JOBS_TABLE}
 
@@ -345,7 +342,7 @@ def demo_databases(names: Sequence[str]) -> Iterator[dict[str, str]]:
 @contextmanager
 def bigquery_with_history(scale: int) -> Iterator[str]:
     """The BigQuery emulator (deployments/local_bigquery.py) with seeded job history."""
-    from deployments.demo_seed import BQ_PROJECTS, seed_bigquery
+    from deployments.demo_seed import seed_bigquery
     from deployments.local_bigquery import bigquery_emulator
 
     with bigquery_emulator(project=BQ_PROJECTS[0]) as endpoint:
@@ -458,7 +455,7 @@ def run_demo(
         out(f"Seeding a messy AWS account in moto ({endpoint}) while the Prefect server starts ...")
         seeded = seed_account(endpoint, scale=seed_scale)
         out(f"  planted {seeded.summary()}")
-        env, notes = DemoEnv(home, endpoint), []
+        env, notes = DemoEnv(home), []
         try:
             env.postgres = stack.enter_context(demo_databases(DEMO_DATABASES))
         except RuntimeError as exc:  # no server and no binaries to start one
