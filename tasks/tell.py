@@ -25,8 +25,13 @@ def tell(
     notes: Sequence[str] = (),
     table: Sequence[Mapping[str, Any]] | None = None,
 ) -> Transitions:
-    """Record this run's findings, announce what changed once, and publish the report."""
-    transitions = diff_findings(store.open_findings(job), findings, now, repeat_interval)
+    """Record this run's findings, announce what changed once, and publish the report.
+
+    Open findings in a scope named in `errors` stay open: the run could not look there.
+    """
+    transitions = diff_findings(
+        store.open_findings(job), findings, now, repeat_interval, failed_scopes=(errors or {}).keys()
+    )
     store.save_transitions(job, transitions, now)
     if not emit_findings_digest(job, transitions) and store.pending_message_count():
         emit_outbox_flush(job)  # chat was down earlier: deliver what waits, even on a quiet run
