@@ -15,12 +15,13 @@ from typing import Any, Literal
 
 from prefect import flow
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.futures import PrefectFuture
 from prefect.input import RunInput
 from prefect.runtime import flow_run as runtime_flow_run
-from prefect.states import Cancelled
+from prefect.states import Cancelled, Cancelling, State
 from prefect_aws import AwsCredentials
 from pydantic import Field, create_model
 
@@ -208,6 +209,14 @@ def _act(accounts: dict[str, tuple[Account, list[str]]], chosen: Sequence[PlanIt
     return rows
 
 
+def _cancel(message: str) -> State:
+    """End the run Cancelled. The server turns an expired pause into Failed unless the run goes
+    through Cancelling first, which is what a person cancelling it in the UI would do."""
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(runtime_flow_run.id, Cancelling(message=message), force=True)
+    return Cancelled(message=message)
+
+
 @flow(name=JOB, on_failure=[on_flow_failure])
 def idle_resources(
     policy: IdlePolicy = DEFAULT_POLICY,
@@ -259,8 +268,8 @@ def idle_resources(
                                   timeout=policy.approval_timeout_seconds,
                                   poll_interval=APPROVAL_POLL_SECONDS)
     except FlowPauseTimeout:
-        return Cancelled(message=f"Nobody approved the plan within {policy.approval_timeout_seconds} s: "
-                                 "nothing was changed.")
+        return _cancel(f"Nobody approved the plan within {policy.approval_timeout_seconds} s: "
+                       "nothing was changed.")
     chosen = offered if approval.approve_all else [p for p in offered if p.item_id in set(approval.approved)]
     rows = _act(accounts, chosen, ops_store, policy, now, errors)
     write_table(JOB, "actions", rows, f"{JOB}: {len(rows)} actions")

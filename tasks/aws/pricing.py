@@ -68,7 +68,7 @@ def price_key(product: dict[str, Any]) -> str | None:
         return "snapshot:standard:gb"
     if family == "Storage Snapshot" and "SnapshotArchiveStorage" in usage:
         return "snapshot:archive:gb"
-    if family == "System Operation" and volume in ("gp3", "io1", "io2") and "PIOPS" in usage:
+    if family == "System Operation" and volume in ("gp3", "io1", "io2") and "IOPS" in usage:
         return f"ebs:{volume}:iops"
     if family == "Provisioned Throughput" and volume == "gp3":
         return "ebs:gp3:throughput"

@@ -57,6 +57,7 @@ POLICY = IdlePolicy(refresh_prices=False, s3_age_rules=[S3AgeRule(bucket="*", pr
 class World:
     idle: dict[str, float] = field(default_factory=dict)  # resource id -> expected $/month
     not_idle: set[str] = field(default_factory=set)
+    young_volumes: set[str] = field(default_factory=set)
 
 
 def _tags(resource_type: str, *tags: dict[str, str]) -> list[dict]:
@@ -109,6 +110,7 @@ def seed(world: World | None = None) -> World:
             young_snap = ec2.create_snapshot(VolumeId=young_gone)["SnapshotId"]
         ec2.delete_volume(VolumeId=young_gone)
         w.not_idle |= {young_vol, young_snap}
+        w.young_volumes.add(young_vol)
 
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket="raw-events")
@@ -185,7 +187,10 @@ def test_sweep_finds_exactly_the_planted_idle_resources_at_the_right_price(creds
     idle_resources(policy=POLICY, regions=REGIONS, aws_credentials=creds,
                    store=store._block_document_name, now=NOW + timedelta(days=10))
     again = {f["resource_id"]: f["data"]["numbers"] for f in store.findings_of(JOB, status="open")}
-    assert {n["idle_days"] for n in again.values()} == {10}
+    assert {again[r]["idle_days"] for r in world.idle} == {10}
+    # Meanwhile the young volumes came of age: new findings, idle since today.
+    assert {r: n["idle_days"] for r, n in again.items() if r not in world.idle} == {
+        r: 0 for r in world.young_volumes}
 
 
 def test_bad_input_fails_before_any_api_call(creds, store):
