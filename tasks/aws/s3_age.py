@@ -1,6 +1,6 @@
 """Object age per (bucket, prefix): one task run per account, a page budget shared by all buckets.
 
-A bucket with an S3 Inventory report (CSV, current versions, with size and last-modified) is
+A bucket with an S3 Inventory report (CSV, with size and last-modified columns) is
 read from its newest report instead of listing every key. Objects are tallied as they stream
 (`rules.idle.ObjectTally`), so memory stays flat however many keys a bucket holds; a bucket
 that cannot be read is reported and the others go on.
@@ -37,8 +37,6 @@ def inventory_location(s3: Any, bucket: str, prefix: str) -> tuple[str, str] | N
     for config in configs:
         dest = config["Destination"]["S3BucketDestination"]
         if (config.get("IsEnabled") and dest.get("Format") == "CSV"
-                and config.get("IncludedObjectVersions") == "Current"
-                and INVENTORY_FIELDS <= set(config.get("OptionalFields", []))
                 and prefix.startswith(config.get("Filter", {}).get("Prefix", ""))):
             base = "/".join(p for p in (dest.get("Prefix", "").strip("/"), bucket, config["Id"]) if p)
             return dest["Bucket"].split(":::")[-1], base + "/"
@@ -59,18 +57,24 @@ def _latest_manifest(s3: Any, dest_bucket: str, base: str) -> tuple[str, dict[st
 
 
 def tally_inventory(s3: Any, tally: ObjectTally, dest_bucket: str, base: str, now: datetime) -> bool:
-    """Tally from the newest inventory report; False if none has been delivered yet."""
+    """Tally from the newest inventory report; False if none was delivered yet or it lacks the
+    size or last-modified column (then the caller lists the bucket)."""
     found = _latest_manifest(s3, dest_bucket, base)
     if found is None:
         return False
     delivered, manifest = found
     columns = [c.strip() for c in manifest["fileSchema"].split(",")]
+    if not INVENTORY_FIELDS <= set(columns):
+        return False
     for file in manifest["files"]:
         raw = s3.get_object(Bucket=dest_bucket, Key=file["key"])["Body"]
         with gzip.open(raw, "rt", newline="") as rows:
             for row in csv.reader(rows):
                 record = dict(zip(columns, row, strict=False))
-                if not unquote(record.get("Key", "")).startswith(tally.prefix):
+                # Reports of all versions: only the current version of a live object counts.
+                if (not unquote(record.get("Key", "")).startswith(tally.prefix)
+                        or record.get("IsLatest", "true") != "true"
+                        or record.get("IsDeleteMarker", "false") == "true"):
                     continue
                 modified = datetime.fromisoformat(record["LastModifiedDate"].replace("Z", "+00:00"))
                 tally.add(int(record["Size"] or 0), modified, record.get("StorageClass") or "STANDARD", now)

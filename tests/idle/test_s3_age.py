@@ -50,22 +50,25 @@ def test_inventory_report_is_read_instead_of_listing(aws):
     s3.create_bucket(Bucket="big-lake")
     s3.create_bucket(Bucket="inventory-reports")
     s3.put_bucket_inventory_configuration(Bucket="big-lake", Id="daily", InventoryConfiguration={
-        "Id": "daily", "IsEnabled": True, "IncludedObjectVersions": "Current",
+        "Id": "daily", "IsEnabled": True, "IncludedObjectVersions": "All",
         "Destination": {"S3BucketDestination": {"Bucket": "arn:aws:s3:::inventory-reports",
                                                 "Format": "CSV", "Prefix": "inv"}},
         "Schedule": {"Frequency": "Daily"}, "OptionalFields": ["Size", "LastModifiedDate", "StorageClass"]})
     old = (NOW - timedelta(days=45)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     young = (NOW - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    rows = [["big-lake", "tmp/a%20b.parquet", str(5 * 1024**3), old, "STANDARD"],
-            ["big-lake", "tmp/c.parquet", str(1024**3), old, "GLACIER"],
-            ["big-lake", "tmp/d.parquet", str(1024**3), young, "STANDARD"],
-            ["big-lake", "keep/e.parquet", str(1024**3), old, "STANDARD"]]
+    # A report of all versions: the non-current version and the delete marker do not count.
+    rows = [["big-lake", "tmp/a%20b.parquet", "v1", "true", "false", str(5 * 1024**3), old, "STANDARD"],
+            ["big-lake", "tmp/a%20b.parquet", "v0", "false", "false", str(7 * 1024**3), old, "STANDARD"],
+            ["big-lake", "tmp/gone.parquet", "v2", "true", "true", "", old, ""],
+            ["big-lake", "tmp/c.parquet", "v1", "true", "false", str(1024**3), old, "GLACIER"],
+            ["big-lake", "tmp/d.parquet", "v1", "true", "false", str(1024**3), young, "STANDARD"],
+            ["big-lake", "keep/e.parquet", "v1", "true", "false", str(1024**3), old, "STANDARD"]]
     base = "inv/big-lake/daily"
     s3.put_object(Bucket="inventory-reports", Key=f"{base}/data/part-1.csv.gz", Body=_gz_csv(rows))
     for day, files in (("2026-11-23T01-00Z", []), ("2026-11-24T01-00Z", [f"{base}/data/part-1.csv.gz"])):
         s3.put_object(Bucket="inventory-reports", Key=f"{base}/{day}/manifest.json", Body=json.dumps({
             "sourceBucket": "big-lake", "destinationBucket": "arn:aws:s3:::inventory-reports",
-            "fileFormat": "CSV", "fileSchema": "Bucket, Key, Size, LastModifiedDate, StorageClass",
+            "fileFormat": "CSV", "fileSchema": "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, StorageClass",
             "files": [{"key": k, "size": 100, "MD5checksum": "x"} for k in files]}))
     s3.put_object(Bucket="big-lake", Key="tmp/listed-only", Body=b"x")  # not in the report
 
