@@ -16,9 +16,11 @@ Prefect task runs, and the ratio of the two wall times. Not a test: nothing is a
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import logging
 import os
+import pstats
 import resource
 import subprocess
 import sys
@@ -66,12 +68,18 @@ def run_ours() -> dict:
     OpsStore(url=f"sqlite:///{tempfile.mkdtemp()}/store.db").save(f"bench-store-{suffix}")
     baseline = _peak_rss_mb()
     calls["n"] = 0
+    profile = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         start = time.perf_counter()
+        if profile:
+            profile.enable()
         state = idle_resources(policy=IdlePolicy(refresh_prices=False, volume_min_age_days=0),
                                regions=[REGION], aws_credentials=f"bench-aws-{suffix}",
                                store=f"bench-store-{suffix}", return_state=True)
         wall = time.perf_counter() - start
+    if profile:  # the flow's own thread: where the run waits and what it spends time on
+        profile.disable()
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
     summary = state.result()
     with get_client(sync_client=True) as client:
         task_runs = len(client.read_task_runs(
@@ -142,6 +150,8 @@ def seed(endpoint: str, volumes: int, eips: int, snapshots: int) -> dict:
 def _child(tool: str, env: dict) -> dict:
     out = subprocess.run([sys.executable, __file__, "--run", tool], env=env, cwd=ROOT,
                          capture_output=True, text=True, check=False)
+    if os.environ.get("BENCH_PROFILE"):
+        print(out.stderr[-12000:])
     for line in reversed(out.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)

@@ -22,6 +22,7 @@ from prefect.futures import PrefectFuture
 from prefect.input import RunInput
 from prefect.runtime import flow_run as runtime_flow_run
 from prefect.states import Cancelled, Cancelling, State
+from prefect.utilities.annotations import quote
 from prefect_aws import AwsCredentials
 from pydantic import Field, create_model
 
@@ -249,7 +250,8 @@ def idle_resources(
     accounts = _resolve_accounts(creds, role_arns, regions, errors)
     prices = _prices(accounts, policy, ops_store, now, notes)
     findings = _sweep(accounts, policy, prices, ops_store.first_seen(JOB), now, errors, notes)
-    tell(JOB, findings, ops_store, now, repeat, errors=errors, notes=notes)
+    # quote(): Prefect need not walk thousands of findings looking for futures.
+    tell(JOB, quote(findings), ops_store, now, repeat, errors=errors, notes=notes)
     summary: dict[str, Any] = {
         "findings": len(findings), "monthly_usd": round(sum(f.monthly_cost_usd or 0 for f in findings), 2),
         "errors": errors, "actions": [],
@@ -279,6 +281,6 @@ def idle_resources(
         outcomes[r["outcome"]] += 1
     notes.append("Approved actions: " + (", ".join(f"{n} {o}" for o, n in sorted(outcomes.items())) or "none"))
     # Resources acted on drop out of the findings: the digest announces them as resolved.
-    tell(JOB, [f for f in findings if f.resource_id not in done], ops_store, now, repeat,
+    tell(JOB, quote([f for f in findings if f.resource_id not in done]), ops_store, now, repeat,
          errors=errors, notes=notes)
     return {**summary, "actions": rows}
