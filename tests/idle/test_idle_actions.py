@@ -36,7 +36,7 @@ def test_dry_run_changes_nothing(aws):
 
 def test_act_time_checks_skip_what_changed_since_the_plan(aws):
     ec2 = boto3.client("ec2", region_name="us-east-1")
-    image = ec2.register_image(Name="i", RootDeviceName="/dev/sda1",
+    image = ec2.register_image(Name="base", RootDeviceName="/dev/sda1",
                                BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}])["ImageId"]
     instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
     ip = ec2.allocate_address(Domain="vpc")["AllocationId"]
