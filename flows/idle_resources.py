@@ -22,6 +22,7 @@ from prefect.futures import PrefectFuture
 from prefect.input import RunInput
 from prefect.runtime import flow_run as runtime_flow_run
 from prefect.states import Cancelled, Cancelling, State
+from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 from prefect_aws import AwsCredentials
 from pydantic import Field, create_model
@@ -60,6 +61,7 @@ JOB = "idle-resources"
 PRICE_CACHE_DAYS = 7
 APPROVAL_POLL_SECONDS = 2
 DEFAULT_POLICY = IdlePolicy()
+MAX_CONCURRENT_CALLS = 16
 
 # Collect tasks hold an `Account` (a live boto3 session): never hash it for caching.
 _EC2_COLLECTORS = {
@@ -218,7 +220,8 @@ def _cancel(message: str) -> State:
     return Cancelled(message=message)
 
 
-@flow(name=JOB, on_failure=[on_flow_failure])
+# Bounded fan-out: 17 regions x 4 resource types must not open 68 connections at once.
+@flow(name=JOB, on_failure=[on_flow_failure], task_runner=ThreadPoolTaskRunner(max_workers=MAX_CONCURRENT_CALLS))
 def idle_resources(
     policy: IdlePolicy = DEFAULT_POLICY,
     regions: list[str] | None = None,

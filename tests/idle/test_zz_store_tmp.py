@@ -1,0 +1,66 @@
+"""The store on SQLite and on the real PostgreSQL server: same behaviour on both."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from blocks.store import OpsStore, load_store
+from rules.config import ConfigError
+from rules.findings import Finding, diff_findings
+
+T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_store(request) -> OpsStore:
+    return request.getfixturevalue("store" if request.param == "sqlite" else "pg_store")
+
+
+def test_lifecycle_round_trip(any_store):
+    f = Finding(kind="idle-eip", resource_id="eipalloc-1", scope="a/r", reason="unused",
+                monthly_cost_usd=3.6)
+    t = diff_findings(any_store.open_findings("job"), [f], T0, timedelta(hours=24))
+    any_store.save_transitions("job", t, T0)
+    later = T0 + timedelta(days=3)
+    t2 = diff_findings(any_store.open_findings("job"), [f], later, timedelta(days=7))
+    assert t2.is_quiet
+    any_store.save_transitions("job", t2, later)
+    assert any_store.first_seen("job") == {f.key: T0}  # "idle since" survives runs
+    t3 = diff_findings(any_store.open_findings("job"), [], later, timedelta(days=7))
+    assert t3.resolved == [f.key]
+    any_store.save_transitions("job", t3, later)
+    assert any_store.open_findings("job") == {}
+    [row] = any_store.findings_of("job")
+    assert row["status"] == "resolved" and row["monthly_cost_usd"] == 3.6
+    # Seen again later: a new episode, so "idle since" restarts.
+    again = T0 + timedelta(days=10)
+    any_store.save_transitions("job", diff_findings({}, [f], again, timedelta(days=1)), again)
+    assert any_store.first_seen("job") == {f.key: again}
+
+
+def test_metrics_watermarks_actions(any_store):
+    rows = [{"name": "cost", "subject": "alice", "ts": T0 + timedelta(hours=h), "value": h}
+            for h in range(3)]
+    any_store.replace_metrics("bq", "cost", T0, T0 + timedelta(days=1), rows)
+    any_store.replace_metrics("bq", "cost", T0, T0 + timedelta(days=1), rows)  # idempotent
+    assert [r["value"] for r in any_store.metric_history("bq", "cost")] == [0, 1, 2]
+    assert any_store.get_watermark("bq", "jobs") is None
+    any_store.set_watermark("bq", "jobs", "2026-11-01T00:00:00Z", T0)
+    any_store.set_watermark("bq", "jobs", "2026-11-02T00:00:00Z", T0)
+    assert any_store.get_watermark("bq", "jobs") == "2026-11-02T00:00:00Z"
+    any_store.record_action("idle", action="release-address", resource_id="eipalloc-1",
+                            scope="a/r", dry_run=True, outcome="planned", detail={"usd": 3.6})
+    [action] = any_store.actions_of("idle")
+    assert action["outcome"] == "planned" and '"usd": 3.6' in action["detail"]
+
+
+def test_unreachable_store_is_a_clear_error_without_password():
+    bad = OpsStore(url="postgresql://ops:s3cret-pw@127.0.0.1:1/ops")
+    with pytest.raises(ConfigError) as err:
+        bad.check()
+    assert "127.0.0.1:1" in str(err.value) and "s3cret-pw" not in str(err.value)
+
+
+def test_missing_store_block_names_it():
+    with pytest.raises(ConfigError, match="'no-such-store' \\(parameter `store`\\) does not exist"):
+        load_store("no-such-store")
