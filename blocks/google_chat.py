@@ -15,11 +15,13 @@ from prefect._internal.compatibility.async_dispatch import async_dispatch
 from prefect.blocks.abstract import NotificationBlock, NotificationError
 from pydantic import Field, SecretStr
 
+from blocks.store import OpsStore
 from rules.text import redact
 
 MAX_MESSAGE_BYTES = 32_000
 _TAG = re.compile(r"^\[([^\]]{1,80})\]")
 _RETRYABLE = {429, 500, 502, 503, 504}
+_MENTION = re.compile(r"<users/[^<>\s]{1,100}>")
 
 
 def thread_key(subject: str | None, now: datetime) -> str | None:
@@ -53,12 +55,15 @@ def chat_message(
 ) -> dict[str, Any]:
     """A Google Chat message: a card with a plain-text fallback, or plain text only."""
     body, subject = redact(body), redact(subject or "")
+    # Mentions (`<users/123>`, `<users/all>`) notify only from `text`, never from a card.
+    mentioned = " ".join(dict.fromkeys(_MENTION.findall(body)))
 
     def build(text: str) -> dict[str, Any]:
         message: dict[str, Any]
         plain = f"*{subject}*\n{text}" if subject else text
         if cards:
-            widget = {"textParagraph": {"text": html.escape(text).replace("\n", "<br>")}}
+            shown = _MENTION.sub(lambda m: "@" + m.group(0)[7:-1], text)
+            widget = {"textParagraph": {"text": html.escape(shown).replace("\n", "<br>")}}
             card: dict[str, Any] = {"sections": [{"widgets": [widget]}]}
             if subject:
                 card["header"] = {"title": subject[:200]}
@@ -66,6 +71,8 @@ def chat_message(
                 "cardsV2": [{"cardId": "dataplatform-ops", "card": card}],
                 "fallbackText": plain[:1_000],
             }
+            if mentioned:
+                message["text"] = mentioned
         else:
             message = {"text": plain}
         if thread:
@@ -108,6 +115,13 @@ class GoogleChatWebhook(NotificationBlock):
         default=30.0, ge=0, description="Longest wait between attempts, Retry-After included."
     )
     timeout_seconds: float = Field(default=10.0, gt=0, description="HTTP timeout per attempt.")
+    outbox: OpsStore | None = Field(
+        default=None,
+        description=(
+            "Store that keeps messages Google Chat refused after all attempts; they are sent "
+            "before the next message. Use the same store as the flows."
+        ),
+    )
 
     def _request(self, body: str, subject: str | None, cards: bool) -> tuple[str, dict[str, Any]]:
         now = datetime.now(timezone.utc)
@@ -145,44 +159,53 @@ class GoogleChatWebhook(NotificationBlock):
         error.args = (log,)  # NotificationError keeps the text only in `.log`
         return error
 
-    async def anotify(self, body: str, subject: str | None = None) -> None:
+    def _send(self, client: httpx.Client, body: str, subject: str | None) -> None:
         cards = self.use_cards
-        async with httpx.AsyncClient(timeout=self.timeout_seconds) as client:
-            for attempt in range(self.max_attempts):
-                url, message = self._request(body, subject, cards)
-                response, error = None, None
-                try:
-                    response = await client.post(url, json=message)
-                except httpx.HTTPError as exc:
-                    error = exc
-                verdict = self._verdict(response, error)
-                if verdict == "done":
-                    return
-                if verdict == "plain" and cards:
-                    cards = False
-                    continue
-                if verdict != "retry" or attempt == self.max_attempts - 1:
-                    raise self._failure(response, error)
-                await asyncio.sleep(self._wait(response, attempt))
+        for attempt in range(self.max_attempts):
+            url, message = self._request(body, subject, cards)
+            response, error = None, None
+            try:
+                response = client.post(url, json=message)
+            except httpx.HTTPError as exc:
+                error = exc
+            verdict = self._verdict(response, error)
+            if verdict == "done":
+                return
+            if verdict == "plain" and cards:
+                cards = False
+                continue
+            if verdict != "retry" or attempt == self.max_attempts - 1:
+                raise self._failure(response, error)
+            time.sleep(self._wait(response, attempt))
+
+    def _deliver(self, body: str, subject: str | None) -> None:
+        with httpx.Client(timeout=self.timeout_seconds) as client:
+            if self.outbox is not None:
+                for message_id, old_subject, old_body in self.outbox.claim_pending_messages():
+                    try:
+                        self._send(client, old_body, old_subject)
+                    except NotificationError:
+                        self.outbox.release_message(message_id)
+                        break  # still down: keep the rest in order for the next send
+                    self.outbox.mark_message_delivered(message_id)
+            if not body.strip():
+                return  # a flush request: only pending messages were to be sent
+            try:
+                self._send(client, body, subject)
+            except NotificationError:
+                if self.outbox is not None:
+                    self.outbox.enqueue_message(subject or "", body)
+                raise
+
+    async def anotify(self, body: str, subject: str | None = None) -> None:
+        # The server awaits notify(); the sending itself is blocking I/O, kept off its loop.
+        await asyncio.to_thread(self._deliver, body, subject)
 
     @async_dispatch(anotify)
     def notify(self, body: str, subject: str | None = None) -> None:
-        """Send one message; retries 429/5xx, raises `NotificationError` when it gives up."""
-        cards = self.use_cards
-        with httpx.Client(timeout=self.timeout_seconds) as client:
-            for attempt in range(self.max_attempts):
-                url, message = self._request(body, subject, cards)
-                response, error = None, None
-                try:
-                    response = client.post(url, json=message)
-                except httpx.HTTPError as exc:
-                    error = exc
-                verdict = self._verdict(response, error)
-                if verdict == "done":
-                    return
-                if verdict == "plain" and cards:
-                    cards = False
-                    continue
-                if verdict != "retry" or attempt == self.max_attempts - 1:
-                    raise self._failure(response, error)
-                time.sleep(self._wait(response, attempt))
+        """Send one message; retries 429/5xx, raises `NotificationError` when it gives up.
+
+        With an `outbox`, a message that could not be delivered is kept there and sent,
+        in order, before the next message; an empty body only delivers pending messages.
+        """
+        self._deliver(body, subject)

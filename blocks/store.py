@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from pydantic import Field, SecretStr
 from sqlalchemy.engine import Engine, make_url
 
 from rules.config import ConfigError
-from rules.findings import KnownFinding, Severity, Transitions
+from rules.findings import Finding, KnownFinding, Severity, Transitions
 
 metadata = sa.MetaData()
 
@@ -78,6 +78,21 @@ actions = sa.Table(
     sa.Column("flow_run_id", sa.String(40)),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
 )
+
+
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("claimed_at", sa.DateTime(timezone=True)),
+    sa.Column("delivered_at", sa.DateTime(timezone=True)),
+)
+
+CLAIM_TIMEOUT = timedelta(minutes=5)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -217,6 +232,35 @@ class OpsStore(Block):
         """When each open finding of a job was first seen: "idle since" for resources."""
         return {k: v.first_seen for k, v in self.open_findings(job).items()}
 
+    def claim_findings(self, job: str, found: Iterable[Finding], now: datetime) -> list[Finding]:
+        """Record findings the job has never recorded (open or resolved) as announced now.
+
+        Returns only the ones this call recorded. Each is inserted in its own transaction, so
+        when overlapping runs claim the same finding, the primary key lets exactly one win.
+        """
+        candidates = {f.key: f for f in found}
+        with self.engine.connect() as conn:
+            seen = set(conn.execute(
+                sa.select(findings.c.key).where(findings.c.job == job,
+                                                findings.c.key.in_(list(candidates)))
+            ).scalars()) if candidates else set()
+        claimed = []
+        for key, f in candidates.items():
+            if key in seen:
+                continue
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(findings.insert().values(
+                        job=job, key=key, kind=f.kind, scope=f.scope, resource_id=f.resource_id,
+                        severity=f.severity.value, status="open", reason=f.reason,
+                        monthly_cost_usd=f.monthly_cost_usd, data=f.model_dump(mode="json"),
+                        first_seen=now, last_seen=now, last_alerted=now,
+                    ))
+            except sa.exc.IntegrityError:  # another run claimed it first
+                continue
+            claimed.append(f)
+        return claimed
+
     def findings_of(self, job: str, status: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(findings).where(findings.c.job == job)
         if status:
@@ -311,6 +355,45 @@ class OpsStore(Block):
                     ts=now or datetime.now(timezone.utc),
                 )
             )
+
+    # --- outbox: chat messages waiting for delivery -----------------------------------
+
+    def enqueue_message(self, subject: str, body: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(outbox.insert().values(
+                subject=subject, body=body, created_at=datetime.now(timezone.utc), attempts=0))
+
+    def claim_pending_messages(self, limit: int = 50) -> list[tuple[int, str, str]]:
+        """Pending messages, oldest first, each claimed so that no concurrent sender sends it too."""
+        now = datetime.now(timezone.utc)
+        pending = (outbox.c.delivered_at.is_(None)) & (
+            outbox.c.claimed_at.is_(None) | (outbox.c.claimed_at < now - CLAIM_TIMEOUT))
+        claimed = []
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(outbox.c.id, outbox.c.subject, outbox.c.body)
+                .where(pending).order_by(outbox.c.id).limit(limit)).all()
+            for row in rows:
+                won = conn.execute(
+                    outbox.update().where(outbox.c.id == row.id, pending)
+                    .values(claimed_at=now, attempts=outbox.c.attempts + 1)).rowcount
+                if won:
+                    claimed.append((row.id, row.subject, row.body))
+        return claimed
+
+    def release_message(self, message_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(outbox.update().where(outbox.c.id == message_id).values(claimed_at=None))
+
+    def mark_message_delivered(self, message_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(outbox.update().where(outbox.c.id == message_id)
+                         .values(delivered_at=datetime.now(timezone.utc)))
+
+    def pending_message_count(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(outbox)
+                                .where(outbox.c.delivered_at.is_(None))).scalar_one()
 
     def actions_of(self, job: str) -> list[dict[str, Any]]:
         query = sa.select(actions).where(actions.c.job == job).order_by(actions.c.id)

@@ -7,11 +7,18 @@ Self-hosted servers run our `GoogleChatWebhook` block (cards, threads, retries).
 Cloud cannot run custom block code, so `--cloud-webhook-block` routes the same events
 through Prefect's built-in `Webhook` block with a Google Chat JSON payload instead.
 Applying twice changes nothing: automations are matched by name and updated in place.
+
+Silent pipelines: a deployment tagged `silent-after:6h` (m, h or d) gets a proactive
+automation that alerts when none of its runs completed within that window. Proactive
+triggers run on the server's clock (`prefect_test_harness` does not run them).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 from prefect.blocks.webhook import Webhook
@@ -22,15 +29,26 @@ from prefect.events.schemas.automations import AutomationCore, EventTrigger, Pos
 from blocks.google_chat import GoogleChatWebhook
 from blocks.loading import load_block
 from rules.config import ConfigError
-from tasks.notify import EVENT_FINDINGS, EVENT_FLOW_FAILED
+from rules.messages import mentions
+from tasks.notify import EVENT_FINDINGS, EVENT_FLOW_FAILED, owners_of
 
 COLLECTION_TAG = "dataplatform-ops"
 NAME_PREFIX = "dataplatform-ops: "
+SILENT_PREFIX = NAME_PREFIX + "silent "
+SILENT_TAG = "silent-after:"
+_WINDOW = re.compile(r"^(\d{1,4})([mhd])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 SUBJECT = "{{ event.payload.subject }}"
 TEXT = "{{ event.payload.text }}"
-CRASHED_SUBJECT = "[{{ flow.name }}] run {{ flow_run.name }} {{ event.event.split('.')[-1] }}"
+# `[flow/deployment]` threads a deployment's alerts per day, as the failure hook's subjects do.
+CRASHED_SUBJECT = (
+    "[{{ flow.name }}{% if deployment %}/{{ deployment.name }}{% endif %}] "
+    "run {{ flow_run.name }} {{ event.event.split('.')[-1] }}"
+)
 CRASHED_TEXT = (
+    "{% for tag in flow_run.tags %}{% if tag.startswith('owner:') %}"
+    "<users/{{ tag[6:].replace('users/', '') }}> {% endif %}{% endfor %}"
     "Flow {{ flow.name }}, run {{ flow_run.name }}: {{ flow_run.state.name }}\n"
     "{% if deployment %}Deployment: {{ deployment.name }}\n{% endif %}"
     "Run: {{ flow_run|ui_url }}\n\nError:\n{{ flow_run.state.message }}"
@@ -91,20 +109,23 @@ def chat_payload(subject: str, text: str) -> str:
     )
 
 
-def build_automations(*, chat_block: str | None = None, cloud_webhook_block: str | None = None) -> list[AutomationCore]:
-    """The collection's automations, routed to one chat destination."""
+def _sender(chat_block: str | None, cloud_webhook_block: str | None) -> Any:
+    """`(subject, text) -> action` for the one chat destination given."""
     if bool(chat_block) == bool(cloud_webhook_block):
         raise ConfigError("give exactly one of --chat-block or --cloud-webhook-block")
     if chat_block:
         block_id = load_block(GoogleChatWebhook, chat_block, "--chat-block")._block_document_id
-    else:
-        block_id = load_block(Webhook, cloud_webhook_block, "--cloud-webhook-block")._block_document_id
+        return lambda subject, text: SendNotification(block_document_id=block_id, subject=subject, body=text)
+    block_id = load_block(Webhook, cloud_webhook_block, "--cloud-webhook-block")._block_document_id
+    return lambda subject, text: CallWebhook(block_document_id=block_id, payload=chat_payload(subject, text))
+
+
+def build_automations(*, chat_block: str | None = None, cloud_webhook_block: str | None = None) -> list[AutomationCore]:
+    """The collection's automations, routed to one chat destination."""
+    send = _sender(chat_block, cloud_webhook_block)
     automations = []
     for name, (trigger, subject, text) in _triggers().items():
-        if chat_block:
-            action = SendNotification(block_document_id=block_id, subject=subject, body=text)
-        else:
-            action = CallWebhook(block_document_id=block_id, payload=chat_payload(subject, text))
+        action = send(subject, text)
         automations.append(
             AutomationCore(
                 name=NAME_PREFIX + name,
@@ -117,11 +138,78 @@ def build_automations(*, chat_block: str | None = None, cloud_webhook_block: str
     return automations
 
 
+def silent_window(tags: Any) -> tuple[timedelta, str] | None:
+    """The `silent-after:<n><m|h|d>` window of a deployment's tags and its text, if any."""
+    for tag in tags or ():
+        if tag.startswith(SILENT_TAG):
+            label = tag[len(SILENT_TAG):]
+            match = _WINDOW.match(label)
+            if not match:
+                raise ConfigError(f"deployment tag {tag!r}: write `silent-after:` and a number with "
+                                  "m, h or d, e.g. `silent-after:6h`")
+            return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))}), label
+    return None
+
+
+def build_silent_automations(
+    *, chat_block: str | None = None, cloud_webhook_block: str | None = None
+) -> list[AutomationCore]:
+    """One proactive automation per deployment tagged `silent-after:<window>`."""
+    send = _sender(chat_block, cloud_webhook_block)
+    automations = []
+    with get_client(sync_client=True) as client:
+        deployments, offset = [], 0
+        while page := client.read_deployments(limit=200, offset=offset):
+            deployments += page
+            offset += len(page)
+        for deployment in deployments:
+            silent = silent_window(deployment.tags)
+            if silent is None:
+                continue
+            window, label = silent
+            full_name = f"{client.read_flow(deployment.flow_id).name}/{deployment.name}"
+            owners = mentions(owners_of(deployment.tags))
+            subject = f"[{full_name}] silent: no completed run in {label}"
+            text = (f"{owners + ' ' if owners else ''}No run of deployment {full_name} completed "
+                    f"in the last {label}: check its schedule, work pool and "
+                    "workers, and its last runs in the Prefect UI.")
+            automations.append(AutomationCore(
+                name=SILENT_PREFIX + full_name,
+                description=f"dataplatform-ops: {full_name} silent for {label} -> Google Chat",
+                trigger=EventTrigger(
+                    expect={"prefect.flow-run.Completed"},
+                    match={"prefect.resource.id": "prefect.flow-run.*"},
+                    match_related={"prefect.resource.id": f"prefect.deployment.{deployment.id}"},
+                    posture=Posture.Proactive,
+                    threshold=1,
+                    within=window,
+                ),
+                actions=[send(subject, text)],
+                tags=[COLLECTION_TAG],
+            ))
+    return automations
+
+
 def apply_automations(**destination: str | None) -> list[UUID]:
     """Create or update the collection's automations; returns their ids."""
+    return _apply(build_automations(**destination))
+
+
+def apply_silent_automations(**destination: str | None) -> list[UUID]:
+    """Create or update the silent-deployment automations; delete those whose tag is gone."""
+    ids = _apply(wanted := build_silent_automations(**destination))
+    names = {a.name for a in wanted}
+    with get_client(sync_client=True) as client:
+        for automation in client.read_automations():
+            if automation.name.startswith(SILENT_PREFIX) and automation.name not in names:
+                client.delete_automation(automation.id)
+    return ids
+
+
+def _apply(automations: list[AutomationCore]) -> list[UUID]:
     ids = []
     with get_client(sync_client=True) as client:
-        for automation in build_automations(**destination):
+        for automation in automations:
             existing = client.read_automations_by_name(automation.name)
             if existing:
                 client.update_automation(existing[0].id, automation)
@@ -140,10 +228,12 @@ def main(argv: list[str] | None = None) -> None:
     where.add_argument("--cloud-webhook-block", help="built-in Webhook block name (Prefect Cloud).")
     args = parser.parse_args(argv)
     try:
-        ids = apply_automations(chat_block=args.chat_block, cloud_webhook_block=args.cloud_webhook_block)
+        destination = {"chat_block": args.chat_block, "cloud_webhook_block": args.cloud_webhook_block}
+        ids = apply_automations(**destination)
+        silent = apply_silent_automations(**destination)
     except ConfigError as exc:
         parser.exit(2, f"error: {exc}\n")
-    print(f"applied {len(ids)} automations")
+    print(f"applied {len(ids)} automations and {len(silent)} silent-deployment automations")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ APPROVAL_POLL_SECONDS = 2
 DEFAULT_POLICY = IdlePolicy()
 MAX_CONCURRENT_CALLS = 16
 
-# Collect tasks hold an `Account` (a live boto3 session): never hash it for caching.
+# A sweep must see the account as it is now: collect results never come from a cache.
 _EC2_COLLECTORS = {
     "addresses": list_addresses.with_options(cache_policy=NO_CACHE),
     "volumes": list_volumes.with_options(cache_policy=NO_CACHE),

@@ -80,18 +80,36 @@ class Transitions:
         return not (self.opened or self.escalated or self.reminded or self.resolved)
 
 
+def scope_failed(key: str, failed_scopes: Iterable[str]) -> bool:
+    """Whether a finding (by key) lives in a scope this run could not look at.
+
+    A failed scope may be the finding's own scope, a region (`eu-west-1` for
+    `123456789012/eu-west-1`), an account, or a role ARN naming the account.
+    """
+    scope = key.split("|")[1] if key.count("|") >= 2 else ""
+    parts = set(scope.split("/"))
+    for failed in failed_scopes:
+        account = failed.split(":")[4] if failed.startswith("arn:") and failed.count(":") >= 5 else None
+        if failed == scope or failed in parts or (account and account in parts):
+            return True
+    return False
+
+
 def diff_findings(
     known: Mapping[str, KnownFinding],
     current: Iterable[Finding],
     now: datetime,
     repeat_interval: timedelta,
+    failed_scopes: Iterable[str] = (),
 ) -> Transitions:
     """Compare this run's findings with the open ones the store knows.
 
     A finding still open is announced again only once `repeat_interval` has passed since
     it was last announced; a finding that got more severe is announced at once; one that
-    disappeared is resolved exactly once (the store forgets it afterwards).
+    disappeared is resolved exactly once (the store forgets it afterwards) — unless its scope
+    is in `failed_scopes`: an outage proves nothing healed, so it stays open, unannounced.
     """
+    failed_scopes = tuple(failed_scopes)
     result = Transitions()
     seen: set[str] = set()
     for finding in current:
@@ -107,5 +125,7 @@ def diff_findings(
             result.reminded.append(finding)
         else:
             result.still_open.append(finding)
-    result.resolved = sorted(key for key in known if key not in seen)
+    result.resolved = sorted(
+        key for key in known if key not in seen and not scope_failed(key, failed_scopes)
+    )
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from rules.findings import Finding, Transitions
@@ -59,6 +60,23 @@ def findings_digest(
     return subject, truncate(redact("\n".join(body).strip()), MAX_BODY_CHARS)
 
 
+@dataclass(frozen=True)
+class TaskFailure:
+    """What a failed run's logs say about the exception that failed it."""
+
+    task_name: str | None  # None: raised in the flow body
+    task_run_name: str | None
+    exception: str  # `Type: message`
+    traceback_tail: Sequence[str] = field(default_factory=tuple)
+    attempts: int = 1
+    max_attempts: int = 1
+
+
+def mentions(owners: Sequence[str]) -> str:
+    """Google Chat mentions for owner ids (`123456789`, `users/123456789` or `all`)."""
+    return " ".join(f"<users/{o.removeprefix('users/')}>" for o in owners if o.strip())
+
+
 def flow_failure_message(
     *,
     flow_name: str,
@@ -70,19 +88,42 @@ def flow_failure_message(
     deployment: str | None = None,
     run_url: str | None = None,
     secrets: tuple[str, ...] = (),
+    failure: TaskFailure | None = None,
+    flow_attempt: tuple[int, int] | None = None,
+    owners: Sequence[str] = (),
 ) -> tuple[str, str]:
-    """Subject and body for a failed, crashed or timed-out flow run."""
-    subject = f"[{flow_name}] run {flow_run_name} {state_name}"
-    body = [f"Flow {flow_name}, run {flow_run_name}: {state_name}"]
+    """Subject and body for a failed, crashed or timed-out flow run.
+
+    The subject starts with `[flow/deployment]` (or `[flow]`), which the chat block turns
+    into one thread per deployment per day; `owners` are mentioned in the first line.
+    """
+    tag = f"{flow_name}/{deployment}" if deployment else flow_name
+    headline = f"run {flow_run_name} {state_name}"
+    if failure and failure.task_name:
+        headline += f" in task {failure.task_name}"
+    if failure:
+        headline += f": {failure.exception}"
+    subject = truncate(f"[{tag}] {headline}", 200)
+    body = [f"{mentions(owners)} " if owners else ""]
+    body[0] += f"Flow {flow_name}, run {flow_run_name}: {state_name}"
     if deployment:
         body.append(f"Deployment: {deployment}")
+    if failure and failure.task_name:
+        retries_left = failure.max_attempts - failure.attempts
+        body.append(f"Failed task: {failure.task_name} ({failure.task_run_name}), attempt "
+                    f"{failure.attempts} of {failure.max_attempts}, {retries_left} retries left")
+    if flow_attempt:
+        body.append(f"Flow run attempt {flow_attempt[0]} of {flow_attempt[1]}, "
+                    f"{max(0, flow_attempt[1] - flow_attempt[0])} retries left")
     if run_url:
         body.append(f"Run: {run_url}")
     body += ["", "Error:", truncate(state_message.strip(), 3_000)]
+    if failure and failure.traceback_tail:
+        body += ["", "Traceback (last lines):", truncate("\n".join(failure.traceback_tail), 3_000)]
     if parameters:
         shown = ", ".join(f"{k}={truncate(str(v), 200)}" for k, v in parameters.items())
         body += ["", f"Parameters: {truncate(shown, 1_000)}"]
     if log_lines:
         tail = truncate("\n".join(log_lines), 6_000)
         body += ["", "Last log lines:", tail]
-    return subject, truncate(redact("\n".join(body), secrets), MAX_BODY_CHARS)
+    return redact(subject, secrets), truncate(redact("\n".join(body), secrets), MAX_BODY_CHARS)

@@ -59,6 +59,8 @@ _US_EAST_1: dict[str, float] = {
     "elasticache:cache.m5.large:hour": 0.156, "elasticache:cache.m6g.large:hour": 0.149,
     "elasticache:cache.m7g.large:hour": 0.158, "elasticache:cache.r5.large:hour": 0.216,
     "elasticache:cache.r6g.large:hour": 0.206, "elasticache:cache.r7g.large:hour": 0.219,
+    # Lifecycle transition requests into INTELLIGENT_TIERING (one-off, per 1,000 objects)
+    "s3:transition-it:1000-requests": 0.01,
 }
 
 # Storage and IPv4 list prices that differ from us-east-1 (instances fall back, marked estimated).

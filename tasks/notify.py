@@ -2,14 +2,20 @@
 
 - `emit_findings_digest`: one event per job run that changed something (opened, escalated,
   reminded, resolved findings), carrying the rendered subject and text.
-- `on_flow_failure`: a flow hook that emits one event per failed run with the state
-  message and the last log lines, which Prefect's open-source server cannot template.
+- `on_flow_failure`: a flow hook that emits one event per failed (or timed-out) run with
+  the failed task, its exception and traceback tail, retries, the owners to mention and
+  the last log lines, which Prefect's open-source server cannot template.
+
+Owners come from the run's tags (a deployment's tags are its runs' tags): `owner:<chat
+user id>` or `owner:all`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
+import traceback
 from collections import OrderedDict, deque
 from typing import Any
 
@@ -19,12 +25,15 @@ from prefect.runtime import flow_run as runtime_flow_run
 from prefect.settings import PREFECT_UI_URL
 
 from rules.findings import Transitions
-from rules.messages import findings_digest, flow_failure_message
+from rules.messages import TaskFailure, findings_digest, flow_failure_message
 from rules.text import redact
 
 EVENT_FINDINGS = "dataplatform-ops.findings.changed"
 EVENT_FLOW_FAILED = "dataplatform-ops.flow-run.failed"
 LOG_TAIL_RECORDS = 15
+TRACEBACK_LINES = 8
+OWNER_TAG_PREFIX = "owner:"
+_RETRY = re.compile(r" - Retry (\d+)/(\d+) will start")
 _SECRET_PARAM_WORDS = ("password", "secret", "token", "key", "credential", "url", "dsn")
 
 
@@ -61,8 +70,18 @@ def emit_findings_digest(job: str, transitions: Transitions) -> bool:
     return True
 
 
+def emit_outbox_flush(job: str) -> None:
+    """An empty digest: the chat block then only delivers messages waiting in its outbox."""
+    emit_event(
+        event=EVENT_FINDINGS,
+        resource={"prefect.resource.id": f"dataplatform-ops.job.{job}", "prefect.resource.name": job},
+        payload={"job": job, "subject": "", "text": ""},
+    )
+
+
 class _LogTail(logging.Handler):
-    """Keeps the last records logged by each flow run in this process (tasks included).
+    """Keeps the last records logged by each flow run in this process (tasks included), and
+    the last exception logged with its traceback (Prefect logs a failed task's at ERROR).
 
     A traceback is cut to its last lines, so one exception cannot push out the log lines
     that explain it.
@@ -73,7 +92,41 @@ class _LogTail(logging.Handler):
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s - %(message)s"))
         self._records, self._runs, self._tb = records, runs, traceback_lines
         self._tails: OrderedDict[str, deque[list[str]]] = OrderedDict()
+        self._failures: OrderedDict[str, TaskFailure] = OrderedDict()
+        self._retries: OrderedDict[str, tuple[int, int]] = OrderedDict()  # task run -> (used, allowed)
         self._lock = threading.Lock()
+
+    def _note_failure(self, run_id: str, record: logging.LogRecord) -> None:
+        """Remember a task's retry announcements and a run's last logged exception."""
+        task_run = str(getattr(record, "task_run_id", "") or "")
+        retry = _RETRY.search(record.getMessage()) if task_run else None
+        if retry:
+            self._retries[task_run] = (int(retry.group(1)), int(retry.group(2)))
+            self._bound(self._retries)
+        if record.levelno < logging.ERROR or not record.exc_info or not record.exc_info[1]:
+            return
+        exc = record.exc_info[1]
+        summary = f"{type(exc).__name__}: {exc}"
+        task_name = getattr(record, "task_name", None)
+        known = self._failures.get(run_id)
+        if not task_name and known and known.task_name and known.exception == summary:
+            return  # the flow re-raising its task's exception: the task's record says more
+        used, allowed = self._retries.pop(task_run, (0, 0))
+        lines = "".join(traceback.format_exception(exc)).rstrip().splitlines()
+        self._failures[run_id] = TaskFailure(
+            task_name=task_name,
+            task_run_name=getattr(record, "task_run_name", None),
+            exception=summary,
+            traceback_tail=tuple(lines[-TRACEBACK_LINES:]),
+            attempts=used + 1,
+            max_attempts=allowed + 1 if allowed else used + 1,
+        )
+        self._failures.move_to_end(run_id)
+        self._bound(self._failures)
+
+    def _bound(self, mapping: OrderedDict) -> None:
+        while len(mapping) > self._runs * 4:
+            mapping.popitem(last=False)
 
     def emit(self, record: logging.LogRecord) -> None:
         run_id = getattr(record, "flow_run_id", None)
@@ -87,6 +140,10 @@ class _LogTail(logging.Handler):
         except Exception:  # a bad log call must not break the run
             return
         with self._lock:
+            try:
+                self._note_failure(str(run_id), record)
+            except Exception:  # a bad log call must not break the run
+                pass
             tail = self._tails.setdefault(str(run_id), deque(maxlen=self._records))
             self._tails.move_to_end(str(run_id))
             tail.append(lines)
@@ -98,6 +155,11 @@ class _LogTail(logging.Handler):
         with self._lock:
             chosen = list(self._tails.get(str(run_id), ()))[-records:]
         return [line for lines in chosen for line in lines]
+
+    def failure(self, run_id: Any) -> TaskFailure | None:
+        """The exception that failed a run (the task's, when a task raised it), if one was logged."""
+        with self._lock:
+            return self._failures.get(str(run_id))
 
 
 _LOG_TAIL = _LogTail()
@@ -113,8 +175,21 @@ def _safe_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def owners_of(tags: Any) -> list[str]:
+    """Chat user ids from `owner:<id>` tags."""
+    return sorted({t[len(OWNER_TAG_PREFIX):] for t in tags or () if t.startswith(OWNER_TAG_PREFIX)})
+
+
 def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
-    """Flow hook (`on_failure=[on_flow_failure]`): emit the failure event with the log tail."""
+    """Flow hook (`on_failure=[on_flow_failure]`): emit one failure event per failed run.
+
+    Prefect calls failure hooks only once the run's own retries are used up, so each failed
+    run is announced once; a timed-out run is a Failed run named TimedOut.
+    """
+    failure = _LOG_TAIL.failure(flow_run.id)
+    if failure and failure.exception not in (state.message or ""):
+        failure = None  # an exception the run handled; not what failed it (e.g. a timeout)
+    deployment = runtime_deployment.name
     subject, text = flow_failure_message(
         flow_name=flow.name,
         flow_run_name=flow_run.name,
@@ -122,8 +197,11 @@ def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
         state_message=state.message or "",
         log_lines=_LOG_TAIL.tail(flow_run.id, LOG_TAIL_RECORDS),
         parameters=_safe_parameters(dict(flow_run.parameters or {})),
-        deployment=runtime_deployment.name,
+        deployment=deployment,
         run_url=run_url(flow_run.id),
+        failure=failure,
+        flow_attempt=(max(1, flow_run.run_count or 1), (flow.retries or 0) + 1),
+        owners=owners_of(flow_run.tags),
     )
     emit_event(
         event=EVENT_FLOW_FAILED,
@@ -138,5 +216,12 @@ def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
                 "prefect.resource.name": flow.name,
             }
         ],
-        payload={"flow": flow.name, "state": state.name, "subject": subject, "text": redact(text)},
+        payload={
+            "flow": flow.name,
+            "deployment": deployment,
+            "state": state.name,
+            "task": failure.task_name if failure else None,
+            "subject": redact(subject),
+            "text": redact(text),
+        },
     )

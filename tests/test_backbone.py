@@ -8,43 +8,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
 
 import httpx
 import pytest
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.blocks.abstract import NotificationError
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL
 
 from blocks.google_chat import GoogleChatWebhook
-from blocks.store import load_store
 from deployments.automations import apply_automations, build_automations
 from rules.config import ConfigError
-from rules.findings import Finding, Severity
-from tasks.notify import on_flow_failure
-from tasks.tell import tell
-
-
-@task
-def load_orders(batch: int) -> None:
-    get_run_logger().info("loading batch %s of orders", batch)
-    raise RuntimeError(f"upstream table orders_{batch} is missing")
-
-
-@flow(name="backbone-failing", on_failure=[on_flow_failure])
-def failing_job(batch: int = 7) -> None:
-    get_run_logger().info("starting the nightly load")
-    load_orders(batch)
-
-
-@flow(name="backbone-findings", on_failure=[on_flow_failure])
-def findings_job(resources: list[str], store: str, severity: str = "warning") -> None:
-    ops_store = load_store(store)
-    found = [Finding(kind="planted", resource_id=r, scope="test", severity=Severity(severity),
-                     reason=f"{r} was planted", monthly_cost_usd=1.5) for r in resources]
-    tell("backbone-findings", found, ops_store, datetime.now(timezone.utc))
+from tests.sample_jobs import failing_job, findings_job
 
 
 @pytest.fixture
@@ -115,9 +92,9 @@ def test_webhook_secret_never_reaches_logs_events_artifacts_or_store(routed, sto
 
     haystack = [m.raw.decode() for m in routed.received]
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(limit=50)
+        runs = client.read_flow_runs(limit=10, sort=FlowRunSort.START_TIME_DESC)
         haystack += [log.message for log in client.read_logs(
-            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs])))]
+            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs])), limit=200)]
         haystack += [str(a.data) + str(a.description) for a in client.read_artifacts()]
         haystack += [str(r.state.message) for r in runs]
     haystack += _all_events()
@@ -140,7 +117,7 @@ def _all_events() -> list[str]:
 
 
 def test_missing_chat_block_is_a_clear_error_before_anything_is_created():
-    with pytest.raises(ConfigError, match="'no-such-chat' does not exist"):
+    with pytest.raises(ConfigError, match="'no-such-chat' \\(parameter `--chat-block`\\) does not exist"):
         build_automations(chat_block="no-such-chat")
 
 

@@ -89,3 +89,13 @@ def test_redact_and_mask():
     assert mask_sql_literals("select * from t where name = 'bob''s' and id = 42") == (
         "select * from t where name = '?' and id = ?"
     )
+
+
+def test_findings_in_a_scope_that_failed_stay_open():
+    here = finding("vol-a")  # scope 111/us-east-1
+    elsewhere = Finding(kind="idle-volume", resource_id="vol-b", scope="222/eu-west-1", reason="x")
+    known_ = {f.key: known(f, NOW) for f in (here, elsewhere)}
+    for failed in ("111/us-east-1", "us-east-1", "arn:aws:iam::111:role/ops"):
+        t = diff_findings(known_, [], NOW, DAY, failed_scopes=[failed])
+        assert t.resolved == [elsewhere.key], failed
+    assert diff_findings(known_, [], NOW, DAY, failed_scopes=["111/us-east-1 logs"]).resolved == sorted(known_)

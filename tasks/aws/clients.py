@@ -15,6 +15,8 @@ import boto3
 from botocore.config import Config
 from prefect_aws import AwsCredentials
 
+from tasks.aws.permissions import requires
+
 RETRY_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=5, read_timeout=30)
 
 
@@ -43,6 +45,13 @@ class Account:
                 )
             self._session = base
         return self._session
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A boto3 session cannot be pickled; Prefect pickles task inputs to compute cache keys.
+        return {"credentials": self.credentials, "role_arn": self.role_arn, "_session": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     def _client_kwargs(self) -> dict[str, Any]:
         params = self.credentials.aws_client_parameters.get_params_override()
@@ -95,6 +104,7 @@ def paginate(
         yield from page.get(result_key, [])
 
 
+@requires("ec2:DescribeRegions")
 def enabled_regions(account: Account, service: str = "ec2") -> list[str]:
     """Regions enabled for the account (opt-in regions only when opted in)."""
     ec2 = account.client("ec2", account.session.region_name or "us-east-1")
@@ -109,3 +119,30 @@ def error_summary(exc: Exception) -> str:
     """A short, secret-free description of an AWS error for artifacts and messages."""
     code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
     return f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}"
+
+
+@requires("sts:GetCallerIdentity", "sts:AssumeRole", "ec2:DescribeRegions")
+def account_regions(
+    credentials: AwsCredentials,
+    role_arns: list[str] | None,
+    regions: list[str] | None,
+    service: str,
+) -> tuple[list[tuple[str, Account, str]], dict[str, str]]:
+    """Every (scope `account/region`, account, region) a sweep covers, and the accounts it cannot.
+
+    The credentials' own account, plus one per role in `role_arns`; `regions` None means the
+    account's enabled regions that offer `service`. An account whose role cannot be assumed
+    is reported in the errors (scope -> message) and the others still run.
+    """
+    targets: list[tuple[str, Account, str]] = []
+    errors: dict[str, str] = {}
+    for role_arn in [None, *(role_arns or [])]:
+        account = Account(credentials, role_arn)
+        try:
+            account_id = account.account_id
+            covered = regions or enabled_regions(account, service)
+        except Exception as exc:  # one account failing must not sink the others
+            errors[role_arn or "credentials"] = error_summary(exc)
+            continue
+        targets += [(f"{account_id}/{region}", account, region) for region in covered]
+    return targets, errors

@@ -43,6 +43,7 @@ class Volume:
     snapshot_id: str | None = None
     attached_to: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
+    devices: tuple[str, ...] = ()  # attachment device names, in the order of `attached_to`
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def list_volumes(account: Account, region: str, counter: PageCounter | None = No
             snapshot_id=v.get("SnapshotId") or None,
             attached_to=tuple(a["InstanceId"] for a in v.get("Attachments", [])),
             tags=tag_dict(v.get("Tags")),
+            devices=tuple(a.get("Device", "") for a in v.get("Attachments", [])),
         )
         for v in paginate(ec2, "describe_volumes", "Volumes", counter=counter)
     ]

@@ -1,0 +1,65 @@
+"""Print the least-privilege IAM policy of each flow, or of the whole collection.
+
+    uv run python -m deployments.iam                      # every flow, read-write
+    uv run python -m deployments.iam --flow idle-resources --read-only
+
+The actions come from the `@requires(...)` declarations of the AWS functions each flow
+module uses, so the policy follows the code instead of being written by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pkgutil
+from types import ModuleType
+from typing import Any
+
+from prefect import Flow
+
+import flows
+from tasks.aws.permissions import permissions_of
+
+
+def flow_modules() -> dict[str, ModuleType]:
+    """Flow name -> the module that defines it."""
+    found = {}
+    for info in pkgutil.iter_modules(flows.__path__):
+        module = importlib.import_module(f"flows.{info.name}")
+        for value in vars(module).values():
+            if isinstance(value, Flow) and value.__module__ == module.__name__:
+                found[value.name] = module
+    return found
+
+
+def flow_actions(module: ModuleType, read_only: bool = False) -> set[str]:
+    return permissions_of(vars(module).values(), include_write=not read_only)
+
+
+def policy_document(actions: set[str]) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "DataplatformOps", "Effect": "Allow",
+                       "Action": sorted(actions), "Resource": "*"}],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Least-privilege IAM policies, generated from code.")
+    parser.add_argument("--flow", help="one flow name; default: every flow and the union")
+    parser.add_argument("--read-only", action="store_true", help="without the apply actions")
+    args = parser.parse_args(argv)
+    modules = flow_modules()
+    if args.flow and args.flow not in modules:
+        parser.exit(2, f"error: unknown flow {args.flow!r}; flows: {', '.join(sorted(modules))}\n")
+    chosen = {args.flow: modules[args.flow]} if args.flow else modules
+    out = {name: policy_document(flow_actions(m, args.read_only)) for name, m in sorted(chosen.items())}
+    if not args.flow:
+        union = set().union(*(flow_actions(m, args.read_only) for m in modules.values()))
+        out["(collection)"] = policy_document(union)
+    print(json.dumps(out if not args.flow else out[args.flow], indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""`query-watch`: long-running queries and lock blockers on Redshift or PostgreSQL, every few minutes.
+
+A query or blocker is announced once when it crosses its threshold, reminded after the
+repeat interval and resolved when it ends (the `tell` step). Cancelling or terminating is
+off unless `apply=True`, and then only past a hard limit for allow-listed users or approved
+findings, never our own session.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from prefect import flow
+
+from blocks.loading import load_block
+from blocks.store import load_store
+from blocks.warehouse import WarehouseConnection
+from rules.query_watch import (
+    QueryWatchPolicy,
+    access_findings,
+    carried_over,
+    judge_lock_waits,
+    judge_long_queries,
+    not_checked,
+    plan_actions,
+)
+from tasks.notify import on_flow_failure
+from tasks.redshift import act_on_backends, collect_query_watch
+from tasks.tell import tell
+
+JOB = "query-watch"
+DEFAULT_POLICY = QueryWatchPolicy()
+
+
+@flow(name=JOB, on_failure=[on_flow_failure])
+def query_watch(
+    policy: QueryWatchPolicy = DEFAULT_POLICY,
+    warehouse: str = "warehouse",
+    store: str = "ops-store",
+    apply: bool = False,
+    approve: list[str] | None = None,
+    now: datetime | None = None,
+):
+    """Watch one warehouse's running queries and locks.
+
+    Args:
+        policy: thresholds, hard limits and the allow-list of users that may be acted on.
+        warehouse: name of the `WarehouseConnection` block.
+        store: name of the `OpsStore` block.
+        apply: really cancel/terminate; otherwise the planned actions are only recorded.
+        approve: finding resource ids (`pid 123 since 2026-01-01T00:00:00Z`) a person approves
+            acting on, for users outside the allow-list.
+        now: the run's time (tests, replays); defaults to the current time.
+    """
+    ops_store = load_store(store)
+    conn = load_block(WarehouseConnection, warehouse, "warehouse")
+    now = now or datetime.now(timezone.utc)
+    scope = conn.scope
+
+    snap = collect_query_watch(conn, policy.min_query_seconds)
+
+    findings = [*judge_long_queries(snap.queries, policy, scope),
+                *judge_lock_waits(snap.waits, policy, scope)]
+    findings += access_findings(scope, [(p.problem, p.message) for p in snap.problems.values()])
+    findings += carried_over(ops_store.findings_of(JOB, "open"), {scope}, not_checked(snap.problems))
+
+    plans = plan_actions(snap.queries, snap.waits, policy, snap.own_pid, approve or ())
+    actions = act_on_backends(conn, plans, apply, ops_store, JOB, scope, now) if plans else []
+
+    notes = [f"{a['action']} {a['resource']} ({a['user']}): {a['outcome']} — {a['detail']}"
+             for a in actions]
+    tell(JOB, findings, ops_store, now,
+         repeat_interval=timedelta(hours=policy.repeat_interval_hours),
+         errors={f"{scope} {name}": p.message for name, p in snap.problems.items()},
+         notes=notes)
+    return findings

@@ -1,0 +1,97 @@
+"""`redshift-health`: is the cluster (or Serverless workgroup) saturated, full, unhealthy, queueing?
+
+CloudWatch AWS/Redshift (or AWS/Redshift-Serverless) for CPU, disk, connections, health,
+maintenance and RPUs; SQL for the WLM queues. Findings open and resolve through the `tell`
+step; every measured value goes to the store's metric history for trends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from prefect import flow
+from prefect_aws import AwsCredentials
+
+from blocks.loading import load_block
+from blocks.store import load_store
+from blocks.warehouse import WarehouseConnection
+from rules.config import ConfigError
+from rules.query_watch import access_findings, carried_over
+from rules.redshift_health import (
+    METRIC_KINDS,
+    QUEUE_KINDS,
+    RedshiftHealthPolicy,
+    judge_metrics,
+    judge_queues,
+    metric_points,
+    summarize,
+)
+from tasks.aws.clients import error_summary
+from tasks.aws.redshift_metrics import collect_redshift_metrics, metric_queries
+from tasks.notify import on_flow_failure
+from tasks.redshift import collect_wlm_state
+from tasks.tell import tell
+
+JOB = "redshift-health"
+DEFAULT_POLICY = RedshiftHealthPolicy()
+
+
+@flow(name=JOB, on_failure=[on_flow_failure])
+def redshift_health(
+    policy: RedshiftHealthPolicy = DEFAULT_POLICY,
+    warehouse: str = "warehouse",
+    aws_credentials: str = "aws",
+    store: str = "ops-store",
+    now: datetime | None = None,
+):
+    """Judge one Redshift cluster or Serverless workgroup.
+
+    Args:
+        policy: warn/critical thresholds per metric and the CloudWatch window.
+        warehouse: name of the `WarehouseConnection` block; its `cluster_identifier` (or
+            `workgroup_name`) and `region` say which CloudWatch metrics to read.
+        aws_credentials: name of the `AwsCredentials` block for CloudWatch.
+        store: name of the `OpsStore` block.
+        now: the run's time (tests, replays); defaults to the current time.
+    """
+    ops_store = load_store(store)
+    conn = load_block(WarehouseConnection, warehouse, "warehouse")
+    creds = load_block(AwsCredentials, aws_credentials, "aws_credentials")
+    target = conn.cluster_identifier or conn.workgroup_name
+    if not conn.is_redshift or not target:
+        raise ConfigError(
+            f"WarehouseConnection {warehouse!r} (parameter `warehouse`) must be a redshift or "
+            "redshift-serverless block with `cluster_identifier` or `workgroup_name` set: "
+            "they name the CloudWatch metrics to read."
+        )
+    now = now or datetime.now(timezone.utc)
+    region = conn.region or creds.region_name or "default region"
+    specs, _ = metric_queries(conn.cluster_identifier, conn.workgroup_name)
+    errors: dict[str, str] = {}
+
+    try:
+        series = collect_redshift_metrics(
+            creds, conn.region, conn.cluster_identifier, conn.workgroup_name, now,
+            timedelta(minutes=policy.lookback_minutes))
+    except Exception as exc:  # CloudWatch down or denied: the SQL half still counts
+        series = {}
+        errors[f"{target} CloudWatch"] = error_summary(exc)
+    snap = collect_wlm_state(conn)
+    values = summarize(specs, series)
+    if not values and not errors:
+        errors[f"{target} CloudWatch"] = (
+            f"no datapoints in {region} for the last {policy.lookback_minutes} min: check the "
+            "block's `cluster_identifier`/`workgroup_name` and `region`.")
+
+    scope = f"{region}/{target}"
+    findings = [*judge_metrics(target, scope, values, policy),
+                *judge_queues(target, scope, snap.queues, policy)]
+    findings += access_findings(conn.scope, [(p.problem, p.message) for p in snap.problems.values()])
+    errors |= {f"{conn.scope} {name}": p.message for name, p in snap.problems.items()}
+    unjudged = (METRIC_KINDS if not values else set()) | (QUEUE_KINDS if snap.problems else set())
+    findings += carried_over(ops_store.findings_of(JOB, "open"), {scope, conn.scope}, unjudged)
+
+    ops_store.record_metrics(JOB, metric_points(target, now, values, snap.queues))
+    tell(JOB, findings, ops_store, now,
+         repeat_interval=timedelta(hours=policy.repeat_interval_hours), errors=errors)
+    return findings

@@ -1,0 +1,112 @@
+"""ebs-rightsizing: pure judgement, and the flow on moto with planted volumes and metrics."""
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+from prefect_aws import AwsCredentials
+
+from rules.rightsizing import ShrinkCandidate, gp2_baseline, gp3_target, shrink_plan_markdown
+
+
+def test_gp3_keeps_the_gp2_baseline():
+    assert gp2_baseline(100) == (300, 128) and gp3_target(100) == (3000, 128)
+    assert gp2_baseline(500) == (1500, 250) and gp3_target(500) == (3000, 250)
+    assert gp2_baseline(2000) == (6000, 250) and gp3_target(2000) == (6000, 250)
+    assert gp2_baseline(10) == (100, 128) and gp2_baseline(9000) == (16000, 250)
+
+
+def test_shrink_plan_is_a_migration_not_a_restore():
+    text = shrink_plan_markdown([ShrinkCandidate("vol-1", "us-east-1", "i-1", "xvdj", 300, 90, 20.0, 16.8)])
+    assert "300 GB -> 90 GB" in text and "rsync" in text and "Rollback" in text
+    assert "cannot shrink" in text
+
+
+def _metric(cw, name, volume, value, ts):
+    cw.put_metric_data(Namespace="AWS/EBS", MetricData=[
+        {"MetricName": name, "Dimensions": [{"Name": "VolumeId", "Value": volume}], "Timestamp": ts, "Value": value}])
+
+
+def test_flow_finds_exact_changes_and_applies_only_approved(aws, store):
+    from flows.ebs_rightsizing import ebs_rightsizing
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    hour = now.replace(minute=0, second=0) - timedelta(hours=3)
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    cw = boto3.client("cloudwatch", region_name="us-east-1")
+    image = ec2.register_image(Name="base", RootDeviceName="/dev/sda1",
+                               BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}])["ImageId"]
+    instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="m5.large",
+                                 Placement={"AvailabilityZone": "us-east-1a"})["Instances"][0]["InstanceId"]
+
+    def volume(device, size, vtype="gp2", iops=None, tags=None, attach=True):
+        kw = {"Iops": iops} if iops else {}
+        if tags:
+            kw["TagSpecifications"] = [{"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+        vid = ec2.create_volume(AvailabilityZone="us-east-1a", Size=size, VolumeType=vtype, **kw)["VolumeId"]
+        if attach:
+            ec2.attach_volume(VolumeId=vid, InstanceId=instance, Device=device)
+        return vid
+
+    busy = volume("/dev/sdf", 500)
+    keep = volume("/dev/sdg", 100, tags={"dataplatform-ops:keep": "db team"})
+    piops = volume("/dev/sdh", 200, "io1", iops=10_000)
+    idle = volume("/dev/sdi", 200, "gp3")
+    roomy = volume("/dev/sdj", 300, "gp3")
+    recent = volume(None, 1000, attach=False)
+    ec2.modify_volume(VolumeId=recent, Size=1010)  # an hour-old change: 6-hour cooldown
+    for vid in (busy, keep, roomy):
+        _metric(cw, "VolumeReadOps", vid, 6000, hour)
+    _metric(cw, "VolumeReadOps", piops, 60_000, hour)  # busiest minute: 1,000 + 500 IOPS
+    _metric(cw, "VolumeWriteOps", piops, 30_000, hour)
+    _metric(cw, "VolumeReadOps", idle, 20, hour)
+    _metric(cw, "VolumeWriteOps", idle, 30, hour)
+    cw.put_metric_data(Namespace="CWAgent", MetricData=[
+        {"MetricName": "disk_used_percent", "Timestamp": hour - timedelta(days=d), "Value": used,
+         "Dimensions": [{"Name": "InstanceId", "Value": instance}, {"Name": "device", "Value": "xvdj"},
+                        {"Name": "path", "Value": "/data"}, {"Name": "fstype", "Value": "xfs"}]}
+        for d, used in ((1, 15.0), (2, 20.0))])
+    creds = f"aws-{uuid.uuid4().hex[:8]}"
+    AwsCredentials(region_name="us-east-1").save(creds)
+    kw = dict(aws_credentials=creds, store=store._block_document_name, regions=["us-east-1"], now=now)
+
+    review = ebs_rightsizing(**kw)
+    got = {(f.kind, f.resource_id): f.monthly_cost_usd for f in review.findings}
+    assert got == pytest.approx({
+        ("ebs-gp2-to-gp3", busy): 50.0 - (40.0 + 125 * 0.04),
+        ("ebs-gp2-to-gp3", keep): 10.0 - (8.0 + 3 * 0.04),
+        ("ebs-gp2-to-gp3", recent): 101.0 - (80.8 + 30 * 0.005 + 125 * 0.04),
+        ("ebs-lower-iops", piops): (10_000 - 2300) * 0.065,
+        ("ebs-near-idle", idle): 200 * 0.08,
+        ("ebs-shrink-candidate", roomy): (300 - 90) * 0.08,
+    }, rel=0.01)
+    blocked = {c.volume_id: c.blocked for c in review.changes if c.blocked}
+    assert blocked[keep] == "opt-out tag dataplatform-ops:keep" and "allows the next change" in blocked[recent]
+    assert set(blocked) == {keep, recent}
+    types = {v["VolumeId"]: v["VolumeType"] for v in ec2.describe_volumes()["Volumes"]}
+    assert types[busy] == "gp2" and types[keep] == "gp2"  # a dry run changes nothing
+
+    ebs_rightsizing(apply=True, approved=[busy, keep, recent], **kw)
+    vols = {v["VolumeId"]: v for v in ec2.describe_volumes()["Volumes"]}
+    assert (vols[busy]["VolumeType"], vols[busy]["Iops"], vols[busy]["Throughput"]) == ("gp3", 3000, 250)
+    assert vols[keep]["VolumeType"] == "gp2" and vols[recent]["VolumeType"] == "gp2"
+    assert vols[piops]["Iops"] == 10_000  # not approved
+    done = [a["resource_id"] for a in store.actions_of("ebs-rightsizing") if a["outcome"] == "done"]
+    assert done == [busy]
+
+    ebs_rightsizing(apply=True, approved=[busy, piops], now=now + timedelta(hours=7),
+                    **{k: v for k, v in kw.items() if k != "now"})
+    done = [a["resource_id"] for a in store.actions_of("ebs-rightsizing") if a["outcome"] == "done"]
+    assert done == [busy, piops]  # busy is gp3 now: nothing more to do
+    assert ec2.describe_volumes(VolumeIds=[piops])["Volumes"][0]["Iops"] == 2300
+
+
+def test_least_privilege_policy():
+    import flows.ebs_rightsizing as module
+    from deployments.iam import flow_actions
+
+    read = flow_actions(module, read_only=True)
+    assert read == {"ec2:DescribeVolumes", "ec2:DescribeVolumesModifications", "cloudwatch:GetMetricData",
+                    "cloudwatch:ListMetrics"}
+    assert flow_actions(module) - read == {"ec2:ModifyVolume"}
