@@ -143,8 +143,11 @@ def _sweep(accounts: dict[str, tuple[Account, list[str]]], policy: IdlePolicy, p
     for account_id, (account, regions) in accounts.items():
         for region in regions:
             scope = f"{account_id}/{region}"
-            got = {kind: _result(futures[(account_id, region, kind)], f"{scope} {kind}", errors)
+            failed: dict[str, str] = {}
+            got = {kind: _result(futures[(account_id, region, kind)], kind, failed)
                    for kind in _EC2_COLLECTORS}
+            if failed:  # keyed by scope, so `tell` keeps that scope's open findings open
+                errors[scope] = "; ".join(f"{kind}: {msg}" for kind, msg in failed.items())
             if got["addresses"] is not None:
                 findings += find_idle_addresses(got["addresses"], scope, policy, prices, first_seen, now)
             if got["volumes"] is not None:
