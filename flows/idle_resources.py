@@ -46,10 +46,9 @@ from rules.idle import (
 from rules.messages import money
 from rules.pricing import BUNDLED, PriceTable
 from tasks.aws.accounts import resolve_account
-from tasks.aws.actions import ACTIONS, apply_plan
+from tasks.aws.actions import apply_plan
 from tasks.aws.clients import Account, error_summary
 from tasks.aws.ec2 import list_addresses, list_image_snapshots, list_snapshots, list_volumes
-from tasks.aws.permissions import permissions_of
 from tasks.aws.pricing import refresh_price_table
 from tasks.aws.s3 import list_buckets
 from tasks.aws.s3_age import scan_object_age
@@ -71,14 +70,6 @@ _EC2_COLLECTORS = {
     "image-snapshots": list_image_snapshots.with_options(cache_policy=NO_CACHE),
 }
 _LIST_BUCKETS = list_buckets.with_options(cache_policy=NO_CACHE)
-
-
-def iam_policy(include_write: bool = True) -> dict[str, Any]:
-    """The least-privilege IAM policy of this flow, generated from the declared permissions."""
-    tasks = [resolve_account, refresh_price_table, *_EC2_COLLECTORS.values(), _LIST_BUCKETS,
-             scan_object_age, *ACTIONS]
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": sorted(permissions_of(tasks, include_write)), "Resource": "*"}]}
 
 
 def _result(future: PrefectFuture, where: str, errors: dict[str, str]) -> Any:

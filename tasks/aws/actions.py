@@ -28,7 +28,7 @@ from rules.idle import (
 )
 from tasks.aws.clients import Account, error_summary
 from tasks.aws.ec2 import tag_dict
-from tasks.aws.permissions import requires
+from tasks.aws.permissions import permissions_of, requires
 from tasks.aws.s3 import put_lifecycle_rule
 
 NOT_FOUND = frozenset({
@@ -167,6 +167,7 @@ def _act(account: Account, ec2: Any, item: PlanItem, opt_out_tag: str, dry_run: 
 
 
 @task(name="apply-idle-actions", cache_policy=NO_CACHE)
+@requires(*permissions_of(ACTIONS), write=True)
 def apply_plan(account: Account, region: str, items: Sequence[PlanItem], job: str, store: OpsStore,
                opt_out_tag: str, now: datetime, flow_run_id: str | None = None,
                dry_run: bool = False) -> list[dict[str, Any]]:

@@ -34,7 +34,9 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 from prefect_aws import AwsCredentials
 
-from flows.idle_resources import JOB, iam_policy, idle_resources
+import flows.idle_resources as idle_module
+from deployments.iam import flow_actions
+from flows.idle_resources import JOB, idle_resources
 from rules.config import ConfigError
 from rules.idle import ORIGIN_VOLUME_TAG, IdlePolicy, S3AgeRule
 from rules.pricing import (
@@ -201,8 +203,8 @@ def test_bad_input_fails_before_any_api_call(creds, store):
 
 
 def test_least_privilege_policy_is_generated_from_the_declarations():
-    read = set(iam_policy(include_write=False)["Statement"][0]["Action"])
-    every = set(iam_policy()["Statement"][0]["Action"])
+    read = flow_actions(idle_module, read_only=True)
+    every = flow_actions(idle_module)
     assert {"ec2:DescribeVolumes", "ec2:DescribeAddresses", "s3:ListBucket", "pricing:GetProducts"} <= read
     assert every - read == {"ec2:ReleaseAddress", "ec2:CreateSnapshot", "ec2:CreateTags", "ec2:DeleteVolume",
                             "ec2:DeleteSnapshot", "s3:PutLifecycleConfiguration"}
@@ -324,7 +326,7 @@ def test_access_denied_regions_are_reported_and_the_others_complete(aws, store, 
     iam.put_user_policy(UserName="sweeper", PolicyName="assume", PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}))
     key = iam.create_access_key(UserName="sweeper")["AccessKey"]
-    reader = _role(iam, "idle-sweep-reader", iam_policy(include_write=False)["Statement"][0]["Action"])
+    reader = _role(iam, "idle-sweep-reader", sorted(flow_actions(idle_module, read_only=True)))
     # The second account's role exists but may do nothing: every call it makes is denied.
     monkeypatch.setenv("MOTO_ACCOUNT_ID", "111111111111")
     denied = _role(boto3.client("iam"), "idle-sweep-reader", None)
