@@ -188,6 +188,7 @@ class OpsStore(Block):
                     .where(findings.c.job == job)
                 )
             }
+            inserts, updates = [], []
             for f in present:
                 values = {
                     "kind": f.kind,
@@ -201,19 +202,25 @@ class OpsStore(Block):
                     "last_seen": now,
                     "resolved_at": None,
                 }
-                if f.key in announced:
-                    values["last_alerted"] = now
                 row = known.get(f.key)
                 if row is None:
-                    conn.execute(findings.insert().values(job=job, key=f.key, first_seen=now, **values))
+                    inserts.append({**values, "job": job, "key": f.key, "first_seen": now,
+                                    "last_alerted": now if f.key in announced else None})
                 else:
-                    if row.status != "open":  # a new episode of an old problem
-                        values["first_seen"] = now
-                    conn.execute(
-                        findings.update()
-                        .where(findings.c.job == job, findings.c.key == f.key)
-                        .values(**values)
-                    )
+                    values["first_seen"] = now if row.status != "open" else row.first_seen  # new episode
+                    values["last_alerted"] = now if f.key in announced else row.last_alerted
+                    updates.append({"b_key": f.key, **{f"v_{k}": v for k, v in values.items()}})
+            # One executemany per kind of write: a sweep of 10,000 findings is two statements.
+            if inserts:
+                conn.execute(findings.insert(), inserts)
+            if updates:
+                columns = [k.removeprefix("v_") for k in updates[0] if k != "b_key"]
+                conn.execute(
+                    findings.update()
+                    .where(findings.c.job == job, findings.c.key == sa.bindparam("b_key"))
+                    .values({c: sa.bindparam(f"v_{c}") for c in columns}),
+                    updates,
+                )
             if transitions.resolved:
                 conn.execute(
                     findings.update()

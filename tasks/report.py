@@ -66,3 +66,8 @@ def write_report(
     create_markdown_artifact(
         key=artifact_key(job, "summary"), markdown="\n".join(lines), description=f"{job} summary"
     )
+
+
+def write_table(job: str, suffix: str, rows: Sequence[Mapping[str, Any]], description: str) -> None:
+    """An extra table artifact of a job (a plan, the actions taken), under a stable key."""
+    create_table_artifact(key=artifact_key(job, suffix), table=list(rows), description=description)

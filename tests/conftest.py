@@ -24,6 +24,7 @@ os.environ.pop("AWS_ENDPOINT_URL", None)
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -79,9 +80,9 @@ def pg_admin() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def pg_dsn(pg_admin: str) -> Iterator[str]:
-    """A fresh database for this test; dropped afterwards."""
+@contextmanager
+def fresh_database(pg_admin: str) -> Iterator[str]:
+    """A new, empty database on the server; dropped on exit."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -90,6 +91,13 @@ def pg_dsn(pg_admin: str) -> Iterator[str]:
     finally:
         with psycopg.connect(pg_admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_dsn(pg_admin: str) -> Iterator[str]:
+    """A fresh database for this test; dropped afterwards."""
+    with fresh_database(pg_admin) as dsn:
+        yield dsn
 
 
 @pytest.fixture

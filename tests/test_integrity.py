@@ -14,7 +14,6 @@ from psycopg.conninfo import conninfo_to_dict
 
 from blocks.pipelines import IntegrityPipelines
 from blocks.warehouse import WarehouseConnection
-from deployments.local_postgres import with_database
 from flows.data_integrity import data_integrity, read_pipelines
 from rules.config import ConfigError
 from rules.findings import Finding
@@ -29,6 +28,7 @@ from rules.integrity import (
     volume_z_score,
 )
 from tasks.measure import postgres_query
+from tests.conftest import fresh_database
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 TODAY = NOW.date()
@@ -155,14 +155,8 @@ def test_checksum_sql_per_dialect():
 @pytest.fixture
 def pg_target(pg_admin: str) -> Iterator[str]:
     """A second fresh database: the target side."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(pg_admin, name)
-    finally:
-        with psycopg.connect(pg_admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(pg_admin) as dsn:
+        yield dsn
 
 
 def save_connection(dsn: str, **overrides) -> str:
