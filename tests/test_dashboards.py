@@ -31,7 +31,6 @@ from blocks.store import OpsStore, load_store
 from blocks.warehouse import WarehouseConnection
 from deployments.demo import bigquery_with_history
 from deployments.demo_seed import BQ_JOBS_TABLE, BQ_PROJECTS, seed_pipeline
-from deployments.local_postgres import with_database
 from flows.bigquery_cost_report import bigquery_cost_report
 from flows.bigquery_query_cost_watch import bigquery_query_cost_watch
 from flows.data_integrity import data_integrity
@@ -42,6 +41,7 @@ from rules.queue_health import Queue
 from rules.queue_health import metric_rows as queue_rows
 from rules.redshift_health import WlmQueue, metric_points
 from tasks.tell import tell
+from tests.conftest import fresh_database
 
 DASHBOARDS = Path(__file__).resolve().parent.parent / "dashboards"
 PANEL_TYPES = {"stat", "table", "timeseries", "barchart"}
@@ -128,37 +128,28 @@ def _finding(kind: str, resource: str, severity: str = "warning", usd: float | N
 def pipelines_block(pg_admin: str) -> Iterator[Callable[[], str]]:
     """The demo's pipeline (`orders`: a day missing in the target, loads stopped 3 h ago) between
     two fresh databases; yields a function that seeds them and returns the block's name."""
-    names = [f"t_{uuid.uuid4().hex[:12]}" for _ in range(2)]
-    with psycopg.connect(pg_admin, autocommit=True) as conn:
-        for db in names:
-            conn.execute(f'CREATE DATABASE "{db}"')
+    with fresh_database(pg_admin) as app, fresh_database(pg_admin) as analytics:
 
-    def make() -> str:
-        app, analytics = (with_database(pg_admin, db) for db in names)
-        seed_pipeline(app, analytics, NOW)
-        sides = {}
-        for side, dsn in (("source", app), ("target", analytics)):
-            p = conninfo_to_dict(dsn)
-            block = f"{side}-{uuid.uuid4().hex[:8]}"
-            WarehouseConnection(host=p.get("host", "127.0.0.1"), port=int(p.get("port", 5432)),
-                                database=p["dbname"], user=p.get("user", "postgres")).save(block)
-            sides[side] = block
-        block = f"pipelines-{uuid.uuid4().hex[:8]}"
-        IntegrityPipelines(pipelines=[{
-            "name": "orders", "window_days": 7, "freshness_sla_minutes": 60,
-            "source": {"connection": sides["source"], "table": "public.orders", "day_column": "created_at",
-                       "freshness_column": "updated_at"},
-            "target": {"connection": sides["target"], "table": "raw.orders", "day_column": "created_at",
-                       "freshness_column": "loaded_at"},
-        }]).save(block)
-        return block
+        def make() -> str:
+            seed_pipeline(app, analytics, NOW)
+            sides = {}
+            for side, dsn in (("source", app), ("target", analytics)):
+                p = conninfo_to_dict(dsn)
+                block = f"{side}-{uuid.uuid4().hex[:8]}"
+                WarehouseConnection(host=p.get("host", "127.0.0.1"), port=int(p.get("port", 5432)),
+                                    database=p["dbname"], user=p.get("user", "postgres")).save(block)
+                sides[side] = block
+            block = f"pipelines-{uuid.uuid4().hex[:8]}"
+            IntegrityPipelines(pipelines=[{
+                "name": "orders", "window_days": 7, "freshness_sla_minutes": 60,
+                "source": {"connection": sides["source"], "table": "public.orders",
+                           "day_column": "created_at", "freshness_column": "updated_at"},
+                "target": {"connection": sides["target"], "table": "raw.orders",
+                           "day_column": "created_at", "freshness_column": "loaded_at"},
+            }]).save(block)
+            return block
 
-    try:
         yield make
-    finally:
-        with psycopg.connect(pg_admin, autocommit=True) as conn:
-            for db in names:
-                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 integrity: list = []  # what the real runs returned, to compare with the panels
