@@ -348,7 +348,7 @@ def seed_pipeline(app: str, analytics: str, now: datetime) -> dict[str, int]:
     return {"source_rows": len(rows), "target_rows": len(copied)}
 
 
-REDSHIFT_VIEWS_SQL = Path(__file__).resolve().parent.parent / "tests" / "redshift_views.sql"
+REDSHIFT_VIEWS_SQL = Path(__file__).with_name("redshift_views.sql")
 
 
 def seed_redshift_views(dsn: str) -> None:

@@ -13,11 +13,11 @@ from psycopg.conninfo import conninfo_to_dict
 
 from blocks.warehouse import WarehouseConnection
 
-VIEWS_SQL = Path(__file__).with_name("redshift_views.sql")
+VIEWS_SQL = Path(__file__).resolve().parent.parent / "deployments" / "redshift_views.sql"
 
 
 def load_redshift_views(dsn: str) -> None:
-    """Create the Redshift system views and shims (tests/redshift_views.sql) in this database."""
+    """Create the Redshift system views and shims (deployments/redshift_views.sql) in this database."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(VIEWS_SQL.read_text())
 

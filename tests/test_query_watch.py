@@ -1,7 +1,7 @@
 """query-watch against the real PostgreSQL: real pg_sleep queries and real LOCK TABLE conflicts,
 found, announced once, resolved, cancelled only when allowed.
 
-The Redshift dialects run the same scenarios on the same server through tests/redshift_views.sql,
+The Redshift dialects run the same scenarios on the same server through deployments/redshift_views.sql,
 which reproduces the Redshift system views with the column layouts from the AWS documentation
 (see the comments there) over live pg_stat_activity / pg_locks rows. Nothing is mocked.
 """

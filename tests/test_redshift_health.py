@@ -1,5 +1,5 @@
 """redshift-health: CloudWatch metrics seeded in moto (in process) and WLM state in the Redshift
-system-view fixture schema on the real PostgreSQL (tests/redshift_views.sql: STV_WLM_QUERY_STATE,
+system-view fixture schema on the real PostgreSQL (deployments/redshift_views.sql: STV_WLM_QUERY_STATE,
 STV_WLM_SERVICE_CLASS_CONFIG and SYS_QUERY_HISTORY with the AWS-documented columns).
 
 moto stands in for CloudWatch because AWS cannot run here; note that moto's GetMetricData
