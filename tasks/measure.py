@@ -9,9 +9,11 @@ the only SQL text taken verbatim is a side's `filter`, which comes from the pipe
 
 from __future__ import annotations
 
+import logging
 import queue
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import date, datetime, time, timezone
 from typing import Any, TypeVar
 
@@ -100,7 +102,19 @@ def _run_pooled(
         try:
             return measure(conn, q)
         except Exception as exc:
-            return classify(exc)
+            if usable(conn):
+                return classify(exc)
+            # The connection itself died (server restart, network, killed backend): one retry
+            # on a fresh connection, so a blip does not fail the check.
+            try:
+                conn = open_conn()
+                opened.append(conn)
+                result = measure(conn, q)
+            except Exception as retry_exc:
+                error = classify(retry_exc)
+                return replace(error, message=f"{error.message} (connection lost; one retry failed)")
+            logging.getLogger(__name__).warning("%s: connection lost, measured on retry", q.id)
+            return result
         finally:
             if usable(conn):
                 idle.put(conn)
