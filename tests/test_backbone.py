@@ -7,6 +7,7 @@ in production on a self-hosted server.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import httpx
@@ -90,6 +91,18 @@ def test_webhook_secret_never_reaches_logs_events_artifacts_or_store(routed, sto
     routed.wait_for(2)
     routed.settle(quiet=2)
 
+    deadline = time.monotonic() + 30  # logs reach the server in batches: wait for them
+    while True:
+        blob = _everything_stored(routed, store)
+        if ("chat down" in blob and "vol-9" in blob) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert "chat down" in blob and "vol-9" in blob  # the search did see the runs
+    assert "local-key" not in blob and "local-token" not in blob
+
+
+def _everything_stored(routed, store) -> str:
+    """Chat messages, the newest runs' logs and states, artifacts, events and store rows."""
     haystack = [m.raw.decode() for m in routed.received]
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(limit=10, sort=FlowRunSort.START_TIME_DESC)
@@ -99,9 +112,7 @@ def test_webhook_secret_never_reaches_logs_events_artifacts_or_store(routed, sto
         haystack += [str(r.state.message) for r in runs]
     haystack += _all_events()
     haystack += [str(row) for row in store.findings_of("backbone-findings")]
-    blob = "\n".join(haystack)
-    assert "chat down" in blob and "vol-9" in blob  # the search did see the runs
-    assert "local-key" not in blob and "local-token" not in blob
+    return "\n".join(haystack)
 
 
 def _all_events() -> list[str]:
