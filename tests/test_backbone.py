@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.blocks.abstract import NotificationError
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-from prefect.client.schemas.sorting import FlowRunSort
+from prefect.client.schemas.sorting import FlowRunSort, LogSort
 from prefect.settings import PREFECT_API_URL
 
 from blocks.google_chat import GoogleChatWebhook
@@ -107,7 +107,8 @@ def _everything_stored(routed, store) -> str:
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(limit=10, sort=FlowRunSort.START_TIME_DESC)
         haystack += [log.message for log in client.read_logs(
-            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs])), limit=200)]
+            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs])), limit=200,
+            sort=LogSort.TIMESTAMP_DESC)]
         haystack += [str(a.data) + str(a.description) for a in client.read_artifacts()]
         haystack += [str(r.state.message) for r in runs]
     haystack += _all_events()
