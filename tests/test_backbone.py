@@ -86,9 +86,9 @@ def test_webhook_secret_never_reaches_logs_events_artifacts_or_store(routed, sto
         except NotificationError as exc:
             get_run_logger().error("chat down: %s", exc)
 
+    routed.wait_for(2)  # the automations' two messages first, or one of them gets the 503
     routed.respond_with(503)
     notify_fails(routed.block_name)
-    routed.wait_for(2)
     routed.settle(quiet=2)
 
     deadline = time.monotonic() + 30  # logs reach the server in batches: wait for them
