@@ -4,10 +4,11 @@
     uv run python bench/idle_sweep.py [--volumes 10000 --eips 2000 --snapshots 1000]
 
 Seeds one region of a moto server on 127.0.0.1 (every tenth volume attached to an instance,
-so not idle; snapshots of live volumes), then runs, each in its own fresh process so peak memory is comparable:
+so not idle; half the snapshots of live volumes, half orphaned), then runs, each in its own fresh process so peak memory is comparable:
 
 - ours: the `idle-resources` flow (report only) against a Prefect server;
-- custodian: `c7n` policies for unattached volumes and unused Elastic IPs.
+- custodian: `c7n` policies for unattached volumes and unused Elastic IPs (the issue's target);
+- custodian+snap: the same plus a policy for orphaned snapshots, so both cover the same scope.
 
 Prints wall time (the sweep itself, imports excluded), peak RSS, AWS API calls, findings and
 Prefect task runs, and the ratio of the two wall times. Not a test: nothing is asserted.
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,9 +75,10 @@ def run_ours() -> dict:
         start = time.perf_counter()
         if profile:
             profile.enable()
-        state = idle_resources(policy=IdlePolicy(refresh_prices=False, volume_min_age_days=0),
+        state = idle_resources(policy=IdlePolicy(refresh_prices=False, volume_min_age_days=0, snapshot_min_age_days=1),
                                regions=[REGION], aws_credentials=f"bench-aws-{suffix}",
-                               store=f"bench-store-{suffix}", return_state=True)
+                               store=f"bench-store-{suffix}", return_state=True,
+                               now=datetime.now(timezone.utc) + timedelta(days=2))  # snapshots old enough
         wall = time.perf_counter() - start
     if profile:  # the flow's own thread: where the run waits and what it spends time on
         profile.disable()
@@ -101,8 +104,19 @@ policies:
       - AssociationId: absent
 """
 
+# What ours also judges: snapshots whose volume is gone and that no AMI uses.
+SNAPSHOT_POLICY = """
+  - name: orphaned-snapshots
+    resource: aws.ebs-snapshot
+    filters:
+      - skip-ami-snapshots
+      - type: volume
+        key: VolumeId
+        value: absent
+"""
 
-def run_custodian() -> dict:
+
+def run_custodian(same_scope: bool = False) -> dict:
     calls = _count_api_calls()
     from c7n.config import Config
     from c7n.policy import load as load_policies
@@ -110,15 +124,15 @@ def run_custodian() -> dict:
 
     out = tempfile.mkdtemp()
     path = Path(out, "policies.yml")
-    path.write_text(POLICIES)
-    load_resources(("aws.ebs", "aws.network-addr"))
+    path.write_text(POLICIES + (SNAPSHOT_POLICY if same_scope else ""))
+    load_resources(("aws.ebs", "aws.network-addr", "aws.ebs-snapshot"))
     config = Config.empty(region=REGION, regions=[REGION], output_dir=out, cache="", account_id="123456789012")
     baseline = _peak_rss_mb()
     calls["n"] = 0
     start = time.perf_counter()
     found = {p.name: len(p.run()) for p in load_policies(config, str(path))}
     wall = time.perf_counter() - start
-    return {"tool": "custodian", "wall_s": wall, "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": baseline,
+    return {"tool": "custodian+snap" if same_scope else "custodian", "wall_s": wall, "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": baseline,
             "api_calls": calls["n"], "findings": sum(found.values()), "by_policy": found}
 
 
@@ -141,7 +155,12 @@ def seed(endpoint: str, volumes: int, eips: int, snapshots: int) -> dict:
             backend.attach_volume(vol.id, instance, f"/dev/xvd{i}")
         created.append(vol.id)
     for i in range(snapshots):
-        backend.create_snapshot(created[i % len(created)], "bench")
+        if i % 2:
+            backend.create_snapshot(created[i % len(created)], "bench")
+        else:  # every other snapshot outlived its volume: orphaned
+            gone = backend.create_volume(size=20, zone_name=zone, volume_type="gp3")
+            backend.create_snapshot(gone.id, "bench")
+            backend.delete_volume(gone.id)
     for _ in range(eips):
         backend.allocate_address(domain="vpc")
     return {"volumes": volumes, "eips": eips, "snapshots": snapshots}
@@ -163,14 +182,15 @@ def main() -> None:
     parser.add_argument("--volumes", type=int, default=10_000)
     parser.add_argument("--eips", type=int, default=2_000)
     parser.add_argument("--snapshots", type=int, default=1_000)
-    parser.add_argument("--run", choices=["ours", "custodian"])
+    parser.add_argument("--run", choices=["ours", "custodian", "custodian+snap"])
     args = parser.parse_args()
     if args.run:
         sys.path.insert(0, str(ROOT))
-        print(json.dumps(run_ours() if args.run == "ours" else run_custodian()))
+        print(json.dumps(run_ours() if args.run == "ours" else run_custodian(args.run == "custodian+snap")))
         return
 
     os.environ["MOTO_EC2_LOAD_DEFAULT_AMIS"] = "false"
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no network here; it only adds noise
     from moto.server import ThreadedMotoServer
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
@@ -190,14 +210,18 @@ def main() -> None:
         env["PREFECT_API_URL"] = PREFECT_API_URL.value()
         ours = _child("ours", env)
     custodian = _child("custodian", env)
+    same_scope = _child("custodian+snap", env)
     server.stop()
 
-    for r in (ours, custodian):
+    for r in (ours, custodian, same_scope):
         print(f"{r['tool']:>10}: wall {r['wall_s']:7.2f} s | peak RSS {r['peak_rss_mb']:6.0f} MB "
               f"(before sweep {r['rss_before_mb']:.0f} MB) | API calls {r['api_calls']:5d} | "
               f"findings {r['findings']:6d}" + (f" | Prefect task runs {r['task_runs']}" if "task_runs" in r else ""))
     print(f"ours also judged snapshots and priced every finding: ${ours['monthly_usd']:,.2f}/month")
-    print(f"wall-time ratio ours/custodian = {ours['wall_s'] / custodian['wall_s']:.2f}")
+    print(f"wall-time ratio ours/custodian = {ours['wall_s'] / custodian['wall_s']:.2f} "
+          "(custodian: the issue's two policies, unattached volumes and unused EIPs)")
+    print(f"wall-time ratio ours/custodian+snap = {ours['wall_s'] / same_scope['wall_s']:.2f} "
+          "(custodian+snap: plus orphaned snapshots, the same scope as ours)")
 
 
 if __name__ == "__main__":

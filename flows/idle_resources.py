@@ -1,7 +1,7 @@
 """Flow `idle-resources`: every idle EIP, volume, snapshot and stale S3 prefix, what it costs,
 and (with `apply=True`) a plan a person approves in the Prefect UI before anything changes.
 
-collect (one task run per account x region x resource type) -> judge (`rules/idle.py`)
+collect (one task run per account x region, one per account for S3) -> judge (`rules/idle.py`)
 -> tell -> [apply: plan artifact -> pause for approval -> act on the approved items -> tell].
 """
 
@@ -48,7 +48,7 @@ from rules.pricing import BUNDLED, PriceTable
 from tasks.aws.accounts import resolve_account
 from tasks.aws.actions import apply_plan
 from tasks.aws.clients import Account, error_summary
-from tasks.aws.ec2 import list_addresses, list_image_snapshots, list_snapshots, list_volumes
+from tasks.aws.ec2 import ec2_inventory
 from tasks.aws.pricing import refresh_price_table
 from tasks.aws.s3 import list_buckets
 from tasks.aws.s3_age import scan_object_age
@@ -63,12 +63,7 @@ DEFAULT_POLICY = IdlePolicy()
 MAX_CONCURRENT_CALLS = 16
 
 # A sweep must see the account as it is now: collect results never come from a cache.
-_EC2_COLLECTORS = {
-    "addresses": list_addresses.with_options(cache_policy=NO_CACHE),
-    "volumes": list_volumes.with_options(cache_policy=NO_CACHE),
-    "snapshots": list_snapshots.with_options(cache_policy=NO_CACHE),
-    "image-snapshots": list_image_snapshots.with_options(cache_policy=NO_CACHE),
-}
+_EC2_INVENTORY = ec2_inventory.with_options(cache_policy=NO_CACHE)
 _LIST_BUCKETS = list_buckets.with_options(cache_policy=NO_CACHE)
 
 
@@ -123,10 +118,9 @@ def _sweep(accounts: dict[str, tuple[Account, list[str]]], policy: IdlePolicy, p
            notes: list[str]) -> list[Finding]:
     """Collect everything concurrently, then judge each account x region."""
     futures = {
-        (account_id, region, kind): collector.submit(account, region)
+        (account_id, region): _EC2_INVENTORY.submit(account, region)
         for account_id, (account, regions) in accounts.items()
         for region in regions
-        for kind, collector in _EC2_COLLECTORS.items()
     }
     buckets = {account_id: _LIST_BUCKETS.submit(account)
                for account_id, (account, _) in accounts.items() if policy.s3_age_rules}
@@ -134,19 +128,19 @@ def _sweep(accounts: dict[str, tuple[Account, list[str]]], policy: IdlePolicy, p
     for account_id, (account, regions) in accounts.items():
         for region in regions:
             scope = f"{account_id}/{region}"
-            failed: dict[str, str] = {}
-            got = {kind: _result(futures[(account_id, region, kind)], kind, failed)
-                   for kind in _EC2_COLLECTORS}
-            if failed:  # keyed by scope, so `tell` keeps that scope's open findings open
-                errors[scope] = "; ".join(f"{kind}: {msg}" for kind, msg in failed.items())
-            if got["addresses"] is not None:
-                findings += find_idle_addresses(got["addresses"], scope, policy, prices, first_seen, now)
-            if got["volumes"] is not None:
-                findings += find_unattached_volumes(got["volumes"], scope, policy, prices, first_seen, now)
+            got = _result(futures[(account_id, region)], scope, errors)
+            if got is None:
+                continue
+            if got.errors:  # keyed by scope, so `tell` keeps that scope's open findings open
+                errors[scope] = "; ".join(f"{kind}: {msg}" for kind, msg in got.errors.items())
+            if got.addresses is not None:
+                findings += find_idle_addresses(got.addresses, scope, policy, prices, first_seen, now)
+            if got.volumes is not None:
+                findings += find_unattached_volumes(got.volumes, scope, policy, prices, first_seen, now)
             # Without the volume and AMI lists no snapshot can be called orphaned.
-            if None not in (got["snapshots"], got["volumes"], got["image-snapshots"]):
-                volume_ids = {v.volume_id for v in got["volumes"]}
-                findings += find_orphaned_snapshots(got["snapshots"], volume_ids, got["image-snapshots"],
+            if None not in (got.snapshots, got.volumes, got.image_snapshots):
+                volume_ids = {v.volume_id for v in got.volumes}
+                findings += find_orphaned_snapshots(got.snapshots, volume_ids, got.image_snapshots,
                                                     scope, policy, prices, first_seen, now)
         if account_id in buckets:
             findings += _stale_objects(account_id, account, regions, buckets[account_id], policy,
@@ -157,7 +151,8 @@ def _sweep(accounts: dict[str, tuple[Account, list[str]]], policy: IdlePolicy, p
 def _stale_objects(account_id: str, account: Account, regions: list[str], buckets_future: PrefectFuture,
                    policy: IdlePolicy, prices: PriceTable, first_seen: dict[str, datetime],
                    now: datetime, errors: dict[str, str], notes: list[str]) -> list[Finding]:
-    buckets = _result(buckets_future, f"{account_id} s3", errors)
+    # Failures are keyed "<account> <resource prefix>" so `tell` keeps just those findings open.
+    buckets = _result(buckets_future, f"{account_id} s3://", errors)
     if buckets is None:
         return []
     targets, skipped = s3_targets([b for b in buckets if b.region in regions], policy)
@@ -165,7 +160,7 @@ def _stale_objects(account_id: str, account: Account, regions: list[str], bucket
     if not targets:
         return []
     tallies, bucket_errors = scan_object_age(account, targets, policy.s3_max_pages, now)
-    errors.update({f"{account_id} {k}": v for k, v in bucket_errors.items()})
+    errors.update({f"{account_id} {k}/": v for k, v in bucket_errors.items()})
     if any(t.truncated for t in tallies):
         notes.append(f"{account_id}: S3 scan stopped at the page budget ({policy.s3_max_pages} pages); "
                      "raise `s3_max_pages` or configure S3 Inventory for the rest")
@@ -214,7 +209,7 @@ def _cancel(message: str) -> State:
     return Cancelled(message=message)
 
 
-# Bounded fan-out: 17 regions x 4 resource types must not open 68 connections at once.
+# Bounded fan-out: 17 regions x N accounts must not open that many connections at once.
 @flow(name=JOB, on_failure=[on_flow_failure], task_runner=ThreadPoolTaskRunner(max_workers=MAX_CONCURRENT_CALLS))
 def idle_resources(
     policy: IdlePolicy = DEFAULT_POLICY,

@@ -84,11 +84,16 @@ def scope_failed(key: str, failed_scopes: Iterable[str]) -> bool:
     """Whether a finding (by key) lives in a scope this run could not look at.
 
     A failed scope may be the finding's own scope, a region (`eu-west-1` for
-    `123456789012/eu-west-1`), an account, or a role ARN naming the account.
+    `123456789012/eu-west-1`), an account, or a role ARN naming the account. A scope followed
+    by a space and a resource-id prefix covers only those resources: `123456789012 s3://`
+    (the account's buckets could not be listed), `123456789012 s3://logs/` (one bucket).
     """
-    scope = key.split("|")[1] if key.count("|") >= 2 else ""
+    _, scope, resource = key.split("|", 2) if key.count("|") >= 2 else ("", "", key)
     parts = set(scope.split("/"))
     for failed in failed_scopes:
+        failed, _, prefix = failed.partition(" ")
+        if prefix and not resource.startswith(prefix):
+            continue
         account = failed.split(":")[4] if failed.startswith("arn:") and failed.count(":") >= 5 else None
         if failed == scope or failed in parts or (account and account in parts):
             return True

@@ -12,6 +12,10 @@ from rules.findings import Finding, Transitions
 from rules.messages import money
 from rules.text import redact
 
+# A bigger table is unreadable in the UI and exceeds the size of an event the server publishes
+# about it; every finding is in the store (and the dashboards) regardless.
+MAX_TABLE_ROWS = 1_000
+
 
 def artifact_key(job: str, suffix: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", f"{job}-{suffix}".lower()).strip("-")
@@ -27,7 +31,8 @@ def finding_rows(findings: Sequence[Finding]) -> list[dict[str, Any]]:
             "monthly_usd": round(f.monthly_cost_usd, 2) if f.monthly_cost_usd is not None else "",
             "reason": redact(f.reason),
         }
-        for f in sorted(findings, key=lambda f: (-f.severity.rank, f.kind, f.resource_id))
+        for f in sorted(findings, key=lambda f: (-f.severity.rank, -(f.monthly_cost_usd or 0), f.kind,
+                                                 f.resource_id))
     ]
 
 
@@ -47,7 +52,7 @@ def write_report(
     rows = list(table) if table is not None else finding_rows(findings)
     create_table_artifact(
         key=artifact_key(job, "findings"),
-        table=rows,
+        table=rows[:MAX_TABLE_ROWS],
         description=f"{job}: {len(findings)} findings",
     )
     total = sum(f.monthly_cost_usd or 0 for f in findings)
@@ -59,6 +64,9 @@ def write_report(
             f"New {len(transitions.opened)}, escalated {len(transitions.escalated)}, "
             f"reminded {len(transitions.reminded)}, resolved {len(transitions.resolved)}."
         )
+    if len(rows) > MAX_TABLE_ROWS:
+        lines.append(f"The table shows the first {MAX_TABLE_ROWS:,} of {len(rows):,} rows, most severe "
+                     "and most expensive first; all are in the store's `findings` table.")
     lines += [f"- {redact(n)}" for n in notes]
     if errors:
         lines += ["", "## Not covered this run", ""]

@@ -26,13 +26,13 @@ def test_ec2_records(aws):
     vol = ec2.create_volume(AvailabilityZone="eu-west-1a", Size=50, VolumeType="gp2")["VolumeId"]
     snap = ec2.create_snapshot(VolumeId=vol)["SnapshotId"]
 
-    [address] = list_addresses.fn(account, "eu-west-1")
+    [address] = list_addresses(account, "eu-west-1")
     assert address.allocation_id == free and address.instance_id is None
-    volumes = {v.volume_id: v for v in list_volumes.fn(account, "eu-west-1", PageCounter())}
+    volumes = {v.volume_id: v for v in list_volumes(account, "eu-west-1", PageCounter())}
     assert volumes[vol].state == "available" and volumes[vol].size_gb == 50 and volumes[vol].volume_type == "gp2"
     assert any(v.attached_to == (inst["InstanceId"],) for v in volumes.values())
-    assert snap in {s.snapshot_id for s in list_snapshots.fn(account, "eu-west-1")}
-    assert image in list_image_snapshots.fn(account, "eu-west-1").values()
+    assert snap in {s.snapshot_id for s in list_snapshots(account, "eu-west-1")}
+    assert image in list_image_snapshots(account, "eu-west-1").values()
     [instance] = list_instances.fn(account, "eu-west-1")
     assert instance.instance_type == "m5.large" and instance.tags == {"env": "dev"}
     types = describe_instance_types.fn(account, "eu-west-1", ["m5.large", "m7g.large"])

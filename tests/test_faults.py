@@ -36,7 +36,7 @@ def test_throttling_is_retried_with_backoff(aws):
 
     client.meta.events.register("before-send.ec2.DescribeVolumes", throttle)
     account.client = lambda service, region=None: client  # the collector gets this client
-    [volume] = list_volumes.fn(account, "us-east-1")
+    [volume] = list_volumes(account, "us-east-1")
     assert volume.size_gb == 8 and sent["throttled"] == 2
 
 
@@ -55,7 +55,7 @@ def test_unreachable_endpoint_is_a_short_named_error():
     creds = AwsCredentials(aws_client_parameters={"endpoint_url": "http://127.0.0.1:9"})
     account = Account(creds)
     with pytest.raises(EndpointConnectionError) as err:
-        list_volumes.fn(account, "eu-west-1")
+        list_volumes(account, "eu-west-1")
     assert "127.0.0.1:9" in error_summary(err.value)
 
 

@@ -99,3 +99,15 @@ def test_findings_in_a_scope_that_failed_stay_open():
         t = diff_findings(known_, [], NOW, DAY, failed_scopes=[failed])
         assert t.resolved == [elsewhere.key], failed
     assert diff_findings(known_, [], NOW, DAY, failed_scopes=["111/us-east-1 logs"]).resolved == sorted(known_)
+
+
+def test_a_failed_resource_prefix_keeps_only_those_findings_open():
+    bucket = Finding(kind="stale-objects", resource_id="s3://logs/tmp/", scope="111/us-east-1", reason="x")
+    other_bucket = Finding(kind="stale-objects", resource_id="s3://logs2/", scope="111/us-east-1", reason="x")
+    volume = finding("vol-a")  # same account and region
+    known_ = {f.key: known(f, NOW) for f in (bucket, other_bucket, volume)}
+    listing_failed = diff_findings(known_, [], NOW, DAY, failed_scopes=["111 s3://"]).resolved
+    assert listing_failed == [volume.key]
+    one_bucket_failed = diff_findings(known_, [], NOW, DAY, failed_scopes=["111 s3://logs/"]).resolved
+    assert one_bucket_failed == sorted([other_bucket.key, volume.key])
+    assert diff_findings(known_, [], NOW, DAY, failed_scopes=["222 s3://"]).resolved == sorted(known_)

@@ -1,4 +1,5 @@
-"""EC2 collectors: one task run per (account, region, resource type), paging with the one paginator.
+"""EC2 collectors, paging with the one paginator: `ec2_inventory` reads a region's idle-sweep
+listings in one task run; `list_instances` and `describe_instance_types` are tasks of their own.
 
 Records are plain dataclasses with the fields the rules need; tags are a dict.
 """
@@ -11,8 +12,8 @@ from typing import Any
 
 from prefect import task
 
-from tasks.aws.clients import Account, PageCounter, paginate
-from tasks.aws.permissions import requires
+from tasks.aws.clients import Account, PageCounter, error_summary, paginate
+from tasks.aws.permissions import permissions_of, requires
 
 
 def tag_dict(tags: list[dict[str, str]] | None) -> dict[str, str]:
@@ -78,7 +79,6 @@ class Instance:
         return self.tags.get("aws:autoscaling:groupName")
 
 
-@task(name="list-addresses")
 @requires("ec2:DescribeAddresses")
 def list_addresses(account: Account, region: str) -> list[Address]:
     ec2 = account.client("ec2", region)
@@ -97,7 +97,6 @@ def list_addresses(account: Account, region: str) -> list[Address]:
     ]
 
 
-@task(name="list-volumes")
 @requires("ec2:DescribeVolumes")
 def list_volumes(account: Account, region: str, counter: PageCounter | None = None) -> list[Volume]:
     ec2 = account.client("ec2", region)
@@ -120,7 +119,6 @@ def list_volumes(account: Account, region: str, counter: PageCounter | None = No
     ]
 
 
-@task(name="list-snapshots")
 @requires("ec2:DescribeSnapshots")
 def list_snapshots(account: Account, region: str, counter: PageCounter | None = None) -> list[Snapshot]:
     ec2 = account.client("ec2", region)
@@ -140,7 +138,6 @@ def list_snapshots(account: Account, region: str, counter: PageCounter | None = 
     ]
 
 
-@task(name="list-image-snapshots")
 @requires("ec2:DescribeImages")
 def list_image_snapshots(account: Account, region: str) -> dict[str, str]:
     """Snapshot id -> AMI id for every snapshot backing one of the account's own AMIs."""
@@ -152,6 +149,38 @@ def list_image_snapshots(account: Account, region: str) -> dict[str, str]:
             if snapshot_id:
                 backing[snapshot_id] = image["ImageId"]
     return backing
+
+
+@dataclass
+class Ec2Inventory:
+    """What the idle sweep reads in one region; a listing that failed is None, its error kept."""
+
+    addresses: list[Address] | None = None
+    volumes: list[Volume] | None = None
+    snapshots: list[Snapshot] | None = None
+    image_snapshots: dict[str, str] | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+_LISTINGS = {"addresses": list_addresses, "volumes": list_volumes, "snapshots": list_snapshots,
+             "image_snapshots": list_image_snapshots}
+
+
+@task(name="ec2-inventory")
+@requires(*permissions_of(_LISTINGS.values()))
+def ec2_inventory(account: Account, region: str) -> Ec2Inventory:
+    """A region's addresses, volumes, snapshots and AMI snapshots, read one after another.
+
+    Regions run in parallel; a region's own listings do not, as they would only contend
+    for the same endpoint and the same interpreter. One failing listing leaves the rest.
+    """
+    inventory = Ec2Inventory()
+    for kind, listing in _LISTINGS.items():
+        try:
+            setattr(inventory, kind, listing(account, region))
+        except Exception as exc:  # AccessDenied, endpoint errors: reported by the flow
+            inventory.errors[kind.replace("_", "-")] = error_summary(exc)
+    return inventory
 
 
 @task(name="list-instances")

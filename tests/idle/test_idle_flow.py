@@ -340,11 +340,11 @@ def test_access_denied_regions_are_reported_and_the_others_complete(aws, store, 
     result = idle_resources(policy=POLICY, regions=REGIONS, role_arns=[reader, denied], aws_credentials=name,
                             store=store._block_document_name, now=NOW)
 
-    assert set(result["errors"]) == {f"111111111111/{r}" for r in REGIONS} | {"111111111111 s3"}
+    assert set(result["errors"]) == {f"111111111111/{r}" for r in REGIONS} | {"111111111111 s3://"}
     for region in REGIONS:
         assert [part.split(": ")[:2] for part in result["errors"][f"111111111111/{region}"].split("; ")] == [
             [kind, "AccessDenied"] for kind in ("addresses", "volumes", "snapshots", "image-snapshots")]
-    assert result["errors"]["111111111111 s3"].startswith("AccessDenied")
+    assert result["errors"]["111111111111 s3://"].startswith("AccessDenied")
     found = {f["resource_id"] for f in store.findings_of(JOB, status="open")}
     assert found == set(world.idle)  # the readable account was swept completely
     summary = _artifact(f"{JOB}-summary").data
