@@ -67,6 +67,16 @@ class DemoEnv:
 
 
 @dataclass(frozen=True)
+class DemoCredentials:
+    """The made-up secrets the demo's blocks hold (moto and the chat receiver accept any)."""
+
+    aws_access_key_id: str = "testing"
+    aws_secret_access_key: str = "testing"
+    chat_key: str = "local-key"
+    chat_token: str = "local-token"
+
+
+@dataclass(frozen=True)
 class DemoJob:
     """How the demo runs one job: parameters on top of prefect.yaml's (or a function of the
     `DemoEnv` giving them), and the services it needs beyond AWS, the store and chat."""
@@ -311,8 +321,11 @@ def moto_server() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port())
     server.start()
     host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    # moto keeps accounts per process: a second demo in one process starts from an empty one.
+    httpx.post(f"{url}/moto-api/reset").raise_for_status()
     try:
-        yield f"http://{host}:{port}"
+        yield url
     finally:
         server.stop()
 
@@ -425,14 +438,28 @@ def _server_inventory() -> tuple[list[str], list[str]]:
     return blocks, automations
 
 
-def run_demo(
+@dataclass
+class DemoRun:
+    """A finished demo whose services are still up: for a look around before they stop."""
+
+    summary: DemoSummary
+    server: PrefectServer
+    moto_endpoint: str
+    env: DemoEnv
+    store: Any
+    chat: Any
+    credentials: DemoCredentials
+
+
+@contextmanager
+def demo(
     jobs: Mapping[str, DemoJob] | None = None,
     specs: Sequence[Mapping[str, Any]] | None = None,
     seed_scale: int = 3,
-    keep_running: bool = False,
     out=print,
-) -> DemoSummary:
-    """Start everything, run the jobs, summarize, stop everything. Returns the summary."""
+    credentials: DemoCredentials = DemoCredentials(),
+) -> Iterator[DemoRun]:
+    """Start everything and run the jobs; yields while everything is still up, stops it on exit."""
     started = time.monotonic()
     jobs = DEMO_JOBS if jobs is None else jobs
     specs = deployment_specs() if specs is None else specs
@@ -474,7 +501,7 @@ def run_demo(
         from deployments.chat_receiver import ChatReceiver
 
         chat = stack.enter_context(ChatReceiver(echo=True))
-        store = save_blocks(home, endpoint, chat.url)
+        store = save_blocks(home, endpoint, chat.url, credentials)
         apply_automations(chat_block=CHAT_BLOCK)
         if env.postgres:
             out(f"  PostgreSQL: {setup_postgres(env, stack)}")
@@ -494,13 +521,25 @@ def run_demo(
             messages=messages, ui_url=server.ui_url, blocks=blocks, automations=automations,
             server_pid=server.process.pid, seconds=time.monotonic() - started,
         )
-        out(summary.render())
+        yield DemoRun(summary, server, endpoint, env, store, chat, credentials)
+        out("Stopping the services ...")
+
+
+def run_demo(
+    jobs: Mapping[str, DemoJob] | None = None,
+    specs: Sequence[Mapping[str, Any]] | None = None,
+    seed_scale: int = 3,
+    keep_running: bool = False,
+    out=print,
+) -> DemoSummary:
+    """Start everything, run the jobs, summarize, stop everything. Returns the summary."""
+    with demo(jobs, specs, seed_scale, out) as run:
+        out(run.summary.render())
         if keep_running:
-            out(f"\nEverything stays up: open {server.ui_url}. Press Ctrl-C to stop.")
+            out(f"\nEverything stays up: open {run.server.ui_url}. Press Ctrl-C to stop.")
             while True:
                 time.sleep(1)
-        out("Stopping the services ...")
-    return summary
+    return run.summary
 
 
 def setup_postgres(env: DemoEnv, stack: ExitStack) -> str:
@@ -535,7 +574,7 @@ def setup_postgres(env: DemoEnv, stack: ExitStack) -> str:
             "7 queries queued in Redshift WLM")
 
 
-def save_blocks(home: Path, endpoint: str, chat_url: str):
+def save_blocks(home: Path, endpoint: str, chat_url: str, credentials: DemoCredentials = DemoCredentials()):
     """The blocks the jobs load: store (SQLite here), AWS credentials for moto, chat webhook."""
     from prefect_aws import AwsCredentials
     from prefect_aws.client_parameters import AwsClientParameters
@@ -547,10 +586,12 @@ def save_blocks(home: Path, endpoint: str, chat_url: str):
     store.check()
     store.save(STORE_BLOCK, overwrite=True)
     AwsCredentials(
-        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1",
+        aws_access_key_id=credentials.aws_access_key_id,
+        aws_secret_access_key=credentials.aws_secret_access_key, region_name="us-east-1",
         aws_client_parameters=AwsClientParameters(endpoint_url=endpoint),
     ).save(AWS_BLOCK, overwrite=True)
-    GoogleChatWebhook(url=chat_url, max_backoff_seconds=1, outbox=store).save(CHAT_BLOCK, overwrite=True)
+    webhook = chat_url.split("?")[0] + f"?key={credentials.chat_key}&token={credentials.chat_token}"
+    GoogleChatWebhook(url=webhook, max_backoff_seconds=1, outbox=store).save(CHAT_BLOCK, overwrite=True)
     return store
 
 

@@ -29,7 +29,6 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 from moto import mock_aws
-from moto.server import ThreadedMotoServer
 from prefect.settings import (
     PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
     PREFECT_SERVER_ANALYTICS_ENABLED,
@@ -59,18 +58,6 @@ def aws() -> Iterator[None]:
     """moto, in process."""
     with mock_aws():
         yield
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    """moto as a server on 127.0.0.1, for code in other processes; yields its endpoint."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

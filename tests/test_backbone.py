@@ -6,23 +6,18 @@ in production on a self-hosted server.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
-import httpx
 import pytest
 from prefect import flow, get_run_logger
 from prefect.blocks.abstract import NotificationError
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-from prefect.client.schemas.sorting import FlowRunSort, LogSort
-from prefect.settings import PREFECT_API_URL
 
 from blocks.google_chat import GoogleChatWebhook
 from deployments.automations import apply_automations, build_automations
 from rules.config import ConfigError
 from tests.sample_jobs import failing_job, findings_job
+from tests.server_search import server_haystack, store_haystack
 
 
 @pytest.fixture
@@ -102,30 +97,9 @@ def test_webhook_secret_never_reaches_logs_events_artifacts_or_store(routed, sto
 
 
 def _everything_stored(routed, store) -> str:
-    """Chat messages, the newest runs' logs and states, artifacts, events and store rows."""
+    """Chat messages, everything the Prefect server holds, and the store's rows."""
     haystack = [m.raw.decode() for m in routed.received]
-    with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(limit=10, sort=FlowRunSort.START_TIME_DESC)
-        haystack += [log.message for log in client.read_logs(
-            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[r.id for r in runs])), limit=200,
-            sort=LogSort.TIMESTAMP_DESC)]
-        haystack += [str(a.data) + str(a.description) for a in client.read_artifacts()]
-        haystack += [str(r.state.message) for r in runs]
-    haystack += _all_events()
-    haystack += [str(row) for row in store.findings_of("backbone-findings")]
-    return "\n".join(haystack)
-
-
-def _all_events() -> list[str]:
-    """Every event the server stored (the events API pages by 50)."""
-    api = PREFECT_API_URL.value()
-    pages = []
-    response = httpx.post(f"{api}/events/filter", json={"limit": 50}).json()
-    while True:
-        pages.append(json.dumps(response["events"]))
-        if not response.get("next_page"):
-            return pages
-        response = httpx.get(response["next_page"]).json()
+    return "\n".join(haystack + server_haystack() + store_haystack(store.engine))
 
 
 def test_missing_chat_block_is_a_clear_error_before_anything_is_created():
