@@ -28,9 +28,9 @@ def _metric(cw, name, volume, value, ts):
         {"MetricName": name, "Dimensions": [{"Name": "VolumeId", "Value": volume}], "Timestamp": ts, "Value": value}])
 
 
-def test_flow_finds_exact_changes_and_applies_only_approved(aws, store):
-    from flows.ebs_rightsizing import ebs_rightsizing
-
+@pytest.fixture
+def planted_volumes(aws):
+    """Six volumes on one instance with a day of CloudWatch activity; -> (volume id by role, creds block, now)."""
     now = datetime.now(timezone.utc).replace(microsecond=0)
     hour = now.replace(minute=0, second=0) - timedelta(hours=3)
     ec2 = boto3.client("ec2", region_name="us-east-1")
@@ -49,19 +49,21 @@ def test_flow_finds_exact_changes_and_applies_only_approved(aws, store):
             ec2.attach_volume(VolumeId=vid, InstanceId=instance, Device=device)
         return vid
 
-    busy = volume("/dev/sdf", 500)
-    keep = volume("/dev/sdg", 100, tags={"dataplatform-ops:keep": "db team"})
-    piops = volume("/dev/sdh", 200, "io1", iops=10_000)
-    idle = volume("/dev/sdi", 200, "gp3")
-    roomy = volume("/dev/sdj", 300, "gp3")
-    recent = volume(None, 1000, attach=False)
-    ec2.modify_volume(VolumeId=recent, Size=1010)  # an hour-old change: 6-hour cooldown
-    for vid in (busy, keep, roomy):
-        _metric(cw, "VolumeReadOps", vid, 6000, hour)
-    _metric(cw, "VolumeReadOps", piops, 60_000, hour)  # busiest minute: 1,000 + 500 IOPS
-    _metric(cw, "VolumeWriteOps", piops, 30_000, hour)
-    _metric(cw, "VolumeReadOps", idle, 20, hour)
-    _metric(cw, "VolumeWriteOps", idle, 30, hour)
+    ids = {
+        "busy": volume("/dev/sdf", 500),
+        "keep": volume("/dev/sdg", 100, tags={"dataplatform-ops:keep": "db team"}),
+        "piops": volume("/dev/sdh", 200, "io1", iops=10_000),
+        "idle": volume("/dev/sdi", 200, "gp3"),
+        "roomy": volume("/dev/sdj", 300, "gp3"),
+        "recent": volume(None, 1000, attach=False),
+    }
+    ec2.modify_volume(VolumeId=ids["recent"], Size=1010)  # an hour-old change: 6-hour cooldown
+    for role in ("busy", "keep", "roomy"):
+        _metric(cw, "VolumeReadOps", ids[role], 6000, hour)
+    _metric(cw, "VolumeReadOps", ids["piops"], 60_000, hour)  # busiest minute: 1,000 + 500 IOPS
+    _metric(cw, "VolumeWriteOps", ids["piops"], 30_000, hour)
+    _metric(cw, "VolumeReadOps", ids["idle"], 20, hour)
+    _metric(cw, "VolumeWriteOps", ids["idle"], 30, hour)
     cw.put_metric_data(Namespace="CWAgent", MetricData=[
         {"MetricName": "disk_used_percent", "Timestamp": hour - timedelta(days=d), "Value": used,
          "Dimensions": [{"Name": "InstanceId", "Value": instance}, {"Name": "device", "Value": "xvdj"},
@@ -69,6 +71,15 @@ def test_flow_finds_exact_changes_and_applies_only_approved(aws, store):
         for d, used in ((1, 15.0), (2, 20.0))])
     creds = f"aws-{uuid.uuid4().hex[:8]}"
     AwsCredentials(region_name="us-east-1").save(creds)
+    return ids, creds, now
+
+
+def test_flow_finds_exact_changes_and_applies_only_approved(planted_volumes, store):
+    from flows.ebs_rightsizing import ebs_rightsizing
+
+    ids, creds, now = planted_volumes
+    busy, keep, piops, idle, roomy, recent = (ids[k] for k in ("busy", "keep", "piops", "idle", "roomy", "recent"))
+    ec2 = boto3.client("ec2", region_name="us-east-1")
     kw = dict(aws_credentials=creds, store=store._block_document_name, regions=["us-east-1"], now=now)
 
     review = ebs_rightsizing(**kw)

@@ -29,9 +29,9 @@ def _zip():
     return buf.getvalue()
 
 
-def test_flow_finds_x86_resources_with_price_delta(aws, store):
-    from flows.graviton_advisor import graviton_advisor
-
+@pytest.fixture
+def planted_x86(aws):
+    """x86 instances, databases, a cache cluster and a busy x86 function; -> (instance id by type, AMI, creds, now)."""
     now = datetime.now(timezone.utc).replace(microsecond=0)
     ec2 = boto3.client("ec2", region_name="us-east-1")
     image = ec2.register_image(Name="base", RootDeviceName="/dev/sda1",
@@ -58,7 +58,13 @@ def test_flow_finds_x86_resources_with_price_delta(aws, store):
         for d in range(14)])
     creds = f"aws-{uuid.uuid4().hex[:8]}"
     AwsCredentials(region_name="us-east-1").save(creds)
+    return ids, image, creds, now
 
+
+def test_flow_finds_x86_resources_with_price_delta(planted_x86, store):
+    from flows.graviton_advisor import graviton_advisor
+
+    ids, image, creds, now = planted_x86
     findings = graviton_advisor(aws_credentials=creds, store=store._block_document_name,
                                 regions=["us-east-1"], now=now)
     got = {f.resource_id: f for f in findings}

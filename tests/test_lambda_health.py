@@ -138,8 +138,8 @@ def aws_block(aws) -> str:
     return name
 
 
-def test_flow_finds_exactly_the_unhealthy_functions_then_resolves(aws_block, store):
-    now = datetime.now(timezone.utc)
+def plant_unhealthy_functions(now: datetime) -> None:
+    """Eight functions: healthy, idle, ignored, and five with errors, throttles or timeouts (UNHEALTHY)."""
     create_functions({
         "healthy": {}, "erroring": {}, "throttled": {}, "slow": {"timeout": 10},
         "logged-timeouts": {"timeout": 60}, "idle": {},
@@ -156,16 +156,23 @@ def test_flow_finds_exactly_the_unhealthy_functions_then_resolves(aws_block, sto
     plant("ignored", at, Invocations=50, Errors=50)
     plant("other-team", at, Invocations=50, Errors=50)
 
+
+UNHEALTHY = [
+    ("lambda-errors", "erroring", "critical"),
+    ("lambda-errors", "other-team", "critical"),
+    ("lambda-throttles", "throttled", "warning"),
+    ("lambda-timeouts", "logged-timeouts", "warning"),
+    ("lambda-timeouts", "slow", "warning"),
+]
+
+
+def test_flow_finds_exactly_the_unhealthy_functions_then_resolves(aws_block, store):
+    now = datetime.now(timezone.utc)
+    plant_unhealthy_functions(now)
     found = lambda_health(regions=[REGION], tag_filter=None, aws_credentials=aws_block,
                           store=store._block_document_name, now=now)
     got = sorted((f.kind, f.resource_id, f.severity.value) for f in found)
-    assert got == [
-        ("lambda-errors", "erroring", "critical"),
-        ("lambda-errors", "other-team", "critical"),
-        ("lambda-throttles", "throttled", "warning"),
-        ("lambda-timeouts", "logged-timeouts", "warning"),
-        ("lambda-timeouts", "slow", "warning"),
-    ]
+    assert got == UNHEALTHY
     erroring = next(f for f in found if f.resource_id == "erroring")
     assert erroring.scope == SCOPE and "12 of 40 invocations failed (30.0%)" in erroring.reason
     assert erroring.url.endswith("#/functions/erroring")

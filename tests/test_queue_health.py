@@ -79,8 +79,8 @@ def plant_age(name: str, at: datetime, seconds: float) -> None:
          "Timestamp": at, "Value": seconds}])
 
 
-def test_dlq_with_messages_is_found_then_resolved_when_drained(aws, store):
-    AwsCredentials(region_name=REGION).save(block := f"aws-{uuid.uuid4().hex[:8]}")
+def plant_queues(now: datetime) -> str:
+    """A DLQ holding 3 messages, a late queue, and healthy look-alikes (BACKLOGGED); -> the DLQ's URL."""
     sqs = boto3.client("sqs", region_name=REGION)
     orders_dlq = make_queue(sqs, "orders-dlq")
     make_queue(sqs, "orders", orders_dlq)
@@ -90,26 +90,34 @@ def test_dlq_with_messages_is_found_then_resolved_when_drained(aws, store):
     for i in range(3):
         sqs.send_message(QueueUrl=orders_dlq, MessageBody=f"order {i}")
     sqs.send_message(QueueUrl=events, MessageBody="late")
-    now = datetime.now(timezone.utc)
     plant_age("orders-dlq", now - timedelta(minutes=2), 7_200)
     plant_age("events", now - timedelta(minutes=3), 600)
     plant_age("events", now - timedelta(minutes=1), 1_800)  # the latest value counts
     plant_age("fresh", now - timedelta(minutes=1), 30)
+    return orders_dlq
 
+
+BACKLOGGED = [
+    ("dlq-messages", "orders-dlq", "warning",
+     "3 messages in the dead-letter queue of orders; oldest 2.0 h old"),
+    ("queue-backlog", "events", "warning",
+     "oldest 30 min old, over the 15 min threshold; 1 visible, 0 in flight"),
+]
+
+
+def test_dlq_with_messages_is_found_then_resolved_when_drained(aws, store):
+    AwsCredentials(region_name=REGION).save(block := f"aws-{uuid.uuid4().hex[:8]}")
+    now = datetime.now(timezone.utc)
+    orders_dlq = plant_queues(now)
     found = queue_health(regions=[REGION], aws_credentials=block, store=store._block_document_name, now=now)
-    assert sorted((f.kind, f.resource_id, f.severity.value, f.reason) for f in found) == [
-        ("dlq-messages", "orders-dlq", "warning",
-         "3 messages in the dead-letter queue of orders; oldest 2.0 h old"),
-        ("queue-backlog", "events", "warning",
-         "oldest 30 min old, over the 15 min threshold; 1 visible, 0 in flight"),
-    ]
+    assert sorted((f.kind, f.resource_id, f.severity.value, f.reason) for f in found) == BACKLOGGED
     dlq = next(f for f in found if f.kind == "dlq-messages")
     assert dlq.scope == SCOPE and dlq.numbers["visible"] == 3 and dlq.numbers["sources"] == ["orders"]
     history = store.metric_history("queue-health", "sqs.dlq_visible")
     assert {(r["subject"], r["value"]) for r in history} == {
         (f"{SCOPE}/orders-dlq", 3), (f"{SCOPE}/payments-dlq", 0)}
 
-    sqs.purge_queue(QueueUrl=orders_dlq)
+    boto3.client("sqs", region_name=REGION).purge_queue(QueueUrl=orders_dlq)
     later = now + timedelta(minutes=30)  # the planted ages are out of the lookback by then
     assert queue_health(regions=[REGION], aws_credentials=block, store=store._block_document_name,
                         now=later) == []

@@ -55,7 +55,9 @@ def test_queue_rules():
     ]
 
 
-def test_provisioned_cluster_findings_open_then_resolve(pg_dsn, store, creds):
+def plant_busy_cluster(pg_dsn: str):
+    """A cluster that was hot, full and unhealthy an hour ago with a queueing etl WLM queue, and is
+    healthy now; -> (its WarehouseConnection block, cluster id, a time inside the bad spell)."""
     load_redshift_views(pg_dsn)
     cluster = f"c-{uuid.uuid4().hex[:6]}"
     block = warehouse_block(pg_dsn, "redshift", cluster_identifier=cluster, region="us-east-1")
@@ -81,12 +83,19 @@ def test_provisioned_cluster_findings_open_then_resolve(pg_dsn, store, creds):
             state, queue_us = ("QueuedWaiting", (100 + i * 50) * 1_000_000) if i < 7 else ("Running", 0)
             conn.execute("insert into stv_wlm_query_state values (%s, %s, %s, 6, 1, getdate(), %s, %s, 0, 'normal')",
                          (1000 + i, i, 500 + i, state, queue_us))
+    return block, cluster, bad + timedelta(minutes=5)
 
-    found = run(block, store, creds, bad + timedelta(minutes=5))
+
+def busy_cluster_findings(cluster: str) -> set[tuple[str, str]]:
+    return {("redshift-cpu-high", cluster), ("redshift-disk-high", cluster), ("redshift-unhealthy", cluster),
+            ("redshift-queue-backlog", f"{cluster}/etl"), ("redshift-queue-wait", f"{cluster}/etl")}
+
+
+def test_provisioned_cluster_findings_open_then_resolve(pg_dsn, store, creds):
+    block, cluster, at = plant_busy_cluster(pg_dsn)
+    found = run(block, store, creds, at)
     got = {(f.kind, f.resource_id): f for f in found}
-    assert set(got) == {("redshift-cpu-high", cluster), ("redshift-disk-high", cluster),
-                        ("redshift-unhealthy", cluster), ("redshift-queue-backlog", f"{cluster}/etl"),
-                        ("redshift-queue-wait", f"{cluster}/etl")}
+    assert set(got) == busy_cluster_findings(cluster)
     assert got[("redshift-cpu-high", cluster)].severity is Severity.CRITICAL
     assert got[("redshift-cpu-high", cluster)].numbers["cpu_percent"] == 97
     assert got[("redshift-disk-high", cluster)].severity is Severity.WARNING

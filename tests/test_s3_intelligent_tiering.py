@@ -10,6 +10,7 @@ from prefect_aws import AwsCredentials
 from rules.tiering import RULE_ID, TieringPolicy, small_object_shares
 
 GIB = 1024**3
+OLD_RULE = {"ID": "expire-tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 7}}
 
 
 def test_small_object_shares():
@@ -17,13 +18,12 @@ def test_small_object_shares():
     assert small_object_shares([]) == (0.0, 0.0)
 
 
-def test_flow_recommends_merges_and_applies_only_approved(aws, store):
-    from flows.s3_intelligent_tiering import s3_intelligent_tiering
-
+@pytest.fixture
+def planted_buckets(aws):
+    """Two 5,000 GiB buckets (one opted out, one with a lifecycle rule) and a small one; -> (creds block, now)."""
     now = datetime.now(timezone.utc).replace(microsecond=0)
     s3 = boto3.client("s3", region_name="us-east-1")
     cw = boto3.client("cloudwatch", region_name="us-east-1")
-    old_rule = {"ID": "expire-tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 7}}
     for name, gib in (("analytics-raw", 5000), ("team-archive", 5000), ("tiny-bucket", 10)):
         s3.create_bucket(Bucket=name)
         for i in range(8):
@@ -35,10 +35,18 @@ def test_flow_recommends_merges_and_applies_only_approved(aws, store):
             cw.put_metric_data(Namespace="AWS/S3", MetricData=[{
                 "MetricName": metric, "Timestamp": now - timedelta(days=1), "Value": value,
                 "Dimensions": [{"Name": "BucketName", "Value": name}, {"Name": "StorageType", "Value": storage}]}])
-    s3.put_bucket_lifecycle_configuration(Bucket="analytics-raw", LifecycleConfiguration={"Rules": [old_rule]})
+    s3.put_bucket_lifecycle_configuration(Bucket="analytics-raw", LifecycleConfiguration={"Rules": [OLD_RULE]})
     s3.put_bucket_tagging(Bucket="team-archive", Tagging={"TagSet": [{"Key": "dataplatform-ops:keep", "Value": "y"}]})
     creds = f"aws-{uuid.uuid4().hex[:8]}"
     AwsCredentials(region_name="us-east-1").save(creds)
+    return creds, now
+
+
+def test_flow_recommends_merges_and_applies_only_approved(planted_buckets, store):
+    from flows.s3_intelligent_tiering import s3_intelligent_tiering
+
+    creds, now = planted_buckets
+    s3 = boto3.client("s3", region_name="us-east-1")
     policy = TieringPolicy(archive_access_days=90)
     kw = dict(policy=policy, aws_credentials=creds, store=store._block_document_name, now=now)
 

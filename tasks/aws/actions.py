@@ -28,7 +28,7 @@ from rules.idle import (
 )
 from tasks.aws.clients import Account, error_summary
 from tasks.aws.ec2 import tag_dict
-from tasks.aws.permissions import permissions_of, requires
+from tasks.aws.permissions import requires
 from tasks.aws.s3 import put_lifecycle_rule
 
 NOT_FOUND = frozenset({
@@ -139,7 +139,7 @@ def delete_snapshot(ec2: Any, snapshot_id: str, opt_out_tag: str, dry_run: bool 
         raise
 
 
-@requires(*put_lifecycle_rule.aws_permissions, write=True)
+@requires(write=True)  # put_lifecycle_rule declares what it calls
 def put_lifecycle_expiration(account: Account, bucket: str, region: str, rule: dict[str, Any],
                              dry_run: bool = False) -> Outcome:
     """Objects are never deleted one by one: S3 expires them under a merged lifecycle rule."""
@@ -148,9 +148,6 @@ def put_lifecycle_expiration(account: Account, bucket: str, region: str, rule: d
     change = put_lifecycle_rule(account, bucket, region, rule)
     return Outcome("done", f"lifecycle rule {rule['ID']} {change}: expire after "
                            f"{rule['Expiration']['Days']} days")
-
-
-ACTIONS = (release_address, snapshot_then_delete_volume, delete_snapshot, put_lifecycle_expiration)
 
 
 def _act(account: Account, ec2: Any, item: PlanItem, opt_out_tag: str, dry_run: bool) -> Outcome:
@@ -167,7 +164,7 @@ def _act(account: Account, ec2: Any, item: PlanItem, opt_out_tag: str, dry_run: 
 
 
 @task(name="apply-idle-actions", cache_policy=NO_CACHE)
-@requires(*permissions_of(ACTIONS), write=True)
+@requires(write=True)  # each action declares what it calls
 def apply_plan(account: Account, region: str, items: Sequence[PlanItem], job: str, store: OpsStore,
                opt_out_tag: str, now: datetime, flow_run_id: str | None = None,
                dry_run: bool = False) -> list[dict[str, Any]]:

@@ -115,10 +115,28 @@ def enabled_regions(account: Account, service: str = "ec2") -> list[str]:
     return sorted(r["RegionName"] for r in regions if not available or r["RegionName"] in available)
 
 
+# S3 refuses with a bare "Access Denied" that names no permission; most S3 permissions are named
+# like their operation (s3:GetBucketTagging), these are not.
+S3_PERMISSION_OF = {
+    "ListBuckets": "s3:ListAllMyBuckets", "ListObjectsV2": "s3:ListBucket", "ListObjects": "s3:ListBucket",
+    "HeadBucket": "s3:ListBucket", "HeadObject": "s3:GetObject",
+    "GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
+    "PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration",
+    "ListBucketInventoryConfigurations": "s3:GetInventoryConfiguration",
+    "PutBucketIntelligentTieringConfiguration": "s3:PutIntelligentTieringConfiguration",
+}
+
+
 def error_summary(exc: Exception) -> str:
-    """A short, secret-free description of an AWS error for artifacts and messages."""
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
-    return f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}"
+    """A short, secret-free description of an AWS error for artifacts and messages; a denial
+    names the missing IAM permission (the other services' messages already do)."""
+    error = exc.response.get("Error", {}) if isinstance(getattr(exc, "response", None), dict) else {}
+    code = error.get("Code")
+    text = f"{code}: {exc}" if code else f"{type(exc).__name__}: {exc}"
+    if code == "AccessDenied" and error.get("Message") == "Access Denied":
+        operation = getattr(exc, "operation_name", "")
+        text += f" (needs {S3_PERMISSION_OF.get(operation, f's3:{operation}')})"
+    return text
 
 
 @requires("sts:GetCallerIdentity", "sts:AssumeRole", "ec2:DescribeRegions")

@@ -4,6 +4,7 @@ policy is generated from code (never hand-written) and can be tested with IAM en
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from types import CodeType
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,12 +27,44 @@ def requires(*actions: str, write: bool = False) -> Callable[[F], F]:
 
 
 def permissions_of(objects: Iterable[Any], include_write: bool = True) -> set[str]:
-    """IAM actions declared by these functions or tasks (a task's `.fn` is looked at)."""
+    """IAM actions declared by these functions, tasks or classes and by everything of ours they
+    use, transitively: a helper's `@requires` counts even where its caller does not repeat it.
+
+    Use is read from the global names a function's code refers to (and the functions, tasks and
+    collections those name), so it follows calls through any module. Without `include_write`, a
+    `write=True` function is skipped together with everything only it uses.
+    """
     actions: set[str] = set()
-    for obj in objects:
-        fn = getattr(obj, "fn", obj)
-        declared = getattr(fn, "aws_permissions", None)
-        if declared is None or (getattr(fn, "aws_write", False) and not include_write):
+    seen: set[int] = set()
+    todo = list(objects)
+    while todo:
+        obj = todo.pop()
+        fn = getattr(obj, "fn", obj)  # a Prefect task or flow: its function
+        if id(fn) in seen:
             continue
-        actions |= set(declared)
+        seen.add(id(fn))
+        if isinstance(fn, dict):
+            todo += fn.values()
+        elif isinstance(fn, (list, tuple)):
+            todo += fn
+        if getattr(fn, "aws_write", False) and not include_write:
+            continue
+        actions |= set(getattr(fn, "aws_permissions", ()))
+        code = getattr(fn, "__code__", None)
+        if code is not None and fn.__module__.split(".")[0] in _OWN_PACKAGES:
+            scope = fn.__globals__
+            todo += [scope[name] for name in _global_names(code) if name in scope]
     return actions
+
+
+# Where our AWS-calling code lives; library code (Prefect, boto3) is not walked.
+_OWN_PACKAGES = {"flows", "tasks", "blocks"}
+
+
+def _global_names(code: CodeType) -> set[str]:
+    """Names a function's code (with its nested lambdas, comprehensions and inner functions) uses."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _global_names(const)
+    return names

@@ -70,6 +70,7 @@ def put_lifecycle_rule(account: Account, bucket: str, region: str, rule: dict[st
     return "replaced" if existing else "added"
 
 
+@requires("s3:ListBucket")
 def iter_objects(account: Account, bucket: str, region: str, prefix: str = "", counter=None,
                  max_pages: int | None = None):
     """Objects of a bucket (Key, Size, LastModified, StorageClass), page-budgeted."""
@@ -77,5 +78,3 @@ def iter_objects(account: Account, bucket: str, region: str, prefix: str = "", c
     yield from paginate(s3, "list_objects_v2", "Contents", counter=counter, max_pages=max_pages,
                         Bucket=bucket, Prefix=prefix)
 
-
-iter_objects.aws_permissions = frozenset({"s3:ListBucket"})  # type: ignore[attr-defined]
