@@ -7,6 +7,7 @@ PYTEST_ARGS ?=
 
 $(UV):
 	python3 -m pip install --user --quiet uv || python3 -m pip install --quiet uv
+	@echo "uv installed; if 'uv' is not found later: export PATH=\"$(HOME)/.local/bin:\$$PATH\""
 
 install: $(UV)
 	$(UV) sync --frozen

@@ -10,14 +10,19 @@ from rules.config import ConfigError
 
 B = TypeVar("B", bound=Block)
 
+# Block types `deployments/blocks.py` creates; the others are made in the UI or in Python.
+_MADE_BY_COMMAND = {"ops-store", "aws-credentials", "google-chat-webhook"}
+
 
 def load_block(block_type: type[B], name: str, parameter: str) -> B:
     """`block_type.load(name)`, with a `ConfigError` naming the parameter when it is missing."""
     try:
         return block_type.load(name)
     except ValueError:
+        how = (" or with `uv run python -m deployments.blocks`"
+               if block_type.get_block_type_slug() in _MADE_BY_COMMAND else
+               f" (Blocks > + > {block_type.get_block_type_name()}) or in Python (README: Pointing it at real systems)")
         raise ConfigError(
             f"{block_type.__name__} block {name!r} (parameter `{parameter}`) does not exist: "
-            f"create it in the Prefect UI or with `uv run python -m deployments.blocks`, "
-            f"or pass the name of an existing one."
+            f"create it in the Prefect UI{how}, or pass the name of an existing one."
         ) from None
