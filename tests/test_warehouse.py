@@ -22,9 +22,11 @@ import psycopg
 import pytest
 from prefect_aws import AwsCredentials
 
+from blocks.loading import load_block
 from blocks.warehouse import WarehouseConnection, WarehouseUnavailable
 from deployments.local_postgres import HOW_TO_GET_POSTGRES, _binaries, _free_port
 from flows.query_watch import query_watch
+from rules.config import ConfigError
 
 PASSWORD = "correct-horse-battery"
 
@@ -149,3 +151,11 @@ def test_iam_policy_of_query_watch_includes_iam_auth():
 
     assert flow_actions(flows.query_watch) == {"redshift:GetClusterCredentials",
                                                "redshift-serverless:GetCredentials"}
+
+
+def test_a_missing_warehouse_block_says_how_to_make_one():
+    with pytest.raises(ConfigError) as err:
+        load_block(WarehouseConnection, "no-such-warehouse", "warehouse")
+    message = str(err.value)
+    assert "(parameter `warehouse`)" in message and "Blocks > + > Warehouse Connection" in message
+    assert "deployments.blocks" not in message  # that command does not make warehouse blocks
