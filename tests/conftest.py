@@ -22,6 +22,7 @@ for _var, _value in {
 os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +38,9 @@ from prefect.settings import (
 )
 from prefect.testing.utilities import prefect_test_harness
 
+from blocks.google_chat import GoogleChatWebhook
 from blocks.store import OpsStore
+from deployments.automations import apply_automations
 from deployments.chat_receiver import ChatReceiver
 from deployments.local_postgres import postgres_server, to_url, with_database
 
@@ -91,6 +94,24 @@ def pg_dsn(pg_admin: str) -> Iterator[str]:
 def chat() -> Iterator[ChatReceiver]:
     with ChatReceiver() as receiver:
         yield receiver
+
+
+def route_to(chat: ChatReceiver, **options) -> str:
+    """Point the automations at `chat` through a new GoogleChatWebhook block; its name."""
+    name = f"chat-{uuid.uuid4().hex[:8]}"
+    GoogleChatWebhook(url=chat.url, **{"max_backoff_seconds": 0.05, **options}).save(name)
+    apply_automations(chat_block=name)
+    # On SQLite the server refreshes its automation cache in a task after the commit: an event
+    # emitted at once could still meet the previous test's action (seen once under load).
+    time.sleep(1)
+    return name
+
+
+@pytest.fixture
+def routed(chat: ChatReceiver) -> ChatReceiver:
+    """The chat receiver, with the automations routed to it."""
+    chat.block_name = route_to(chat)
+    return chat
 
 
 @pytest.fixture

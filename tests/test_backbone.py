@@ -7,7 +7,6 @@ in production on a self-hosted server.
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import datetime, timezone
 
 import pytest
@@ -19,16 +18,6 @@ from deployments.automations import apply_automations, build_automations
 from rules.config import ConfigError
 from tests.sample_jobs import failing_job, findings_job
 from tests.server_search import server_haystack, store_haystack
-
-
-@pytest.fixture
-def routed(chat):
-    """Automations routing to this test's receiver through a GoogleChatWebhook block."""
-    name = f"chat-{uuid.uuid4().hex[:8]}"
-    GoogleChatWebhook(url=chat.url, max_backoff_seconds=0.05).save(name)
-    apply_automations(chat_block=name)
-    chat.block_name = name
-    return chat
 
 
 def test_failed_flow_sends_one_message_with_error_and_last_logs(routed):

@@ -8,7 +8,6 @@ its tags exactly as in production.
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -19,7 +18,6 @@ from prefect.flow_engine import run_flow
 from blocks.google_chat import GoogleChatWebhook, chat_message
 from deployments.automations import (
     SILENT_PREFIX,
-    apply_automations,
     apply_silent_automations,
     silent_window,
 )
@@ -49,14 +47,6 @@ def orders_pipeline(day: str = "2026-11-24") -> None:
 def slow_pipeline() -> None:
     get_run_logger().info("waiting for the export")
     time.sleep(3)
-
-
-@pytest.fixture
-def routed(chat):
-    name = f"chat-{uuid.uuid4().hex[:8]}"
-    GoogleChatWebhook(url=chat.url, max_backoff_seconds=0.05).save(name)
-    apply_automations(chat_block=name)
-    return chat
 
 
 def run_deployment_here(fl, name: str, tags: list[str], parameters: dict):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from prefect.blocks.abstract import NotificationError
 
 from blocks.google_chat import GoogleChatWebhook
-from deployments.automations import apply_automations
+from tests.conftest import route_to
 from tests.sample_jobs import findings_job
 
 
@@ -32,9 +30,7 @@ def test_block_keeps_undelivered_messages_and_sends_them_first_once(chat, store)
 
 
 def test_digest_lost_to_an_outage_arrives_on_the_next_quiet_run(chat, store):
-    name = f"chat-{uuid.uuid4().hex[:8]}"
-    GoogleChatWebhook(url=chat.url, max_attempts=2, max_backoff_seconds=0.01, outbox=store).save(name)
-    apply_automations(chat_block=name)
+    route_to(chat, max_attempts=2, max_backoff_seconds=0.01, outbox=store)
     store_name = store._block_document_name
 
     chat.respond_with(503, 503)
