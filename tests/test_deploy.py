@@ -49,3 +49,27 @@ def test_deploy_all_registers_every_deployment_non_interactively():
             assert deployment.parameters == (spec.get("parameters") or {})
             assert len(deployment.schedules) == len(spec.get("schedules") or [])
             assert deployment.pull_steps == pull  # resolved on the worker, not at deploy time
+
+
+def test_every_deployment_goes_to_another_pool_with_its_job_variables():
+    """The README's ECS path: the real CLI, once per deployment (`deploy --all` ignores --pool)."""
+    with get_client(sync_client=True) as client:
+        try:  # an ECS pool needs no AWS to be registered; only its worker does
+            client.create_work_pool(WorkPoolCreate(name="dataplatform-ops-ecs", type="ecs"))
+        except ObjectAlreadyExists:
+            pass
+    result = subprocess.run(
+        [sys.executable, "-m", "deployments.deploy_to_pool", "--pool", "dataplatform-ops-ecs",
+         "--job-variable", "image=123456789012.dkr.ecr.eu-west-1.amazonaws.com/dataplatform-ops:1.0",
+         "--job-variable", "cluster=data-ops"],
+        cwd=ROOT, env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()},
+        capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with get_client(sync_client=True) as client:
+        for spec in deployment_specs():
+            deployment = client.read_deployment_by_name(f"{load_flow(spec['entrypoint']).name}/{spec['name']}")
+            assert deployment.work_pool_name == "dataplatform-ops-ecs"
+            assert deployment.job_variables == {
+                "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/dataplatform-ops:1.0", "cluster": "data-ops"}
+            assert deployment.parameters == (spec.get("parameters") or {})
