@@ -21,6 +21,8 @@ from deployments.automations import (
     apply_silent_automations,
     silent_window,
 )
+from deployments.chat_receiver import ChatReceiver
+from deployments.demo import prefect_server, use_server
 from rules.config import ConfigError
 from rules.messages import TaskFailure, flow_failure_message
 from tasks.notify import on_flow_failure
@@ -128,7 +130,7 @@ def hourly_export() -> None:
 
 
 def test_silent_deployment_gets_a_proactive_automation(chat):
-    """The automation is checked as stored; the harness does not run proactive triggers."""
+    """The automation as stored; that it fires is the next test's (the harness cannot)."""
     GoogleChatWebhook(url=chat.url).save("silent-chat", overwrite=True)
     deployment_id = hourly_export.to_deployment(
         name="hourly", tags=["silent-after:2h", "owner:all"]).apply()
@@ -148,6 +150,32 @@ def test_silent_deployment_gets_a_proactive_automation(chat):
     apply_silent_automations(chat_block="silent-chat")
     with get_client(sync_client=True) as client:
         assert client.read_automations_by_name(SILENT_PREFIX + "hourly-export/hourly") == []
+
+
+@flow(name="quiet-export")
+def quiet_export() -> None:
+    get_run_logger().info("never runs")
+
+
+def test_silent_deployment_alert_fires_on_a_real_server_and_a_run_holds_it_off(tmp_path):
+    """Proactive triggers need the server's triggers service, which the test harness lacks: a
+    real `prefect server start` (the demo's) runs here. Two deployments, silent after 1 minute;
+    one completes a run at once. About a minute later exactly one message: the idle one's."""
+    with prefect_server(tmp_path) as server:
+        server.wait_healthy()
+        with use_server(server), ChatReceiver() as chat:
+            GoogleChatWebhook(url=chat.url).save("silent-chat", overwrite=True)
+            quiet_export.to_deployment(name="idle", tags=["silent-after:1m"]).apply()
+            busy = hourly_export.to_deployment(name="busy", tags=["silent-after:1m"]).apply()
+            apply_silent_automations(chat_block="silent-chat")
+            with get_client(sync_client=True) as client:
+                flow_run = client.create_flow_run_from_deployment(busy)
+            assert run_flow(hourly_export, flow_run=flow_run, return_type="state").is_completed()
+
+            [message] = chat.wait_for(1, timeout=120)
+            assert chat.settle(quiet=5) == [message]
+    assert "[quiet-export/idle] silent: no completed run in 1m" in message.text
+    assert "hourly-export/busy" not in message.text
 
 
 @pytest.mark.parametrize(("tags", "expected"), [
