@@ -1,10 +1,15 @@
-"""Faults: AWS throttling, the store's database dropping connections, a dead endpoint."""
+"""Faults: AWS throttling, the store's database dropping connections, a dead or silent endpoint."""
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
+import httpx
 import psycopg
 import pytest
 import sqlalchemy
@@ -12,7 +17,10 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError
 from prefect_aws import AwsCredentials
 
+from deployments.demo import moto_server
+from flows.idle_resources import idle_resources
 from rules.findings import Finding, diff_findings
+from rules.idle import IdlePolicy
 from tasks.aws.clients import Account, error_summary
 from tasks.aws.ec2 import list_volumes
 
@@ -81,3 +89,56 @@ def test_a_write_interrupted_mid_transaction_leaves_no_partial_state(pg_store):
     with pytest.raises(sqlalchemy.exc.DataError, match="too long"):
         pg_store.save_transitions("job", broken, now)
     assert set(pg_store.open_findings("job")) == {good.key}  # neither new finding was written
+
+
+class _RegionBlackHole(BaseHTTPRequestHandler):
+    """Forwards AWS requests to moto, except those signed for `region`: never answered."""
+
+    upstream = ""
+    region = ""
+
+    def _handle(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if f"/{self.region}/" in self.headers.get("Authorization", ""):
+            time.sleep(5)  # longer than the client waits
+            return
+        reply = httpx.request(self.command, self.upstream + self.path, content=body,
+                              headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+        self.send_response(reply.status_code)
+        for key, value in reply.headers.items():
+            if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(reply.content)))
+        self.end_headers()
+        self.wfile.write(reply.content)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_region_whose_endpoint_times_out_is_reported_and_the_others_complete(store):
+    with moto_server() as moto:
+        for region in ("us-east-1", "eu-west-1"):
+            boto3.client("ec2", region_name=region, endpoint_url=moto).create_volume(
+                AvailabilityZone=f"{region}a", Size=100, VolumeType="gp3")
+        handler = type("Handler", (_RegionBlackHole,), {"upstream": moto, "region": "eu-west-1"})
+        proxy = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        name = f"aws-{uuid.uuid4().hex[:8]}"
+        # The block's botocore config (1 s read timeout, no retries) wins over the collection's.
+        AwsCredentials(region_name="us-east-1", aws_client_parameters={
+            "endpoint_url": f"http://127.0.0.1:{proxy.server_address[1]}",
+            "config": {"read_timeout": 1, "retries": {"mode": "standard", "total_max_attempts": 1}},
+        }).save(name)
+        try:
+            result = idle_resources(policy=IdlePolicy(refresh_prices=False, volume_min_age_days=0),
+                                    regions=["us-east-1", "eu-west-1"], aws_credentials=name,
+                                    store=store._block_document_name)
+        finally:
+            proxy.shutdown()
+    found = {f["scope"] for f in store.findings_of("idle-resources", status="open")}
+    assert found == {"123456789012/us-east-1"}  # the healthy region was swept
+    assert set(result["errors"]) == {"123456789012/eu-west-1"}
+    assert "Read timeout" in result["errors"]["123456789012/eu-west-1"]

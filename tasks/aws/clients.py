@@ -54,9 +54,10 @@ class Account:
         self.__dict__.update(state)
 
     def _client_kwargs(self) -> dict[str, Any]:
+        """The block's client parameters; its botocore `config` (timeouts, retries) wins over ours."""
         params = self.credentials.aws_client_parameters.get_params_override()
-        params.pop("config", None)
-        return {**params, "config": RETRY_CONFIG}
+        own = params.pop("config", None)
+        return {**params, "config": RETRY_CONFIG.merge(own) if own else RETRY_CONFIG}
 
     def client(self, service: str, region: str | None = None) -> Any:
         kwargs = self._client_kwargs()
