@@ -51,20 +51,41 @@ def _binaries() -> tuple[str, str] | None:
     return None
 
 
+def _run_as_postgres(root: str) -> list[str]:
+    """initdb and pg_ctl refuse to run as root: as root, run them as the `postgres` user."""
+    if os.geteuid() != 0:
+        return []
+    runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+    try:
+        shutil.chown(root, "postgres")
+    except LookupError:
+        runuser = None
+    if not runuser:
+        raise RuntimeError("Running as root, a throwaway PostgreSQL needs the `postgres` user and "
+                           "`runuser` (util-linux) to start as that user. " + HOW_TO_GET_POSTGRES)
+    return [runuser, "-u", "postgres", "--"]
+
+
 @contextmanager
-def throwaway_cluster() -> Iterator[str]:
+def throwaway_cluster(password: str | None = None) -> Iterator[str]:
+    """A cluster of our own on a free port, removed at exit; with `password`, TCP logins need it."""
     found = _binaries()
     if not found:
         raise RuntimeError(HOW_TO_GET_POSTGRES)
     initdb, pg_ctl = found
     root = tempfile.mkdtemp(prefix="dpo-pg-")
     data = os.path.join(root, "data")
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # initdb and pg_ctl refuse to run as root
-        run_as = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(root, "postgres")
+    run_as = _run_as_postgres(root)
+    auth = ["--auth=trust"]
+    if password is not None:
+        pwfile = os.path.join(root, "pw")
+        with open(pwfile, "w") as f:
+            f.write(password)
+        if run_as:
+            shutil.chown(pwfile, "postgres")
+        auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
     port = _free_port()
-    subprocess.run([*run_as, initdb, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+    subprocess.run([*run_as, initdb, "-D", data, "-U", "postgres", *auth, "-E", "UTF8"],
                    check=True, capture_output=True)
     options = f"-c fsync=off -c listen_addresses=127.0.0.1 -p {port} -k {root}"
     subprocess.run([*run_as, pg_ctl, "-D", data, "-o", options, "-w", "-l",

@@ -8,11 +8,7 @@ cluster with password (SCRAM) authentication. IAM auth runs against moto's Redsh
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -21,10 +17,11 @@ import boto3
 import psycopg
 import pytest
 from prefect_aws import AwsCredentials
+from psycopg.conninfo import conninfo_to_dict
 
 from blocks.loading import load_block
 from blocks.warehouse import WarehouseConnection, WarehouseUnavailable
-from deployments.local_postgres import HOW_TO_GET_POSTGRES, _binaries, _free_port
+from deployments.local_postgres import throwaway_cluster
 from flows.query_watch import query_watch
 from rules.config import ConfigError
 
@@ -34,32 +31,8 @@ PASSWORD = "correct-horse-battery"
 @pytest.fixture(scope="module")
 def password_pg() -> Iterator[int]:
     """A throwaway PostgreSQL that wants a password on TCP; yields its port."""
-    found = _binaries()
-    if not found:
-        raise RuntimeError(HOW_TO_GET_POSTGRES)
-    initdb, pg_ctl = found
-    root = tempfile.mkdtemp(prefix="dpo-pgpw-")
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # initdb and pg_ctl refuse to run as root
-        run_as = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(root, "postgres")
-    pwfile = os.path.join(root, "pw")
-    with open(pwfile, "w") as f:
-        f.write(PASSWORD)
-    if run_as:
-        shutil.chown(pwfile, "postgres")
-    data, port = os.path.join(root, "data"), _free_port()
-    subprocess.run([*run_as, initdb, "-D", data, "-U", "postgres", "--auth-local=trust",
-                    "--auth-host=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8"],
-                   check=True, capture_output=True)
-    options = f"-c fsync=off -c listen_addresses=127.0.0.1 -p {port} -k {root}"
-    subprocess.run([*run_as, pg_ctl, "-D", data, "-o", options, "-w", "-l",
-                    os.path.join(root, "log"), "start"], check=True, capture_output=True)
-    try:
-        yield port
-    finally:
-        subprocess.run([*run_as, pg_ctl, "-D", data, "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with throwaway_cluster(password=PASSWORD) as url:
+        yield int(conninfo_to_dict(url)["port"])
 
 
 def block(port: int, password: str | None = PASSWORD, **kw) -> WarehouseConnection:
