@@ -12,9 +12,9 @@ from rules.findings import Finding, Transitions
 from rules.messages import money
 from rules.text import redact
 
-# A bigger table is unreadable in the UI and exceeds the size of an event the server publishes
-# about it; every finding is in the store (and the dashboards) regardless.
-MAX_TABLE_ROWS = 1_000
+# A bigger findings table is unreadable in the UI and exceeds the size of an event the server
+# publishes about it; every finding is in the store (and the dashboards) regardless.
+MAX_FINDING_ROWS = 1_000
 
 
 def artifact_key(job: str, suffix: str) -> str:
@@ -49,10 +49,11 @@ def write_report(
     `errors` maps a scope that failed (a region, a table, a project) to what went wrong,
     so a partial run says plainly what it did not cover.
     """
-    rows = list(table) if table is not None else finding_rows(findings)
+    # A job's own table is its own size (pipelines, report lines); a findings table is capped.
+    rows = list(table) if table is not None else finding_rows(findings)[:MAX_FINDING_ROWS]
     create_table_artifact(
         key=artifact_key(job, "findings"),
-        table=rows[:MAX_TABLE_ROWS],
+        table=rows,
         description=f"{job}: {len(findings)} findings",
     )
     total = sum(f.monthly_cost_usd or 0 for f in findings)
@@ -64,9 +65,9 @@ def write_report(
             f"New {len(transitions.opened)}, escalated {len(transitions.escalated)}, "
             f"reminded {len(transitions.reminded)}, resolved {len(transitions.resolved)}."
         )
-    if len(rows) > MAX_TABLE_ROWS:
-        lines.append(f"The table shows the first {MAX_TABLE_ROWS:,} of {len(rows):,} rows, most severe "
-                     "and most expensive first; all are in the store's `findings` table.")
+    if table is None and len(findings) > MAX_FINDING_ROWS:
+        lines.append(f"The table shows the first {MAX_FINDING_ROWS:,} of {len(findings):,} findings, most "
+                     "severe and most expensive first; all are in the store's `findings` table.")
     lines += [f"- {redact(n)}" for n in notes]
     if errors:
         lines += ["", "## Not covered this run", ""]

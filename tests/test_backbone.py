@@ -6,16 +6,21 @@ in production on a self-hosted server.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timezone
 
 import pytest
 from prefect import flow, get_run_logger
 from prefect.blocks.abstract import NotificationError
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from blocks.google_chat import GoogleChatWebhook
 from deployments.automations import apply_automations, build_automations
 from rules.config import ConfigError
+from rules.findings import Finding
+from tasks.report import write_report
 from tests.sample_jobs import failing_job, findings_job
 from tests.server_search import server_haystack, store_haystack
 
@@ -103,3 +108,19 @@ def test_automations_apply_idempotently(chat):
     first = apply_automations(chat_block="idempotent-chat")
     second = apply_automations(chat_block="idempotent-chat")
     assert first == second and len(first) == 3
+
+
+@flow(name="report-many")
+def report_many(count: int) -> None:
+    write_report("report-many", [Finding(kind="planted", resource_id=f"r-{i:05d}", reason="x",
+                                         monthly_cost_usd=float(i)) for i in range(count)])
+
+
+def test_a_findings_table_shows_the_costliest_1000_and_says_so():
+    report_many(1_001)
+    with get_client(sync_client=True) as client:
+        table, summary = (client.read_latest_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[key])))[0] for key in ("report-many-findings", "report-many-summary"))
+    rows = json.loads(table.data)
+    assert len(rows) == 1_000 and rows[0]["resource"] == "r-01000" and rows[-1]["resource"] == "r-00001"
+    assert "first 1,000 of 1,001 findings" in summary.data
