@@ -28,7 +28,6 @@ from deployments.demo import (
     APP_DB_BLOCK,
     DEMO_JOBS,
     DemoCredentials,
-    DemoRun,
     demo,
     free_port,
     plan,
@@ -91,7 +90,7 @@ def iam_enforced() -> Iterator[None]:
         moto_settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = before
 
 
-def failing_blocks(run: DemoRun, token_uri: str) -> dict[str, dict]:
+def failing_blocks(token_uri: str) -> dict[str, dict]:
     """Blocks holding planted secrets that fail, and each flow's parameters pointing at them."""
     closed = {"host": "127.0.0.1", "port": free_port(), "user": "postgres", "password": DB_PASSWORD}
     WarehouseConnection(database="warehouse", **closed).save("broken-warehouse", overwrite=True)
@@ -129,7 +128,7 @@ def test_no_planted_secret_reaches_logs_events_artifacts_store_or_chat():
         happy = {r.job: r for r in run.summary.results}
         assert {j for j, r in happy.items() if r.status == "Completed"} == set(DEMO_JOBS)
 
-        failing = failing_blocks(run, token_uri)
+        failing = failing_blocks(token_uri)
         runs, _, _ = plan(deployment_specs(), DEMO_JOBS, run.env)
         assert {name for name, _, _ in runs} == set(failing)  # every flow gets a failing run
         with iam_enforced():
