@@ -171,6 +171,9 @@ class OpsStore(Block):
                 severity=Severity(r["severity"]),
                 first_seen=_utc(r["first_seen"]),
                 last_alerted=_utc(r["last_alerted"]),
+                kind=r["kind"],
+                scope=r["scope"],
+                resource_id=r["resource_id"],
             )
             for r in rows
         }

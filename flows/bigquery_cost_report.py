@@ -22,7 +22,7 @@ from rules.bigquery_cost import (
     report_window,
     table_rows,
 )
-from tasks.bigquery import bigquery_access, fail_if_nothing_read, read_all
+from tasks.bigquery import bigquery_access, coverage_of, read_all
 from tasks.notify import on_flow_failure
 from tasks.tell import tell
 
@@ -67,11 +67,10 @@ def bigquery_cost_report(
         if r.error is None:
             ops_store.replace_metrics(JOB, f"{METRIC}:{r.project}:{r.region}", window.start,
                                       window.end, metric_rows(report.lines, r.project, r.region))
-    errors = {r.scope: r.error for r in reads if r.error}
+    coverage = coverage_of(reads)
     scanned = sum(r.bytes_billed for r in reads)
-    tell(JOB, [], ops_store, now, errors=errors, notes=report_notes(report, window, scanned),
+    tell(JOB, [], ops_store, now, coverage, notes=report_notes(report, window, scanned),
          table=table_rows(report.lines))
-    fail_if_nothing_read(reads)
     return {"lines": report.lines, "top_queries": report.top_queries, "trend": report.trend,
-            "errors": errors, "monitoring_bytes_billed": scanned}
+            "errors": coverage.errors, "monitoring_bytes_billed": scanned}
 

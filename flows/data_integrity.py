@@ -16,16 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.loading import load_block
 from blocks.pipelines import IntegrityPipelines
-from blocks.store import OpsStore, load_store
+from blocks.store import load_store
 from blocks.warehouse import WarehouseConnection
 from rules.config import ConfigError
-from rules.findings import Finding
 from rules.integrity import (
     JOB,
     Measured,
     Pipeline,
     TableQuery,
-    carry_over,
+    coverage_of,
     judge_pipeline,
     parse_pipelines,
     plan_queries,
@@ -124,10 +123,6 @@ def measure_all(
     return measured
 
 
-def open_findings_of(store: OpsStore) -> list[Finding]:
-    return [Finding.model_validate(r["data"]) for r in store.findings_of(JOB, status="open")]
-
-
 @flow(name=JOB, on_failure=[on_flow_failure])
 def data_integrity(
     pipelines_file: str | None = "config/pipelines.yaml",
@@ -164,13 +159,8 @@ def data_integrity(
         for p in pipelines
     ]
     findings = [f for v in verdicts for f in v.findings]
-    findings += carry_over(open_findings_of(ops_store), verdicts)
 
     ops_store.record_metrics(JOB, [m for v in verdicts for m in v.metrics])
-    tell(
-        JOB, findings, ops_store, now,
-        repeat_interval=timedelta(hours=policy.repeat_interval_hours),
-        errors={k: msg for v in verdicts for k, msg in v.errors.items()},
-        table=[v.row for v in verdicts],
-    )
+    tell(JOB, findings, ops_store, now, coverage_of(pipelines, verdicts),
+         repeat_interval=timedelta(hours=policy.repeat_interval_hours), table=[v.row for v in verdicts])
     return [v.row for v in verdicts]

@@ -1,86 +1,96 @@
-"""dev-parking: stop tagged dev EC2, RDS and Aurora outside business hours; start them again."""
+"""dev-parking: stop tagged dev EC2, RDS and Aurora outside business hours; start them again.
+
+A schedule is approved once: the first `apply` run that meets a resource's schedule (or a
+changed one) asks through the approval path; from then on each transition of that approved
+schedule is acted on without a click, until the tag changes.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
+from typing import Any
 
-from prefect import flow, task
 from prefect.artifacts import create_table_artifact
-from prefect_aws import AwsCredentials
 
-from blocks.loading import load_block
-from blocks.store import OpsStore, load_store
-from rules.parking import Memory, ParkingPlan, ParkingPolicy, memory_key, plan_parking, plan_rows
-from rules.pricing import BUNDLED
-from tasks.aws.clients import Account, error_summary
+from rules.parking import Memory, ParkingPolicy, memory_key, plan_parking, plan_rows
+from tasks.approval import Offer
 from tasks.aws.compute import list_db_clusters, list_db_instances, park_resources, parkables
 from tasks.aws.ec2 import list_instances
 from tasks.calendars import load_calendars
-from tasks.notify import on_flow_failure
 from tasks.report import artifact_key
-from tasks.tell import tell
+from tasks.runner import Action, AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
 
-JOB = "dev-parking"
+NAME = "dev-parking"
 
 
-@task(name="recall-parking")
-def recall(store: OpsStore, keys: list[str]) -> dict[str, Memory]:
-    """The transition last acted on (or observed) per resource."""
-    found = {}
-    for key in keys:
-        value = store.get_watermark(JOB, key)
+def collect(target: AwsTarget, policy: ParkingPolicy, ctx: RunContext) -> tuple[list, dict[str, Memory]]:
+    """The parkable resources, and the transition last acted on (or observed) for each."""
+    account, region = target.account, target.region
+    resources = parkables(list_instances(account, region), list_db_instances(account, region),
+                          list_db_clusters(account, region))
+    memory = {}
+    for r in resources:
+        value = ctx.store.get_watermark(NAME, memory_key(r))
         if value:
-            found[key] = Memory.loads(value)
-    return found
+            memory[memory_key(r)] = Memory.loads(value)
+    return resources, memory
 
 
-@task(name="remember-observed")
-def remember_observed(store: OpsStore, plan: ParkingPlan, now: datetime) -> None:
-    """Resources already in the state a transition wants: remember it so a later manual
-    start/stop inside the same period is left alone."""
-    for item in plan.items:
+def judge(target: AwsTarget, read: tuple, policy: ParkingPolicy, ctx: RunContext) -> Judgement:
+    resources, memory = read
+    plan = plan_parking(resources, policy, ctx.now, memory, ctx.options["calendars"], ctx.prices)
+    offers = [Offer(i.resource.resource_id, target.scope, i.action, i.saved_month_usd or 0.0, i.reason,
+                    payload=i) for i in plan.actions]
+    return Judgement(findings=plan.findings, offers=offers, details=plan.items)
+
+
+def _approved_key(offer: Offer) -> str:
+    return "approved-schedule:" + memory_key(offer.payload.resource)
+
+
+def schedule_approved(offer: Offer, ctx: RunContext) -> bool:
+    return ctx.store.get_watermark(NAME, _approved_key(offer)) == offer.payload.schedule
+
+
+def remember_approval(offers: list[Offer], ctx: RunContext) -> None:
+    for offer in offers:
+        ctx.store.set_watermark(NAME, _approved_key(offer), offer.payload.schedule, ctx.now)
+
+
+def park(target: AwsTarget, offers: list[Offer], ctx: RunContext) -> list[dict[str, Any]]:
+    outcomes = park_resources(target.account, target.region, [o.payload for o in offers], ctx.store, NAME,
+                              ctx.now, True)
+    return [{"action": o.action, "resource": o.item_id, "outcome": outcomes[memory_key(o.payload.resource)]}
+            for o in offers]
+
+
+def after(judged: Judgement, policy: ParkingPolicy, ctx: RunContext) -> None:
+    """Remember resources already in the state a transition wants, so a later manual start or
+    stop inside the same period is left alone; publish the schedule table."""
+    for item in judged.details:
         if item.remember and not item.action:
-            store.set_watermark(JOB, memory_key(item.resource), item.remember.dumps(), now)
+            ctx.store.set_watermark(NAME, memory_key(item.resource), item.remember.dumps(), ctx.now)
+    create_table_artifact(key=artifact_key(NAME, "schedules"), table=plan_rows(judged.details, {}),
+                          description=f"{NAME}: schedule, planned action, hours parked and $ saved per resource")
 
 
-@flow(name=JOB, on_failure=[on_flow_failure])
+JOB = Job(name=NAME, policy=ParkingPolicy, service="ec2", collect=collect, judge=judge, after=after,
+          act=Action(apply=park, standing=schedule_approved, remember=remember_approval))
+
+
+@job_flow(JOB)
 def dev_parking(
     policy: ParkingPolicy = ParkingPolicy(),  # noqa: B008 - a pydantic default, rendered as a form
-    regions: list[str] = ["us-east-1"],  # noqa: B006 - Prefect parameters are copied per run
+    regions: list[str] | None = None,
+    role_arns: list[str] | None = None,
     aws_credentials: str = "aws",
     store: str = "ops-store",
     calendars_dir: str = "calendars",
     apply: bool = False,
     now: datetime | None = None,
-) -> ParkingPlan:
-    """Park resources tagged `dataplatform-ops:schedule` (or whose environment tag has a
-    default schedule) on each schedule transition. Dry-run unless `apply=True`."""
-    ops_store = load_store(store)
-    account = Account(load_block(AwsCredentials, aws_credentials, "aws_credentials"))
+) -> RunResult:
+    """Park resources tagged `dataplatform-ops:schedule` (or whose environment tag has a default
+    schedule) on each schedule transition. Dry-run unless `apply=True`."""
     calendars = load_calendars(calendars_dir)
-    now = now or datetime.now(timezone.utc)
-
-    resources, errors = [], {}
-    for region in regions:
-        try:
-            resources += parkables(list_instances(account, region), list_db_instances(account, region),
-                                   list_db_clusters(account, region))
-        except Exception as exc:  # one region failing does not sink the others
-            errors[region] = error_summary(exc)
-
-    memory = recall(ops_store, [memory_key(r) for r in resources])
-    plan = plan_parking(resources, policy, now, memory, calendars, BUNDLED)
-
-    outcomes: dict[str, str] = {}
-    for region in sorted({i.resource.region for i in plan.actions}):
-        todo = [i for i in plan.actions if i.resource.region == region]
-        outcomes |= park_resources(account, region, todo, ops_store, JOB, now, apply)
-    remember_observed(ops_store, plan, now)
-
-    create_table_artifact(key=artifact_key(JOB, "plan"), table=plan_rows(plan.items, outcomes),
-                          description=f"{JOB}: schedule, action, hours parked and $ saved per resource")
-    saved = sum(i.saved_month_usd or 0 for i in plan.items)
-    notes = [f"{len(plan.items)} scheduled resources, {len(plan.actions)} "
-             f"{'actions' if apply else 'planned actions (dry run)'}; parking saves ${saved:,.2f}/month"]
-    tell(JOB, plan.findings, ops_store, now, errors=errors, notes=notes)
-    return plan
+    return run_aws(JOB, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
+                   store=store, apply=apply, now=now, options={"calendars": calendars})

@@ -1,14 +1,10 @@
-"""graviton-advisor: x86 EC2, RDS, ElastiCache and Lambda -> Graviton, with $/month and a note."""
+"""graviton-advisor: x86 EC2, RDS, ElastiCache and Lambda -> Graviton, with $/month. Advice only."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from prefect import flow
-from prefect_aws import AwsCredentials
-
-from blocks.loading import load_block
-from blocks.store import load_store
 from rules.graviton import (
     GravitonPolicy,
     cache_candidates,
@@ -17,8 +13,6 @@ from rules.graviton import (
     lambda_candidates,
     rds_candidates,
 )
-from rules.pricing import BUNDLED
-from tasks.aws.clients import Account, error_summary
 from tasks.aws.compute import (
     lambda_gb_seconds,
     list_cache_clusters,
@@ -27,42 +21,54 @@ from tasks.aws.compute import (
     orderable_db_classes,
 )
 from tasks.aws.ec2 import describe_instance_types, list_instances
-from tasks.notify import on_flow_failure
-from tasks.tell import tell
-
-JOB = "graviton-advisor"
+from tasks.runner import AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
 
 
-@flow(name=JOB, on_failure=[on_flow_failure])
+@dataclass
+class Read:
+    instances: list
+    type_info: dict
+    dbs: list
+    orderable: dict
+    caches: list
+    functions: list
+    usage: dict
+
+
+def collect(target: AwsTarget, policy: GravitonPolicy, ctx: RunContext) -> Read:
+    account, region = target.account, target.region
+    instances = list_instances(account, region)
+    types = {i.instance_type for i in instances}
+    type_info = describe_instance_types(account, region, sorted(types | {t for t in map(graviton_type, types) if t}))
+    dbs = [d for d in list_db_instances(account, region) if graviton_type(d.db_class)]
+    orderable = orderable_db_classes(account, region,
+                                     [(d.engine, d.engine_version, graviton_type(d.db_class)) for d in dbs])
+    functions = [f for f in list_functions(account, region) if f.architecture == "x86_64"]
+    usage = lambda_gb_seconds(account, region, functions, ctx.now - timedelta(days=policy.lookback_days), ctx.now)
+    return Read(instances, type_info, dbs, orderable, list_cache_clusters(account, region), functions, usage)
+
+
+def judge(target: AwsTarget, read: Read, policy: GravitonPolicy, ctx: RunContext) -> Judgement:
+    return Judgement(findings=[
+        *ec2_candidates(read.instances, read.type_info, ctx.prices, policy),
+        *rds_candidates(read.dbs, read.orderable, ctx.prices, policy),
+        *cache_candidates(read.caches, ctx.prices, policy),
+        *lambda_candidates(read.functions, read.usage, ctx.prices, policy),
+    ])
+
+
+JOB = Job(name="graviton-advisor", policy=GravitonPolicy, service="ec2", collect=collect, judge=judge)
+
+
+@job_flow(JOB)
 def graviton_advisor(
     policy: GravitonPolicy = GravitonPolicy(),  # noqa: B008 - a pydantic default, rendered as a form
-    regions: list[str] = ["us-east-1"],  # noqa: B006 - Prefect parameters are copied per run
+    regions: list[str] | None = None,
+    role_arns: list[str] | None = None,
     aws_credentials: str = "aws",
     store: str = "ops-store",
     now: datetime | None = None,
-) -> list:
+) -> RunResult:
     """Report what moving to Graviton would save. Advice only: nothing is changed."""
-    ops_store = load_store(store)
-    account = Account(load_block(AwsCredentials, aws_credentials, "aws_credentials"))
-    now = now or datetime.now(timezone.utc)
-
-    findings, errors = [], {}
-    for region in regions:
-        try:
-            instances = list_instances(account, region)
-            types = {i.instance_type for i in instances}
-            type_info = describe_instance_types(
-                account, region, sorted(types | {t for t in map(graviton_type, types) if t}))
-            dbs = [d for d in list_db_instances(account, region) if graviton_type(d.db_class)]
-            orderable = orderable_db_classes(
-                account, region, [(d.engine, d.engine_version, graviton_type(d.db_class)) for d in dbs])
-            functions = [f for f in list_functions(account, region) if f.architecture == "x86_64"]
-            usage = lambda_gb_seconds(account, region, functions, now - timedelta(days=policy.lookback_days), now)
-            findings += ec2_candidates(instances, type_info, BUNDLED, policy)
-            findings += rds_candidates(dbs, orderable, BUNDLED, policy)
-            findings += cache_candidates(list_cache_clusters(account, region), BUNDLED, policy)
-            findings += lambda_candidates(functions, usage, BUNDLED, policy)
-        except Exception as exc:  # one region failing does not sink the others
-            errors[region] = error_summary(exc)
-    tell(JOB, findings, ops_store, now, repeat_interval=timedelta(days=7), errors=errors)
-    return findings
+    return run_aws(JOB, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
+                   store=store, now=now)

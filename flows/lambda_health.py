@@ -1,33 +1,76 @@
 """lambda-health: erroring, throttled and timing-out Lambda functions, within minutes.
 
-Collect one region at a time (function list with tags, GetMetricData in batches of 500,
-'Task timed out' log lines for the functions with errors), judge with `rules.lambda_health`,
-and tell: findings open and resolve through the store, with metric history for dashboards.
+Per account x region: the function list with tags, GetMetricData in batches of 500, and
+'Task timed out' log lines for the functions with errors; judged by `rules.lambda_health`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime
 
-from prefect import flow
-from prefect_aws import AwsCredentials
-
-from blocks.loading import load_block
-from blocks.store import load_store
-from rules.findings import Finding
-from rules.lambda_health import LambdaPolicy, judge_functions, log_scan_candidates, metric_rows
-from tasks.aws.clients import account_regions, error_summary
+from rules.lambda_health import (
+    LambdaFunction,
+    LambdaPolicy,
+    judge_functions,
+    log_scan_candidates,
+    metric_rows,
+)
+from tasks.aws.clients import error_summary
 from tasks.aws.lambda_ import count_timeout_lines, get_lambda_metrics, list_functions
-from tasks.notify import on_flow_failure
-from tasks.tell import tell
+from tasks.runner import (
+    AwsTarget,
+    Job,
+    Judgement,
+    Partial,
+    RunContext,
+    RunResult,
+    job_flow,
+    run_aws,
+)
 
-JOB = "lambda-health"
-DEFAULT_POLICY = LambdaPolicy()
+
+@dataclass
+class Read:
+    functions: list[LambdaFunction]
+    metrics: dict
+    timed_out: dict[str, int]
+    calls: int
 
 
-@flow(name=JOB, on_failure=[on_flow_failure])
+def collect(target: AwsTarget, policy: LambdaPolicy, ctx: RunContext) -> Read | Partial:
+    start, end = policy.window(ctx.now)
+    functions = list_functions(target.account, target.region, ctx.options["name_prefix"],
+                               ctx.options["tag_filter"])
+    metrics, calls = get_lambda_metrics(target.account, target.region, [f.name for f in functions], start, end)
+    read = Read(functions, metrics, {}, calls)
+    candidates = log_scan_candidates(functions, metrics, policy)
+    if candidates:
+        try:
+            read.timed_out = count_timeout_lines(target.account, target.region, candidates, start, end)
+        except Exception as exc:  # no log access: the duration check still runs
+            return Partial(read, [({"lambda-timeouts"}, f"logs: {error_summary(exc)}", "")])
+    return read
+
+
+def judge(target: AwsTarget, read: Read, policy: LambdaPolicy, ctx: RunContext) -> Judgement:
+    return Judgement(
+        findings=judge_functions(read.functions, read.metrics, read.timed_out, policy, target.scope),
+        metrics=metric_rows(read.functions, read.metrics, target.scope, policy.window(ctx.now)[1]))
+
+
+def notes(read: list[tuple[AwsTarget, Read]], policy: LambdaPolicy, ctx: RunContext) -> list[str]:
+    start, end = policy.window(ctx.now)
+    return [f"{sum(len(r.functions) for _, r in read)} functions in {len(read)} regions, window "
+            f"{start:%H:%M}-{end:%H:%M} UTC, {sum(r.calls for _, r in read)} GetMetricData calls"]
+
+
+JOB = Job(name="lambda-health", policy=LambdaPolicy, service="lambda", collect=collect, judge=judge, notes=notes)
+
+
+@job_flow(JOB)
 def lambda_health(
-    policy: LambdaPolicy = DEFAULT_POLICY,
+    policy: LambdaPolicy = LambdaPolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
     role_arns: list[str] | None = None,
     name_prefix: str = "",
@@ -35,39 +78,7 @@ def lambda_health(
     aws_credentials: str = "aws",
     store: str = "ops-store",
     now: datetime | None = None,
-) -> list[Finding]:
-    """Judge every function (matching `name_prefix` and `tag_filter`) over the policy's window.
-
-    `regions` None means every enabled region; `role_arns` adds accounts to assume into.
-    """
-    ops_store = load_store(store)
-    creds = load_block(AwsCredentials, aws_credentials, "aws_credentials")
-    now = now or datetime.now(timezone.utc)
-    start, end = policy.window(now)
-    targets, errors = account_regions(creds, role_arns, regions, "lambda")
-    findings: list[Finding] = []
-    history: list[dict] = []
-    calls = functions_seen = 0
-    for scope, account, region in targets:
-        try:
-            functions = list_functions(account, region, name_prefix, tag_filter)
-            metrics, used = get_lambda_metrics(account, region, [f.name for f in functions], start, end)
-        except Exception as exc:  # one region failing must not sink the rest
-            errors[scope] = error_summary(exc)
-            continue
-        timed_out: dict[str, int] = {}
-        candidates = log_scan_candidates(functions, metrics, policy)
-        if candidates:
-            try:
-                timed_out = count_timeout_lines(account, region, candidates, start, end)
-            except Exception as exc:  # no log access: the duration check still runs
-                errors[f"{scope} logs"] = error_summary(exc)
-        findings += judge_functions(functions, metrics, timed_out, policy, scope)
-        history += metric_rows(functions, metrics, scope, end)
-        calls, functions_seen = calls + used, functions_seen + len(functions)
-    ops_store.record_metrics(JOB, history)
-    tell(JOB, findings, ops_store, now, repeat_interval=timedelta(hours=policy.repeat_interval_hours),
-         errors=errors,
-         notes=[f"{functions_seen} functions in {len(targets)} regions, window {start:%H:%M}-{end:%H:%M} UTC, "
-                f"{calls} GetMetricData calls"])
-    return findings
+) -> RunResult:
+    """Judge every function (matching `name_prefix` and `tag_filter`) over the policy's window."""
+    return run_aws(JOB, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
+                   store=store, now=now, options={"name_prefix": name_prefix, "tag_filter": tag_filter})

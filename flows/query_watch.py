@@ -15,10 +15,10 @@ from prefect import flow
 from blocks.loading import load_block
 from blocks.store import load_store
 from blocks.warehouse import WarehouseConnection
+from rules.findings import Coverage
 from rules.query_watch import (
     QueryWatchPolicy,
     access_findings,
-    carried_over,
     judge_lock_waits,
     judge_long_queries,
     not_checked,
@@ -62,15 +62,17 @@ def query_watch(
     findings = [*judge_long_queries(snap.queries, policy, scope),
                 *judge_lock_waits(snap.waits, policy, scope)]
     findings += access_findings(scope, [(p.problem, p.message) for p in snap.problems.values()])
-    findings += carried_over(ops_store.findings_of(JOB, "open"), {scope}, not_checked(snap.problems))
+    coverage = Coverage({scope})
+    for name, problem in snap.problems.items():
+        # A failed check hides its kinds, a failed connection (or visibility) every check's;
+        # the access finding above is what the run saw, and resolves once access works again.
+        coverage.fail(scope, problem.message, not_checked({name}))
 
     plans = plan_actions(snap.queries, snap.waits, policy, snap.own_pid, approve or ())
     actions = act_on_backends(conn, plans, apply, ops_store, JOB, scope, now) if plans else []
 
     notes = [f"{a['action']} {a['resource']} ({a['user']}): {a['outcome']} — {a['detail']}"
              for a in actions]
-    tell(JOB, findings, ops_store, now,
-         repeat_interval=timedelta(hours=policy.repeat_interval_hours),
-         errors={f"{scope} {name}": p.message for name, p in snap.problems.items()},
-         notes=notes)
+    tell(JOB, findings, ops_store, now, coverage,
+         repeat_interval=timedelta(hours=policy.repeat_interval_hours), notes=notes)
     return findings

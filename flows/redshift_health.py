@@ -16,7 +16,8 @@ from blocks.loading import load_block
 from blocks.store import load_store
 from blocks.warehouse import WarehouseConnection
 from rules.config import ConfigError
-from rules.query_watch import access_findings, carried_over
+from rules.findings import Coverage
+from rules.query_watch import access_findings
 from rules.redshift_health import (
     METRIC_KINDS,
     QUEUE_KINDS,
@@ -67,7 +68,8 @@ def redshift_health(
     now = now or datetime.now(timezone.utc)
     region = conn.region or creds.region_name or "default region"
     specs, _ = metric_queries(conn.cluster_identifier, conn.workgroup_name)
-    errors: dict[str, str] = {}
+    scope = f"{region}/{target}"
+    coverage = Coverage({scope, conn.scope})
 
     try:
         series = collect_redshift_metrics(
@@ -75,23 +77,20 @@ def redshift_health(
             timedelta(minutes=policy.lookback_minutes))
     except Exception as exc:  # CloudWatch down or denied: the SQL half still counts
         series = {}
-        errors[f"{target} CloudWatch"] = error_summary(exc)
+        coverage.fail(scope, f"CloudWatch: {error_summary(exc)}", METRIC_KINDS)
     snap = collect_wlm_state(conn)
     values = summarize(specs, series)
-    if not values and not errors:
-        errors[f"{target} CloudWatch"] = (
-            f"no datapoints in {region} for the last {policy.lookback_minutes} min: check the "
-            "block's `cluster_identifier`/`workgroup_name` and `region`.")
+    if not values and not coverage.gaps:
+        coverage.fail(scope, f"no datapoints in {region} for the last {policy.lookback_minutes} min: check "
+                      "the block's `cluster_identifier`/`workgroup_name` and `region`.", METRIC_KINDS)
+    for problem in snap.problems.values():  # the access findings say so, at `conn.scope`
+        coverage.fail(scope, problem.message, QUEUE_KINDS)
 
-    scope = f"{region}/{target}"
     findings = [*judge_metrics(target, scope, values, policy),
                 *judge_queues(target, scope, snap.queues, policy)]
     findings += access_findings(conn.scope, [(p.problem, p.message) for p in snap.problems.values()])
-    errors |= {f"{conn.scope} {name}": p.message for name, p in snap.problems.items()}
-    unjudged = (METRIC_KINDS if not values else set()) | (QUEUE_KINDS if snap.problems else set())
-    findings += carried_over(ops_store.findings_of(JOB, "open"), {scope, conn.scope}, unjudged)
 
     ops_store.record_metrics(JOB, metric_points(target, now, values, snap.queues))
-    tell(JOB, findings, ops_store, now,
-         repeat_interval=timedelta(hours=policy.repeat_interval_hours), errors=errors)
+    tell(JOB, findings, ops_store, now, coverage,
+         repeat_interval=timedelta(hours=policy.repeat_interval_hours))
     return findings

@@ -2,54 +2,51 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
+from typing import Any
 
-from prefect import flow
-from prefect_aws import AwsCredentials
+from prefect_aws.credentials import AwsCredentials  # noqa: F401 - the block this job loads
 
-from blocks.loading import load_block
-from blocks.store import load_store
-from rules.pricing import BUNDLED
 from rules.tiering import TieringPolicy, review_buckets
-from tasks.approval import approved_ids
-from tasks.aws.clients import Account, error_summary
+from tasks.approval import Offer
+from tasks.aws.clients import Account
 from tasks.aws.s3 import list_buckets
 from tasks.aws.s3_usage import add_tiering_rules, bucket_usage
-from tasks.notify import on_flow_failure
-from tasks.tell import tell
+from tasks.runner import Action, AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
 
-JOB = "s3-intelligent-tiering"
+NAME = "s3-intelligent-tiering"
 
+def collect_buckets(account: Account, policy: TieringPolicy, ctx: RunContext) -> list:
+    return list_buckets(account)
 
-@flow(name=JOB, on_failure=[on_flow_failure])
+def collect(target: AwsTarget, policy: TieringPolicy, ctx: RunContext) -> tuple[list, dict]:
+    buckets = [b for b in target.shared if b.region == target.region]
+    return buckets, bucket_usage(target.account, target.region, buckets, ctx.now, policy.sample_pages)
+
+def judge(target: AwsTarget, read: tuple[list, dict], policy: TieringPolicy, ctx: RunContext) -> Judgement:
+    findings, changes = review_buckets(*read, policy, ctx.prices)
+    return Judgement(findings=findings, offers=[
+        Offer(c.bucket, target.scope, "add-intelligent-tiering-rule", c.saving, f"lifecycle rule {c.rule['ID']}",
+              payload=c) for c in changes])
+
+def apply_rules(target: AwsTarget, offers: list[Offer], ctx: RunContext) -> list[dict[str, Any]]:
+    outcomes = add_tiering_rules(target.account, [o.payload for o in offers], ctx.store, NAME, ctx.now, True)
+    return [{"action": o.action, "resource": o.item_id, "outcome": outcomes[o.item_id]} for o in offers]
+
+JOB = Job(name=NAME, policy=TieringPolicy, service="s3", collect=collect, judge=judge,
+          collect_account=collect_buckets, act=Action(apply=apply_rules))
+
+@job_flow(JOB)
 def s3_intelligent_tiering(
     policy: TieringPolicy = TieringPolicy(),  # noqa: B008 - a pydantic default, rendered as a form
+    regions: list[str] | None = None,
+    role_arns: list[str] | None = None,
     aws_credentials: str = "aws",
     store: str = "ops-store",
     apply: bool = False,
-    approved: list[str] | None = None,
-    approval_timeout_seconds: int = 3600,
     now: datetime | None = None,
-) -> list:
-    """Recommend the transition per bucket; with `apply=True` add it to the buckets listed in
-    `approved` (when omitted the run pauses and asks), merging with their existing rules."""
-    ops_store = load_store(store)
-    account = Account(load_block(AwsCredentials, aws_credentials, "aws_credentials"))
-    now = now or datetime.now(timezone.utc)
-
-    buckets = list_buckets(account)
-    usage, errors = {}, {}
-    for region in sorted({b.region for b in buckets}):
-        try:
-            usage |= bucket_usage(account, region, [b for b in buckets if b.region == region], now,
-                                  policy.sample_pages)
-        except Exception as exc:  # one region failing does not sink the others
-            errors[region] = error_summary(exc)
-    findings, changes = review_buckets(buckets, usage, policy, BUNDLED)
-
-    if apply:
-        ok = approved_ids([c.bucket for c in changes], approved, approval_timeout_seconds)
-        changes = [c for c in changes if c.bucket in ok]
-    add_tiering_rules(account, changes, ops_store, JOB, now, apply)
-    tell(JOB, findings, ops_store, now, repeat_interval=timedelta(days=7), errors=errors)
-    return findings
+) -> RunResult:
+    """Recommend the transition per bucket; with `apply=True`, add it to the buckets a person
+    approves (the run pauses and asks), merging with their existing rules."""
+    return run_aws(JOB, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
+                   store=store, apply=apply, now=now)

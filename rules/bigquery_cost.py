@@ -26,6 +26,7 @@ from rules.text import mask_sql_literals
 
 TIB = 1024**4
 MS_PER_HOUR = 3_600_000
+BUDGET_SCOPE = "bigquery"  # per-user budgets span every project read
 DEFAULT_JOBS_TABLE = "{project}.region-{region}.INFORMATION_SCHEMA.JOBS_BY_PROJECT"
 KIND_EXPENSIVE_QUERY = "bigquery-expensive-query"
 KIND_USER_BUDGET = "bigquery-user-daily-budget"
@@ -394,7 +395,7 @@ def user_budget_findings(
         Finding(
             kind=KIND_USER_BUDGET,
             resource_id=f"{user}@{today.isoformat()}",
-            scope="bigquery",
+            scope=BUDGET_SCOPE,
             severity=Severity.WARNING,
             reason=f"{user} spent ${total:,.2f} on {today.isoformat()} (UTC) in {count[user]} jobs, "
                    f"over the daily budget of ${budget:,.2f}",

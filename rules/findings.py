@@ -59,6 +59,74 @@ class KnownFinding:
     severity: Severity
     first_seen: datetime
     last_alerted: datetime | None
+    kind: str = ""
+    scope: str = ""
+    resource_id: str = ""
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A part of a target this run could not read, and why.
+
+    No `kinds` and no `resource_prefix`: nothing of the target was read. Otherwise only the
+    findings of those kinds (and/or resources under that prefix) are hidden: the S3 listing of
+    an account failed, one bucket was denied, the log scan of a region was refused.
+    """
+
+    scope: str
+    error: str
+    kinds: frozenset[str] = frozenset()
+    resource_prefix: str = ""
+
+    @property
+    def whole(self) -> bool:
+        return not self.kinds and not self.resource_prefix
+
+    def hides(self, kind: str, resource_id: str) -> bool:
+        return (not self.kinds or kind in self.kinds) and resource_id.startswith(self.resource_prefix)
+
+    @property
+    def label(self) -> str:
+        parts = [self.scope, ", ".join(sorted(self.kinds)), self.resource_prefix]
+        return " ".join(p for p in parts if p)
+
+
+@dataclass
+class Coverage:
+    """Which targets a run read. Only what was read, and found healed, may be resolved."""
+
+    read: set[str] = field(default_factory=set)
+    gaps: list[Gap] = field(default_factory=list)
+
+    def mark_read(self, scope: str) -> None:
+        self.read.add(scope)
+
+    def fail(self, scope: str, error: str, kinds: Iterable[str] = (), resource_prefix: str = "") -> None:
+        self.gaps.append(Gap(scope, error, frozenset(kinds), resource_prefix))
+
+    def merge(self, other: Coverage) -> None:
+        self.read |= other.read
+        self.gaps += other.gaps
+
+    @property
+    def covered(self) -> set[str]:
+        """Targets read at least in part."""
+        return self.read - {g.scope for g in self.gaps if g.whole}
+
+    def covers(self, kind: str, scope: str, resource_id: str) -> bool:
+        """Whether this run looked where such a finding lives."""
+        if scope not in self.read:
+            return False
+        return not any(g.scope == scope and g.hides(kind, resource_id) for g in self.gaps)
+
+    @property
+    def nothing_read(self) -> bool:
+        return not self.covered
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """What was not covered, for people: where -> why."""
+        return {g.label: g.error for g in self.gaps}
 
 
 @dataclass
@@ -80,41 +148,20 @@ class Transitions:
         return not (self.opened or self.escalated or self.reminded or self.resolved)
 
 
-def scope_failed(key: str, failed_scopes: Iterable[str]) -> bool:
-    """Whether a finding (by key) lives in a scope this run could not look at.
-
-    A failed scope may be the finding's own scope, a region (`eu-west-1` for
-    `123456789012/eu-west-1`), an account, or a role ARN naming the account. A scope followed
-    by a space and a resource-id prefix covers only those resources: `123456789012 s3://`
-    (the account's buckets could not be listed), `123456789012 s3://logs/` (one bucket).
-    """
-    _, scope, resource = key.split("|", 2) if key.count("|") >= 2 else ("", "", key)
-    parts = set(scope.split("/"))
-    for failed in failed_scopes:
-        failed, _, prefix = failed.partition(" ")
-        if prefix and not resource.startswith(prefix):
-            continue
-        account = failed.split(":")[4] if failed.startswith("arn:") and failed.count(":") >= 5 else None
-        if failed == scope or failed in parts or (account and account in parts):
-            return True
-    return False
-
-
 def diff_findings(
     known: Mapping[str, KnownFinding],
     current: Iterable[Finding],
     now: datetime,
     repeat_interval: timedelta,
-    failed_scopes: Iterable[str] = (),
+    coverage: Coverage,
 ) -> Transitions:
     """Compare this run's findings with the open ones the store knows.
 
     A finding still open is announced again only once `repeat_interval` has passed since
     it was last announced; a finding that got more severe is announced at once; one that
-    disappeared is resolved exactly once (the store forgets it afterwards) — unless its scope
-    is in `failed_scopes`: an outage proves nothing healed, so it stays open, unannounced.
+    disappeared is resolved exactly once (the store forgets it afterwards), and only when
+    `coverage` says this run read where it lives: an outage proves nothing healed.
     """
-    failed_scopes = tuple(failed_scopes)
     result = Transitions()
     seen: set[str] = set()
     for finding in current:
@@ -131,6 +178,7 @@ def diff_findings(
         else:
             result.still_open.append(finding)
     result.resolved = sorted(
-        key for key in known if key not in seen and not scope_failed(key, failed_scopes)
+        key for key, k in known.items()
+        if key not in seen and coverage.covers(k.kind, k.scope, k.resource_id)
     )
     return result

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from rules.config import JobPolicy
 from rules.findings import Finding, Severity
 from rules.pricing import HOURS_PER_MONTH, PriceTable
 
@@ -33,9 +34,10 @@ _LAMBDA_X86_ONLY = {"go1.x", "java8", "python3.7", "python3.6", "dotnetcore3.1",
                     "ruby2.5", "nodejs12.x"}
 
 
-class GravitonPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class GravitonPolicy(JobPolicy):
+    repeat_interval_hours: float = Field(
+        default=168, ge=1, description="Hours before a still-open finding is announced again (advice: weekly)."
+    )
     min_monthly_saving_usd: float = Field(default=1.0, ge=0, description="Report only savings above this, per resource and month.")
     lookback_days: int = Field(default=14, ge=1, le=63, description="Days of Lambda Duration history used to estimate GB-seconds per month.")
 

@@ -9,7 +9,6 @@ keeps no detach time); the plan offers only findings idle for at least the grace
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,7 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rules.config import ConfigError
+from rules.config import ActingPolicy
 from rules.findings import Finding, Severity
 from rules.pricing import (
     PriceTable,
@@ -43,8 +42,6 @@ ACTION_OF = {
 # Tag put on the snapshot taken before a volume is deleted: where it came from.
 ORIGIN_VOLUME_TAG = "dataplatform-ops:origin-volume"
 
-_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
 
 class S3AgeRule(BaseModel):
@@ -57,10 +54,8 @@ class S3AgeRule(BaseModel):
     max_age_days: int = Field(ge=1, description="Objects older than this many days are stale.")
 
 
-class IdlePolicy(BaseModel):
+class IdlePolicy(ActingPolicy):
     """Thresholds of the idle-resource sweep (rendered as a form in the Prefect UI)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     volume_min_age_days: int = Field(
         default=7, ge=0, description="Ignore `available` volumes created less than this many days ago."
@@ -86,36 +81,9 @@ class IdlePolicy(BaseModel):
         default=0, ge=0,
         description="Offer a resource for action only after it was seen idle this many days.",
     )
-    approval_timeout_seconds: int = Field(
-        default=3600, ge=10, description="With apply, cancel the run if nobody approves in time."
-    )
     refresh_prices: bool = Field(
         default=True, description="Refresh prices from the AWS Pricing API when allowed."
     )
-    repeat_interval_hours: int = Field(
-        default=24, ge=1, description="Remind about still-open findings after this many hours."
-    )
-
-
-def validate_targets(regions: list[str] | None, role_arns: list[str] | None) -> None:
-    """Reject malformed regions or role ARNs before any API call."""
-    for region in regions or []:
-        if not _REGION.match(region):
-            raise ConfigError(f"`regions`: {region!r} is not a region name (like `eu-west-1`).")
-    if regions is not None and not regions:
-        raise ConfigError("`regions` is empty: leave it unset for every enabled region, or list some.")
-    for arn in role_arns or []:
-        if not _ROLE_ARN.match(arn):
-            raise ConfigError(
-                f"`role_arns`: {arn!r} is not a role ARN (`arn:aws:iam::123456789012:role/name`)."
-            )
-
-
-def account_id_of(role_arn: str) -> str:
-    match = _ROLE_ARN.match(role_arn)
-    if not match:
-        raise ConfigError(f"`role_arns`: {role_arn!r} is not a role ARN.")
-    return match.group(1)
 
 
 # --- the records the rules read (duck-typed: tasks/aws/ec2.py and s3.py satisfy them) -------

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rules.config import ConfigError
-from rules.findings import Finding, Severity
+from rules.findings import Coverage, Finding, Severity
 
 JOB = "data-integrity"
 VOLUME_HISTORY_DAYS = 14
@@ -437,14 +437,12 @@ def recent_counts(points: Sequence[Mapping[str, Any]], now: datetime) -> list[fl
             if r["value"] is not None and since <= r["ts"] < now]
 
 
-def carry_over(
-    open_findings: Sequence[Finding], verdicts: Sequence[Verdict]
-) -> list[Finding]:
-    """Open findings of pipelines not fully measured this run: still open, not "healed".
-
-    A connection that fails does not prove the data is fine, so its pipelines' findings are
-    kept as they were instead of being resolved.
-    """
-    unmeasured = {v.row["pipeline"] for v in verdicts if not v.complete}
-    present = {f.key for v in verdicts for f in v.findings}
-    return [f for f in open_findings if f.resource_id in unmeasured and f.key not in present]
+def coverage_of(pipelines: Sequence[Pipeline], verdicts: Sequence[Verdict]) -> Coverage:
+    """Where each pipeline's findings live (its target), and which pipelines were not fully
+    measured: a connection that fails proves nothing, so their findings stay open."""
+    coverage = Coverage()
+    for p, v in zip(pipelines, verdicts, strict=True):
+        coverage.mark_read(p.target.label)
+        if not v.complete:
+            coverage.fail(p.target.label, "; ".join(v.errors.values()) or "not measured", resource_prefix=p.name)
+    return coverage

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from rules.config import ActingPolicy
 from rules.findings import Finding, Severity
 from rules.pricing import HOURS_PER_MONTH, PriceTable
 from rules.schedule import (
@@ -37,9 +38,7 @@ RUNNING = {"ec2": "running", "rds": "available", "aurora": "available"}
 STOPPED = "stopped"
 
 
-class ParkingPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ParkingPolicy(ActingPolicy):
     environment_tag: str = Field(default="env", description="Tag whose value picks a default schedule.")
     default_schedules: dict[str, str] = Field(
         default_factory=dict,

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -258,16 +258,6 @@ def not_checked(failed_checks: Iterable[str], check_kinds: Mapping[str, set[str]
     if failed - set(check_kinds):  # connection, visibility: nothing was seen
         return set().union(*check_kinds.values())
     return set().union(set(), *(check_kinds[c] for c in failed))
-
-
-def carried_over(
-    open_rows: Iterable[Mapping[str, Any]], scopes: set[str], kinds: set[str]
-) -> list[Finding]:
-    """Open findings this run did not judge stay open: those of other scopes (another warehouse
-    watched by the same job) and, in ours, the kinds whose check failed (an outage must not
-    resolve them)."""
-    return [Finding.model_validate(r["data"]) for r in open_rows
-            if r["scope"] not in scopes or r["kind"] in kinds]
 
 
 def _eligible(user: str, resource_id: str, policy: QueryWatchPolicy, approved: set[str]) -> str | None:

@@ -9,8 +9,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from rules.config import ActingPolicy
 from rules.findings import Finding, Severity
 from rules.pricing import GP3_FREE_IOPS, GP3_FREE_THROUGHPUT, PriceTable, ebs_volume_monthly
 
@@ -19,9 +20,10 @@ COOLDOWN = timedelta(hours=6)  # AWS: one modification per volume per 6 hours
 GP2_MAX_IOPS = 16_000
 
 
-class EbsPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EbsPolicy(ActingPolicy):
+    repeat_interval_hours: float = Field(
+        default=168, ge=1, description="Hours before a still-open finding is announced again (advice: weekly)."
+    )
     lookback_days: int = Field(default=14, ge=1, le=63, description="Days of CloudWatch history to judge on.")
     io_headroom: float = Field(default=1.5, ge=1.0, description="Provisioned IOPS kept above the observed peak, as a factor.")
     io_overprovision_ratio: float = Field(default=2.0, gt=1.0, description="Flag io1/io2 when provisioned IOPS exceed this multiple of what is needed.")

@@ -12,8 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from rules.config import ActingPolicy
 from rules.findings import Finding, Severity
 from rules.pricing import PriceTable
 
@@ -24,9 +25,10 @@ SMALL_OBJECT_BYTES = 128 * 1024
 GIB = 1024**3
 
 
-class TieringPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TieringPolicy(ActingPolicy):
+    repeat_interval_hours: float = Field(
+        default=168, ge=1, description="Hours before a still-open finding is announced again (advice: weekly)."
+    )
     min_standard_gb: float = Field(default=100, ge=0, description="Only buckets with at least this much STANDARD storage.")
     expected_infrequent_share: float = Field(
         default=0.5, ge=0, le=1,

@@ -21,8 +21,9 @@ from prefect.cache_policies import NONE
 from prefect_gcp import GcpCredentials
 
 from blocks.loading import load_block
-from rules.bigquery_cost import JobRecord, jobs_table_path
+from rules.bigquery_cost import BUDGET_SCOPE, JobRecord, jobs_table_path
 from rules.config import ConfigError
+from rules.findings import Coverage
 
 QUERY_TIMEOUT_S = 300
 
@@ -187,7 +188,16 @@ def read_all(
     return [f.result() for f in futures]
 
 
-def fail_if_nothing_read(reads: list[JobsRead]) -> None:
-    """One scope failing is reported in the artifact; all of them failing fails the run."""
-    if reads and all(r.error for r in reads):
-        raise RuntimeError("No project/region could be read: " + "; ".join(r.error for r in reads))
+def coverage_of(reads: list[JobsRead]) -> Coverage:
+    """Each project/region read, and the project (findings live per project) and `bigquery`
+    (budgets span projects) only when all of their regions were read."""
+    coverage = Coverage()
+    for r in reads:
+        coverage.mark_read(r.scope)
+        if r.error:
+            coverage.fail(r.scope, r.error)
+    failed = {r.project for r in reads if r.error}
+    coverage.read |= {r.project for r in reads} - failed
+    if not failed:
+        coverage.mark_read(BUDGET_SCOPE)
+    return coverage

@@ -70,6 +70,16 @@ def emit_findings_digest(job: str, transitions: Transitions) -> bool:
     return True
 
 
+def emit_job_message(job: str, subject: str, text: str) -> None:
+    """A message from a job that is not a findings digest (an approval waiting, its outcome);
+    it takes the digest's route to chat, threaded with the job's other messages."""
+    emit_event(
+        event=EVENT_FINDINGS,
+        resource={"prefect.resource.id": f"dataplatform-ops.job.{job}", "prefect.resource.name": job},
+        payload={"job": job, "subject": subject, "text": redact(text)},
+    )
+
+
 def emit_outbox_flush(job: str) -> None:
     """An empty digest: the chat block then only delivers messages waiting in its outbox."""
     emit_event(

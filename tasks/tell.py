@@ -9,7 +9,7 @@ from typing import Any
 from prefect import task
 
 from blocks.store import OpsStore
-from rules.findings import Finding, Transitions, diff_findings
+from rules.findings import Coverage, Finding, Transitions, diff_findings
 from tasks.notify import emit_findings_digest, emit_outbox_flush
 from tasks.report import write_report
 
@@ -20,23 +20,33 @@ def tell(
     findings: Sequence[Finding],
     store: OpsStore,
     now: datetime,
+    coverage: Coverage,
     repeat_interval: timedelta = timedelta(hours=24),
-    errors: Mapping[str, str] | None = None,
     notes: Sequence[str] = (),
     table: Sequence[Mapping[str, Any]] | None = None,
 ) -> Transitions:
     """Record this run's findings, announce what changed once, and publish the report.
 
-    Open findings in a scope named in `errors` stay open: the run could not look there.
+    Only open findings where `coverage` says the run looked can resolve. A run that read
+    nothing at all fails, after the report says why: 0 findings would be a false all-clear.
     """
-    transitions = diff_findings(
-        store.open_findings(job), findings, now, repeat_interval, failed_scopes=(errors or {}).keys()
-    )
+    transitions = diff_findings(store.open_findings(job), findings, now, repeat_interval, coverage)
     store.save_transitions(job, transitions, now)
     if not emit_findings_digest(job, transitions) and store.pending_message_count():
         emit_outbox_flush(job)  # chat was down earlier: deliver what waits, even on a quiet run
-    write_report(job, findings, transitions, errors=errors, notes=notes, table=table)
+    write_report(job, findings, transitions, errors=coverage.errors, notes=notes, table=table)
+    fail_if_nothing_read(job, coverage)
     return transitions
+
+
+class NothingRead(RuntimeError):
+    """The run could not read any of its targets: it proves nothing, so it fails."""
+
+
+def fail_if_nothing_read(job: str, coverage: Coverage) -> None:
+    if coverage.nothing_read:
+        causes = "; ".join(f"{where}: {why}" for where, why in coverage.errors.items()) or "no targets"
+        raise NothingRead(f"{job} could not read anything, so nothing is known to be healthy: {causes}")
 
 
 @task(name="tell-events")
@@ -45,7 +55,7 @@ def tell_events(
     events: Sequence[Finding],
     store: OpsStore,
     now: datetime,
-    errors: Mapping[str, str] | None = None,
+    coverage: Coverage,
     notes: Sequence[str] = (),
     table: Sequence[Mapping[str, Any]] | None = None,
 ) -> Transitions:
@@ -53,13 +63,15 @@ def tell_events(
 
     An event is announced only by the run that first records it in the store (`claim_findings`),
     so overlapping windows, overlapping runs and retries repeat nothing. Events are never
-    reminded nor resolved aloud: those no longer seen are closed quietly.
+    reminded nor resolved aloud: those no longer seen where the run looked are closed quietly.
     """
     announced = Transitions(opened=store.claim_findings(job, events, now))
     current = {e.key for e in events}
-    gone = sorted(k for k in store.open_findings(job) if k not in current)
+    gone = sorted(k for k, known in store.open_findings(job).items()
+                  if k not in current and coverage.covers(known.kind, known.scope, known.resource_id))
     store.save_transitions(job, Transitions(resolved=gone), now)
     if not emit_findings_digest(job, announced) and store.pending_message_count():
         emit_outbox_flush(job)  # as in `tell`: deliver what waits, even on a quiet run
-    write_report(job, events, announced, errors=errors, notes=notes, table=table)
+    write_report(job, events, announced, errors=coverage.errors, notes=notes, table=table)
+    fail_if_nothing_read(job, coverage)
     return announced

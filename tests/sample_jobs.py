@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from prefect import flow, get_run_logger, task
 
 from blocks.store import load_store
-from rules.findings import Finding, Severity
+from rules.findings import Coverage, Finding, Severity
 from tasks.notify import on_flow_failure
 from tasks.tell import tell
 
@@ -29,4 +29,4 @@ def findings_job(resources: list[str], store: str, severity: str = "warning") ->
     ops_store = load_store(store)
     found = [Finding(kind="planted", resource_id=r, scope="test", severity=Severity(severity),
                      reason=f"{r} was planted", monthly_cost_usd=1.5) for r in resources]
-    tell("backbone-findings", found, ops_store, datetime.now(timezone.utc))
+    tell("backbone-findings", found, ops_store, datetime.now(timezone.utc), Coverage({"test"}))

@@ -34,7 +34,7 @@ from deployments.demo_seed import BQ_JOBS_TABLE, BQ_PROJECTS, seed_pipeline
 from flows.bigquery_cost_report import bigquery_cost_report
 from flows.bigquery_query_cost_watch import bigquery_query_cost_watch
 from flows.data_integrity import data_integrity
-from rules.findings import Finding, Severity
+from rules.findings import Coverage, Finding, Severity
 from rules.lambda_health import LambdaFunction, LambdaMetrics
 from rules.lambda_health import metric_rows as lambda_rows
 from rules.queue_health import Queue
@@ -115,7 +115,7 @@ def test_dashboard_json_follows_grafanas_model(name):
 
 @flow(name="dashboard-fill")
 def fill_findings(store: str, job: str, findings: list[Finding], at: datetime) -> None:
-    tell(job, findings, load_store(store), at)
+    tell(job, findings, load_store(store), at, Coverage({f.scope for f in findings} or {"-"}))
 
 
 def _finding(kind: str, resource: str, severity: str = "warning", usd: float | None = None,

@@ -20,7 +20,7 @@ from prefect_aws import AwsCredentials
 from blocks.loading import load_block
 from blocks.store import load_store
 from deployments.demo import DemoJob, run_demo
-from rules.findings import Finding
+from rules.findings import Coverage, Finding
 from rules.pricing import BUNDLED, public_ipv4_monthly
 from tasks.aws.clients import Account
 from tasks.notify import on_flow_failure
@@ -42,7 +42,7 @@ def planted_job(aws_credentials: str = "aws", store: str = "ops-store", region: 
                 monthly_cost_usd=public_ipv4_monthly(BUNDLED, region).usd)
         for a in idle
     ]
-    tell(JOB, findings, ops_store, datetime.now(timezone.utc))
+    tell(JOB, findings, ops_store, datetime.now(timezone.utc), Coverage({region}))
 
 
 @flow(name="demo-unmapped", on_failure=[on_flow_failure])

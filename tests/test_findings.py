@@ -5,12 +5,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from rules.findings import Finding, KnownFinding, Severity, diff_findings
+from rules.findings import Coverage, Finding, KnownFinding, Severity, diff_findings
 from rules.messages import findings_digest, flow_failure_message
 from rules.text import mask_sql_literals, redact
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
 DAY = timedelta(hours=24)
+READ = Coverage({"111/us-east-1", "222/eu-west-1"})  # a run that read both targets
 
 
 def finding(resource: str, severity: Severity = Severity.WARNING, cost: float | None = None) -> Finding:
@@ -19,12 +20,13 @@ def finding(resource: str, severity: Severity = Severity.WARNING, cost: float | 
 
 
 def known(f: Finding, alerted: datetime | None) -> KnownFinding:
-    return KnownFinding(key=f.key, severity=f.severity, first_seen=NOW - DAY, last_alerted=alerted)
+    return KnownFinding(key=f.key, severity=f.severity, first_seen=NOW - DAY, last_alerted=alerted,
+                        kind=f.kind, scope=f.scope, resource_id=f.resource_id)
 
 
 def test_new_findings_open_and_missing_ones_resolve():
     a, b = finding("vol-a"), finding("vol-b")
-    t = diff_findings({b.key: known(b, NOW)}, [a], NOW, DAY)
+    t = diff_findings({b.key: known(b, NOW)}, [a], NOW, DAY, READ)
     assert t.opened == [a]
     assert t.resolved == [b.key]
     assert not t.reminded and not t.escalated
@@ -32,23 +34,23 @@ def test_new_findings_open_and_missing_ones_resolve():
 
 def test_open_finding_is_quiet_until_the_repeat_interval_then_reminded():
     a = finding("vol-a")
-    quiet = diff_findings({a.key: known(a, NOW - timedelta(hours=23))}, [a], NOW, DAY)
+    quiet = diff_findings({a.key: known(a, NOW - timedelta(hours=23))}, [a], NOW, DAY, READ)
     assert quiet.is_quiet and quiet.still_open == [a]
-    due = diff_findings({a.key: known(a, NOW - DAY)}, [a], NOW, DAY)
+    due = diff_findings({a.key: known(a, NOW - DAY)}, [a], NOW, DAY, READ)
     assert due.reminded == [a]
 
 
 def test_higher_severity_escalates_at_once_lower_does_not():
     a = finding("vol-a")
     worse = finding("vol-a", Severity.CRITICAL)
-    assert diff_findings({a.key: known(a, NOW)}, [worse], NOW, DAY).escalated == [worse]
+    assert diff_findings({a.key: known(a, NOW)}, [worse], NOW, DAY, READ).escalated == [worse]
     calmer = finding("vol-a", Severity.INFO)
-    assert diff_findings({a.key: known(a, NOW)}, [calmer], NOW, DAY).is_quiet
+    assert diff_findings({a.key: known(a, NOW)}, [calmer], NOW, DAY, READ).is_quiet
 
 
 def test_duplicate_findings_in_one_run_count_once():
     a = finding("vol-a")
-    assert diff_findings({}, [a, a], NOW, DAY).opened == [a]
+    assert diff_findings({}, [a, a], NOW, DAY, READ).opened == [a]
 
 
 def test_finding_rejects_unknown_fields():
@@ -58,7 +60,7 @@ def test_finding_rejects_unknown_fields():
 
 def test_digest_lists_changes_and_total_cost():
     a, b = finding("vol-a", cost=8.0), finding("vol-b", cost=2.5)
-    t = diff_findings({}, [a, b], NOW, DAY)
+    t = diff_findings({}, [a, b], NOW, DAY, READ)
     subject, body = findings_digest("idle-resources", t, "http://ui/runs/flow-run/1")
     assert subject == "[idle-resources] 2 new"
     assert "vol-a" in body and "$8.00/mo" in body and "$10.50/mo in total" in body
@@ -67,7 +69,7 @@ def test_digest_lists_changes_and_total_cost():
 
 def test_digest_caps_long_lists():
     many = [finding(f"vol-{i}") for i in range(100)]
-    _, body = findings_digest("idle", diff_findings({}, many, NOW, DAY))
+    _, body = findings_digest("idle", diff_findings({}, many, NOW, DAY, READ))
     assert "… and 75 more" in body
 
 
@@ -91,14 +93,21 @@ def test_redact_and_mask():
     )
 
 
-def test_findings_in_a_scope_that_failed_stay_open():
+def test_only_targets_read_can_resolve():
     here = finding("vol-a")  # scope 111/us-east-1
     elsewhere = Finding(kind="idle-volume", resource_id="vol-b", scope="222/eu-west-1", reason="x")
     known_ = {f.key: known(f, NOW) for f in (here, elsewhere)}
-    for failed in ("111/us-east-1", "us-east-1", "arn:aws:iam::111:role/ops"):
-        t = diff_findings(known_, [], NOW, DAY, failed_scopes=[failed])
-        assert t.resolved == [elsewhere.key], failed
-    assert diff_findings(known_, [], NOW, DAY, failed_scopes=["111/us-east-1 logs"]).resolved == sorted(known_)
+    # Another deployment of the job reads only eu-west-1: it never resolves us-east-1's findings.
+    assert diff_findings(known_, [], NOW, DAY, Coverage({"222/eu-west-1"})).resolved == [elsewhere.key]
+    failed = Coverage({"111/us-east-1", "222/eu-west-1"})
+    failed.fail("111/us-east-1", "AccessDenied")
+    assert diff_findings(known_, [], NOW, DAY, failed).resolved == [elsewhere.key]
+    nothing = Coverage()
+    nothing.fail("credentials' account", "ExpiredToken")
+    assert nothing.nothing_read and diff_findings(known_, [], NOW, DAY, nothing).resolved == []
+    logs_only = Coverage({"111/us-east-1", "222/eu-west-1"})
+    logs_only.fail("111/us-east-1", "logs: denied", {"lambda-timeouts"})
+    assert diff_findings(known_, [], NOW, DAY, logs_only).resolved == sorted(known_)
 
 
 def test_a_failed_resource_prefix_keeps_only_those_findings_open():
@@ -106,8 +115,9 @@ def test_a_failed_resource_prefix_keeps_only_those_findings_open():
     other_bucket = Finding(kind="stale-objects", resource_id="s3://logs2/", scope="111/us-east-1", reason="x")
     volume = finding("vol-a")  # same account and region
     known_ = {f.key: known(f, NOW) for f in (bucket, other_bucket, volume)}
-    listing_failed = diff_findings(known_, [], NOW, DAY, failed_scopes=["111 s3://"]).resolved
-    assert listing_failed == [volume.key]
-    one_bucket_failed = diff_findings(known_, [], NOW, DAY, failed_scopes=["111 s3://logs/"]).resolved
-    assert one_bucket_failed == sorted([other_bucket.key, volume.key])
-    assert diff_findings(known_, [], NOW, DAY, failed_scopes=["222 s3://"]).resolved == sorted(known_)
+    listing_failed = Coverage({"111/us-east-1"})
+    listing_failed.fail("111/us-east-1", "ListBuckets denied", {"stale-objects"})
+    assert diff_findings(known_, [], NOW, DAY, listing_failed).resolved == [volume.key]
+    one_bucket_failed = Coverage({"111/us-east-1"})
+    one_bucket_failed.fail("111/us-east-1", "denied", {"stale-objects"}, "s3://logs/")
+    assert diff_findings(known_, [], NOW, DAY, one_bucket_failed).resolved == sorted([other_bucket.key, volume.key])

@@ -66,7 +66,7 @@ def test_flow_finds_x86_resources_with_price_delta(planted_x86, store):
 
     ids, image, creds, now = planted_x86
     findings = graviton_advisor(aws_credentials=creds, store=store._block_document_name,
-                                regions=["us-east-1"], now=now)
+                                regions=["us-east-1"], now=now).findings
     got = {f.resource_id: f for f in findings}
     assert set(got) == {ids["m5.large"], ids["t3.micro"], "orders-db", "events-db", "sessions", "ingest"}
     expected = {

@@ -21,7 +21,7 @@ from rules.integrity import (
     JOB,
     Pipeline,
     TableMeasurement,
-    carry_over,
+    coverage_of,
     judge_pipeline,
     parse_pipelines,
     plan_queries,
@@ -87,10 +87,10 @@ def test_unmeasured_pipeline_keeps_its_findings_open():
     down = judge_pipeline(pipeline(), {"source": TableError("cannot connect"),
                                        "target": TableMeasurement(count=1, latest=NOW)}, [], NOW)
     assert down.row["status"] == "error" and not down.complete
-    assert carry_over([old], [down]) == [old]
+    assert not coverage_of([pipeline()], [down]).covers(old.kind, old.scope, old.resource_id)
     healed = judge_pipeline(pipeline(), {"source": TableMeasurement(count=1),
                                          "target": TableMeasurement(count=1, latest=NOW)}, [], NOW)
-    assert carry_over([old], [healed]) == []
+    assert coverage_of([pipeline()], [healed]).covers(old.kind, old.scope, old.resource_id)
 
 
 def test_config_errors_name_the_pipeline_and_the_field():

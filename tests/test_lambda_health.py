@@ -170,7 +170,7 @@ def test_flow_finds_exactly_the_unhealthy_functions_then_resolves(aws_block, sto
     now = datetime.now(timezone.utc)
     plant_unhealthy_functions(now)
     found = lambda_health(regions=[REGION], tag_filter=None, aws_credentials=aws_block,
-                          store=store._block_document_name, now=now)
+                          store=store._block_document_name, now=now).findings
     got = sorted((f.kind, f.resource_id, f.severity.value) for f in found)
     assert got == UNHEALTHY
     erroring = next(f for f in found if f.resource_id == "erroring")
@@ -182,10 +182,10 @@ def test_flow_finds_exactly_the_unhealthy_functions_then_resolves(aws_block, sto
 
     # Filtered by tag, only that team's function is judged; an hour later everything is quiet.
     only_b = lambda_health(regions=[REGION], tag_filter={"team": "b"}, aws_credentials=aws_block,
-                           store=store._block_document_name, now=now)
+                           store=store._block_document_name, now=now).findings
     assert [(f.kind, f.resource_id) for f in only_b] == [("lambda-errors", "other-team")]
     assert lambda_health(regions=[REGION], aws_credentials=aws_block, store=store._block_document_name,
-                         now=now + timedelta(hours=1)) == []
+                         now=now + timedelta(hours=1)).findings == []
     assert store.findings_of("lambda-health", "open") == []
 
 

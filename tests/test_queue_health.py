@@ -109,7 +109,7 @@ def test_dlq_with_messages_is_found_then_resolved_when_drained(aws, store):
     AwsCredentials(region_name=REGION).save(block := f"aws-{uuid.uuid4().hex[:8]}")
     now = datetime.now(timezone.utc)
     orders_dlq = plant_queues(now)
-    found = queue_health(regions=[REGION], aws_credentials=block, store=store._block_document_name, now=now)
+    found = queue_health(regions=[REGION], aws_credentials=block, store=store._block_document_name, now=now).findings
     assert sorted((f.kind, f.resource_id, f.severity.value, f.reason) for f in found) == BACKLOGGED
     dlq = next(f for f in found if f.kind == "dlq-messages")
     assert dlq.scope == SCOPE and dlq.numbers["visible"] == 3 and dlq.numbers["sources"] == ["orders"]
@@ -120,7 +120,7 @@ def test_dlq_with_messages_is_found_then_resolved_when_drained(aws, store):
     boto3.client("sqs", region_name=REGION).purge_queue(QueueUrl=orders_dlq)
     later = now + timedelta(minutes=30)  # the planted ages are out of the lookback by then
     assert queue_health(regions=[REGION], aws_credentials=block, store=store._block_document_name,
-                        now=later) == []
+                        now=later).findings == []
     resolved = store.findings_of("queue-health", "resolved")
     assert sorted(r["resource_id"] for r in resolved) == ["events", "orders-dlq"]
 

@@ -6,7 +6,7 @@ import pytest
 
 from blocks.store import OpsStore, load_store
 from rules.config import ConfigError
-from rules.findings import Finding, diff_findings
+from rules.findings import Coverage, Finding, diff_findings
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -19,14 +19,14 @@ def any_store(request) -> OpsStore:
 def test_lifecycle_round_trip(any_store):
     f = Finding(kind="idle-eip", resource_id="eipalloc-1", scope="a/r", reason="unused",
                 monthly_cost_usd=3.6)
-    t = diff_findings(any_store.open_findings("job"), [f], T0, timedelta(hours=24))
+    t = diff_findings(any_store.open_findings("job"), [f], T0, timedelta(hours=24), Coverage({f.scope}))
     any_store.save_transitions("job", t, T0)
     later = T0 + timedelta(days=3)
-    t2 = diff_findings(any_store.open_findings("job"), [f], later, timedelta(days=7))
+    t2 = diff_findings(any_store.open_findings("job"), [f], later, timedelta(days=7), Coverage({f.scope}))
     assert t2.is_quiet
     any_store.save_transitions("job", t2, later)
     assert any_store.first_seen("job") == {f.key: T0}  # "idle since" survives runs
-    t3 = diff_findings(any_store.open_findings("job"), [], later, timedelta(days=7))
+    t3 = diff_findings(any_store.open_findings("job"), [], later, timedelta(days=7), Coverage({f.scope}))
     assert t3.resolved == [f.key]
     any_store.save_transitions("job", t3, later)
     assert any_store.open_findings("job") == {}
@@ -34,7 +34,7 @@ def test_lifecycle_round_trip(any_store):
     assert row["status"] == "resolved" and row["monthly_cost_usd"] == 3.6
     # Seen again later: a new episode, so "idle since" restarts.
     again = T0 + timedelta(days=10)
-    any_store.save_transitions("job", diff_findings({}, [f], again, timedelta(days=1)), again)
+    any_store.save_transitions("job", diff_findings({}, [f], again, timedelta(days=1), Coverage({f.scope})), again)
     assert any_store.first_seen("job") == {f.key: again}
 
 
