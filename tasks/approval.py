@@ -62,15 +62,15 @@ def approval_form(job: str, offered: Sequence[Offer]) -> type[RunInput]:
     )
     total = sum(o.monthly_usd for o in offered)
     return form.with_initial_data(description=(
-        f"**{len(offered)} changes, {money(total)}/month** offered by {job}. Pick the ones to "
+        f"**{len(offered)} changes, {money(total)}** offered by {job}. Pick the ones to "
         f"act on; the `{job}-plan` artifact lists each with its cost."))
 
 
 def waiting_message(job: str, offered: Sequence[Offer], timeout_seconds: int, link: str | None) -> str:
     total = sum(o.monthly_usd for o in offered)
-    lines = [f"{len(offered)} changes wait for approval ({money(total)}/month); nothing changes "
+    lines = [f"{len(offered)} changes wait for approval ({money(total)}); nothing changes "
              f"unless someone approves within {timeout_seconds // 60} min."]
-    lines += [f"• {o.action} {o.item_id} ({o.scope}): {money(o.monthly_usd)}/month"
+    lines += [f"• {o.action} {o.item_id} ({o.scope}): {money(o.monthly_usd)}"
               for o in sorted(offered, key=lambda o: -o.monthly_usd)[:MAX_LISTED]]
     if len(offered) > MAX_LISTED:
         lines.append(f"… and {len(offered) - MAX_LISTED} more in the plan artifact.")

@@ -138,6 +138,7 @@ class RunResult:
     actions: list[dict[str, Any]]
     errors: dict[str, str]
     monthly_usd: float
+    details: list[Any] = field(default_factory=list)  # job-specific: parking items, shrink plans
 
 
 def job_flow(job: Job) -> Callable:
@@ -155,6 +156,10 @@ def resolve_account(account: Account, regions: list[str] | None, service: str) -
     threads never race to assume the role.
     """
     return account.account_id, list(regions) if regions else enabled_regions(account, service)
+
+
+# What finding the targets takes: every AWS job's policy has these.
+TARGETS = resolve_account.fn.aws_permissions
 
 
 def aws_targets(creds: AwsCredentials, role_arns: list[str] | None, regions: list[str] | None,
@@ -289,7 +294,7 @@ def run_aws(
     if job.after:
         job.after(judged, policy, ctx)
     return RunResult(judged.findings, judged.offers, actions, coverage.errors,
-                     round(sum(f.monthly_cost_usd or 0 for f in judged.findings), 2))
+                     round(sum(f.monthly_cost_usd or 0 for f in judged.findings), 2), judged.details)
 
 
 def _act(job: Job, offers: list[Offer], read: dict[str, tuple[AwsTarget, Any]], ctx: RunContext,

@@ -1,40 +1,40 @@
-"""The approval step: explicit IDs, and a paused run resumed by a person with their choice."""
-
-import threading
-import time
+"""The one approval path: a chat message says a run waits, nothing is pre-selected, a person
+picks; nobody answering approves nothing."""
 
 from prefect import flow
-from prefect.client.orchestration import get_client
-from prefect.flow_runs import resume_flow_run
-from prefect.runtime import flow_run
 
-from tasks.approval import approved_ids
+from tasks.approval import ApprovalExpired, Offer, approval_form, ask_approval, cancelled
+from tests.approvals import run_and_answer
 
-
-def test_explicit_approval_keeps_only_planned_ids():
-    assert approved_ids(["vol-1", "vol-2"], ["vol-2", "vol-9"]) == {"vol-2"}
-    assert approved_ids([], None) == set()  # nothing planned: never pauses
-
-
-SEEN: dict[str, str] = {}  # the probe's flow run id, read by the test thread
+OFFERS = [Offer("vol-1", "111/us-east-1", "delete-volume", 8.0, "idle 40 days"),
+          Offer("vol-2", "111/us-east-1", "delete-volume", 12.5, "idle 90 days")]
 
 
 @flow(name="approval-probe")
-def ask() -> set[str]:
-    SEEN["id"] = flow_run.id
-    return approved_ids(["vol-1", "vol-2"], None, timeout_seconds=300)
+def ask(timeout_seconds: int = 300):
+    try:  # as the runner does
+        return [o.item_id for o in ask_approval("approval-probe", OFFERS, timeout_seconds)]
+    except ApprovalExpired as exc:
+        return cancelled(str(exc))
 
 
-def test_paused_run_applies_what_the_person_approved():
-    holder, result = SEEN, {}
-    worker = threading.Thread(target=lambda: result.setdefault("ids", ask()))
-    worker.start()
-    deadline = time.monotonic() + 240
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            if "id" in holder and client.read_flow_run(holder["id"]).state.is_paused():
-                break
-            time.sleep(0.5)
-    resume_flow_run(holder["id"], run_input={"approved": ["vol-2"]})
-    worker.join(timeout=240)
-    assert result["ids"] == {"vol-2"}
+def test_form_preselects_nothing():
+    form = approval_form("job", OFFERS)
+    assert form().approved == [] and form().approve_all is False
+
+
+def test_waiting_message_reaches_chat_and_only_the_pick_is_approved(routed):
+    state = run_and_answer(ask, {"approved": ["vol-2"]})
+    assert state.result() == ["vol-2"]
+    [waiting] = [m for m in routed.wait_for(1, timeout=30) if "waiting for approval" in m.text]
+    assert "2 changes wait for approval ($20.50/mo)" in waiting.text
+    assert "/runs/flow-run/" in waiting.text  # the link to approve in the UI
+
+
+def test_resume_with_nothing_selected_approves_nothing():
+    assert run_and_answer(ask, {}).result() == []
+
+
+def test_nobody_answering_approves_nothing():
+    state = ask(timeout_seconds=10, return_state=True)
+    assert state.is_cancelled() and "nothing was changed" in state.message

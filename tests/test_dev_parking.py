@@ -9,6 +9,7 @@ from prefect_aws import AwsCredentials
 
 from rules.parking import Memory, Parkable, ParkingPolicy, memory_key, plan_parking
 from rules.pricing import BUNDLED
+from tests.approvals import run_and_answer
 
 UTC = timezone.utc
 WED_NIGHT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # 21:00 in Seoul, off-hours
@@ -160,17 +161,19 @@ def test_flow_parks_on_transitions_only(planted, store):
     kw = dict(policy=policy, aws_credentials=creds, store=store._block_document_name, regions=["us-east-1"])
 
     dry = dev_parking(now=WED_NIGHT, **kw)
-    assert sorted(i.resource.resource_id for i in dry.actions) == sorted([ids["dev"], "dev-db", "dev-aurora"])
+    assert sorted(o.payload.resource.resource_id for o in dry.offers) == sorted([ids["dev"], "dev-db", "dev-aurora"])
     assert set(_states(ec2c, rds, ids).values()) == {"running", "available"}  # dry run changed nothing
     assert {f.kind: f.resource_id for f in dry.findings} == {
         "bad-schedule-tag": ids["bad"], "parking-skipped": ids["asg"]}
-    saved = {i.resource.resource_id: i.saved_month_usd for i in dry.items}
+    saved = {i.resource.resource_id: i.saved_month_usd for i in dry.details}
     assert saved[ids["dev"]] == pytest.approx(0.096 * PARKED, abs=0.01)
     assert saved["dev-db"] == pytest.approx(0.178 * PARKED, abs=0.01)
     assert saved["dev-aurora"] == pytest.approx(0.25 * PARKED, abs=0.01)
     assert saved[ids["keep"]] is None and ids["untagged"] not in saved
 
-    dev_parking(now=WED_NIGHT, apply=True, **kw)
+    # The first apply asks once for the schedules (nothing pre-selected); a person approves all three.
+    answer = {"approved": [ids["dev"], "dev-db", "dev-aurora"]}
+    assert run_and_answer(dev_parking, answer, now=WED_NIGHT, apply=True, **kw).is_completed()
     states = _states(ec2c, rds, ids)
     assert states == {"dev": "stopped", "keep": "running", "asg": "running", "bad": "running",
                       "untagged": "running", "dev-db": "stopped", "dev-aurora": "stopped"}
@@ -178,25 +181,27 @@ def test_flow_parks_on_transitions_only(planted, store):
     assert sorted(a["resource_id"] for a in done) == sorted([ids["dev"], "dev-db", "dev-aurora"])
 
     again = dev_parking(now=WED_NIGHT + timedelta(minutes=15), apply=True, **kw)
-    assert again.actions == []
+    assert again.offers == [] and again.actions == []
 
     # Someone starts the instance by hand at 22:00 KST: the next run leaves it up.
     ec2c.start_instances(InstanceIds=[ids["dev"]])
-    assert dev_parking(now=WED_NIGHT + timedelta(hours=1), apply=True, **kw).actions == []
+    assert dev_parking(now=WED_NIGHT + timedelta(hours=1), apply=True, **kw).offers == []
     assert _states(ec2c, rds, ids)["dev"] == "running"
 
     # Thursday 08:30 KST: the databases start; the instance is already up.
+    # Thursday's transition runs on the approved schedules: no pause, no click.
     morning = dev_parking(now=THU_MORNING, apply=True, **kw)
-    assert sorted(i.resource.resource_id for i in morning.actions) == ["dev-aurora", "dev-db"]
+    assert sorted(a["resource"] for a in morning.actions if a["outcome"] == "done") == ["dev-aurora", "dev-db"]
     assert _states(ec2c, rds, ids)["dev-db"] == "available"
 
 
 def test_least_privilege_policy():
     import flows.dev_parking as module
     from deployments.iam import flow_actions
+    from tasks.runner import TARGETS
 
     read = flow_actions(module, read_only=True)
-    assert read == {"ec2:DescribeInstances", "rds:DescribeDBInstances", "rds:DescribeDBClusters"}
+    assert read == {"ec2:DescribeInstances", "rds:DescribeDBInstances", "rds:DescribeDBClusters"} | TARGETS
     assert flow_actions(module) - read == {"ec2:StopInstances", "ec2:StartInstances", "rds:StopDBInstance",
                                            "rds:StartDBInstance", "rds:StopDBCluster", "rds:StartDBCluster"}
 

@@ -8,6 +8,7 @@ import pytest
 from prefect_aws import AwsCredentials
 
 from rules.rightsizing import ShrinkCandidate, gp2_baseline, gp3_target, shrink_plan_markdown
+from tests.approvals import run_and_answer
 
 
 def test_gp3_keeps_the_gp2_baseline():
@@ -84,6 +85,7 @@ def test_flow_finds_exact_changes_and_applies_only_approved(planted_volumes, sto
 
     review = ebs_rightsizing(**kw)
     got = {(f.kind, f.resource_id): f.monthly_cost_usd for f in review.findings}
+    changes = [o.payload for o in review.offers]
     assert got == pytest.approx({
         ("ebs-gp2-to-gp3", busy): 50.0 - (40.0 + 125 * 0.04),
         ("ebs-gp2-to-gp3", keep): 10.0 - (8.0 + 3 * 0.04),
@@ -92,13 +94,15 @@ def test_flow_finds_exact_changes_and_applies_only_approved(planted_volumes, sto
         ("ebs-near-idle", idle): 200 * 0.08,
         ("ebs-shrink-candidate", roomy): (300 - 90) * 0.08,
     }, rel=0.01)
-    blocked = {c.volume_id: c.blocked for c in review.changes if c.blocked}
+    blocked = {c.volume_id: c.blocked for c in changes if c.blocked}
     assert blocked[keep] == "opt-out tag dataplatform-ops:keep" and "allows the next change" in blocked[recent]
     assert set(blocked) == {keep, recent}
     types = {v["VolumeId"]: v["VolumeType"] for v in ec2.describe_volumes()["Volumes"]}
     assert types[busy] == "gp2" and types[keep] == "gp2"  # a dry run changes nothing
 
-    ebs_rightsizing(apply=True, approved=[busy, keep, recent], **kw)
+    # Approval offers only unblocked changes, nothing pre-selected; the person picks `busy`.
+    state = run_and_answer(ebs_rightsizing, {"approved": [busy]}, apply=True, **kw)
+    assert state.is_completed(), state
     vols = {v["VolumeId"]: v for v in ec2.describe_volumes()["Volumes"]}
     assert (vols[busy]["VolumeType"], vols[busy]["Iops"], vols[busy]["Throughput"]) == ("gp3", 3000, 250)
     assert vols[keep]["VolumeType"] == "gp2" and vols[recent]["VolumeType"] == "gp2"
@@ -106,8 +110,9 @@ def test_flow_finds_exact_changes_and_applies_only_approved(planted_volumes, sto
     done = [a["resource_id"] for a in store.actions_of("ebs-rightsizing") if a["outcome"] == "done"]
     assert done == [busy]
 
-    ebs_rightsizing(apply=True, approved=[busy, piops], now=now + timedelta(hours=7),
-                    **{k: v for k, v in kw.items() if k != "now"})
+    state = run_and_answer(ebs_rightsizing, {"approved": [piops]}, apply=True, now=now + timedelta(hours=7),
+                           **{k: v for k, v in kw.items() if k != "now"})
+    assert state.is_completed(), state
     done = [a["resource_id"] for a in store.actions_of("ebs-rightsizing") if a["outcome"] == "done"]
     assert done == [busy, piops]  # busy is gp3 now: nothing more to do
     assert ec2.describe_volumes(VolumeIds=[piops])["Volumes"][0]["Iops"] == 2300
@@ -116,8 +121,9 @@ def test_flow_finds_exact_changes_and_applies_only_approved(planted_volumes, sto
 def test_least_privilege_policy():
     import flows.ebs_rightsizing as module
     from deployments.iam import flow_actions
+    from tasks.runner import TARGETS
 
     read = flow_actions(module, read_only=True)
     assert read == {"ec2:DescribeVolumes", "ec2:DescribeVolumesModifications", "cloudwatch:GetMetricData",
-                    "cloudwatch:ListMetrics"}
+                    "cloudwatch:ListMetrics"} | TARGETS
     assert flow_actions(module) - read == {"ec2:ModifyVolume"}

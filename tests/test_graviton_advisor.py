@@ -88,8 +88,9 @@ def test_flow_finds_x86_resources_with_price_delta(planted_x86, store):
 def test_advice_only_needs_read_permissions():
     import flows.graviton_advisor as module
     from deployments.iam import flow_actions
+    from tasks.runner import TARGETS
 
     assert flow_actions(module) == flow_actions(module, read_only=True) == {
         "ec2:DescribeInstances", "ec2:DescribeInstanceTypes", "rds:DescribeDBInstances",
         "rds:DescribeOrderableDBInstanceOptions", "elasticache:DescribeCacheClusters", "lambda:ListFunctions",
-        "cloudwatch:GetMetricData"}
+        "cloudwatch:GetMetricData"} | TARGETS

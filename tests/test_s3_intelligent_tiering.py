@@ -8,6 +8,7 @@ import pytest
 from prefect_aws import AwsCredentials
 
 from rules.tiering import RULE_ID, TieringPolicy, small_object_shares
+from tests.approvals import run_and_answer
 
 GIB = 1024**3
 OLD_RULE = {"ID": "expire-tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 7}}
@@ -50,7 +51,7 @@ def test_flow_recommends_merges_and_applies_only_approved(planted_buckets, store
     policy = TieringPolicy(archive_access_days=90)
     kw = dict(policy=policy, aws_credentials=creds, store=store._block_document_name, now=now)
 
-    findings = s3_intelligent_tiering(**kw)
+    findings = s3_intelligent_tiering(**kw).findings
     # 5000 GiB, 0.125% of bytes in small objects; half goes cold at $0.0105/GB less;
     # 800,000 monitored objects at $0.0025 per 1,000.
     eligible_gb = 5000 * (1 - 2048 / (2048 + 8 * 200 * 1024))
@@ -60,10 +61,12 @@ def test_flow_recommends_merges_and_applies_only_approved(planted_buckets, store
     assert "20% of objects under 128 KB" in findings[0].reason
     assert "opt-out tag" in {f.resource_id: f for f in findings}["team-archive"].reason
 
-    s3_intelligent_tiering(apply=True, approved=[], **kw)  # nothing approved: nothing changes
+    # Resume with nothing selected: nothing changes.
+    assert run_and_answer(s3_intelligent_tiering, {"approved": []}, apply=True, **kw).is_completed()
     assert [r["ID"] for r in s3.get_bucket_lifecycle_configuration(Bucket="analytics-raw")["Rules"]] == ["expire-tmp"]
 
-    s3_intelligent_tiering(apply=True, approved=["analytics-raw", "team-archive"], **kw)
+    # The opt-out bucket is never offered; the person approves the other one.
+    assert run_and_answer(s3_intelligent_tiering, {"approved": ["analytics-raw"]}, apply=True, **kw).is_completed()
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket="analytics-raw")["Rules"]}
     assert set(rules) == {"expire-tmp", RULE_ID}
     assert rules[RULE_ID]["Transitions"] == [{"Days": 0, "StorageClass": "INTELLIGENT_TIERING"}]
@@ -71,7 +74,7 @@ def test_flow_recommends_merges_and_applies_only_approved(planted_buckets, store
     with pytest.raises(s3.exceptions.ClientError):
         s3.get_bucket_lifecycle_configuration(Bucket="team-archive")  # opt-out respected
 
-    s3_intelligent_tiering(apply=True, approved=["analytics-raw"], **kw)
+    assert s3_intelligent_tiering(apply=True, **kw).offers == []  # applied: nothing left to offer
     done = [a for a in store.actions_of("s3-intelligent-tiering") if a["outcome"] == "done"]
     assert [a["resource_id"] for a in done] == ["analytics-raw"]  # the second apply changed nothing
     assert done[0]["detail"] == f"rule {RULE_ID} added, archive tiers set"
@@ -81,14 +84,15 @@ def test_flow_recommends_merges_and_applies_only_approved(planted_buckets, store
 def findings_after(kw):
     from flows.s3_intelligent_tiering import s3_intelligent_tiering
 
-    return s3_intelligent_tiering(**kw)
+    return s3_intelligent_tiering(**kw).findings
 
 
 def test_least_privilege_policy():
     import flows.s3_intelligent_tiering as module
     from deployments.iam import flow_actions
+    from tasks.runner import TARGETS
 
     read = flow_actions(module, read_only=True)
     assert read == {"s3:ListAllMyBuckets", "s3:GetBucketLocation", "s3:GetLifecycleConfiguration",
-                    "s3:GetBucketTagging", "s3:ListBucket", "cloudwatch:GetMetricData"}
+                    "s3:GetBucketTagging", "s3:ListBucket", "cloudwatch:GetMetricData"} | TARGETS
     assert flow_actions(module) - read == {"s3:PutLifecycleConfiguration", "s3:PutIntelligentTieringConfiguration"}
