@@ -105,7 +105,7 @@ DEMO_JOBS: dict[str, DemoJob] = {
     "dev-parking": DemoJob({"regions": list(REGIONS)}),
     "ebs-rightsizing": DemoJob({"regions": list(REGIONS)}),
     "graviton-advisor": DemoJob({"regions": list(REGIONS)}),
-    "s3-intelligent-tiering": DemoJob(),
+    "s3-intelligent-tiering": DemoJob({"regions": list(REGIONS)}),
     "lambda-health": DemoJob({"regions": [REGIONS[0]]}),
     "queue-health": DemoJob({"regions": [REGIONS[0]]}),
     # PostgreSQL: the trouble on the warehouse is seconds old, so the thresholds are seconds too

@@ -12,25 +12,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import pkgutil
 from types import ModuleType
 from typing import Any
 
-from prefect import Flow
-
-import flows
+from flows.registry import JOBS
 from tasks.aws.permissions import permissions_of
 
 
 def flow_modules() -> dict[str, ModuleType]:
-    """Flow name -> the module that defines it."""
-    found = {}
-    for info in pkgutil.iter_modules(flows.__path__):
-        module = importlib.import_module(f"flows.{info.name}")
-        for value in vars(module).values():
-            if isinstance(value, Flow) and value.__module__ == module.__name__:
-                found[value.name] = module
-    return found
+    """Job name -> the module that defines it, from the registry."""
+    return {name: importlib.import_module(f.fn.__module__) for name, f in JOBS.items()}
 
 
 def flow_actions(module: ModuleType, read_only: bool = False) -> set[str]:

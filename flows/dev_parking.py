@@ -20,7 +20,7 @@ from tasks.calendars import load_calendars
 from tasks.report import artifact_key
 from tasks.runner import Action, AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
 
-NAME = "dev-parking"
+JOB = "dev-parking"
 
 
 def collect(target: AwsTarget, policy: ParkingPolicy, ctx: RunContext) -> tuple[list, dict[str, Memory]]:
@@ -30,7 +30,7 @@ def collect(target: AwsTarget, policy: ParkingPolicy, ctx: RunContext) -> tuple[
                           list_db_clusters(account, region))
     memory = {}
     for r in resources:
-        value = ctx.store.get_watermark(NAME, memory_key(r))
+        value = ctx.store.get_watermark(JOB, memory_key(r))
         if value:
             memory[memory_key(r)] = Memory.loads(value)
     return resources, memory
@@ -49,16 +49,16 @@ def _approved_key(offer: Offer) -> str:
 
 
 def schedule_approved(offer: Offer, ctx: RunContext) -> bool:
-    return ctx.store.get_watermark(NAME, _approved_key(offer)) == offer.payload.schedule
+    return ctx.store.get_watermark(JOB, _approved_key(offer)) == offer.payload.schedule
 
 
 def remember_approval(offers: list[Offer], ctx: RunContext) -> None:
     for offer in offers:
-        ctx.store.set_watermark(NAME, _approved_key(offer), offer.payload.schedule, ctx.now)
+        ctx.store.set_watermark(JOB, _approved_key(offer), offer.payload.schedule, ctx.now)
 
 
 def park(target: AwsTarget, offers: list[Offer], ctx: RunContext) -> list[dict[str, Any]]:
-    outcomes = park_resources(target.account, target.region, [o.payload for o in offers], ctx.store, NAME,
+    outcomes = park_resources(target.account, target.region, [o.payload for o in offers], ctx.store, JOB,
                               ctx.now, True)
     return [{"action": o.action, "resource": o.item_id, "outcome": outcomes[memory_key(o.payload.resource)]}
             for o in offers]
@@ -69,16 +69,16 @@ def after(judged: Judgement, policy: ParkingPolicy, ctx: RunContext) -> None:
     stop inside the same period is left alone; publish the schedule table."""
     for item in judged.details:
         if item.remember and not item.action:
-            ctx.store.set_watermark(NAME, memory_key(item.resource), item.remember.dumps(), ctx.now)
-    create_table_artifact(key=artifact_key(NAME, "schedules"), table=plan_rows(judged.details, {}),
-                          description=f"{NAME}: schedule, planned action, hours parked and $ saved per resource")
+            ctx.store.set_watermark(JOB, memory_key(item.resource), item.remember.dumps(), ctx.now)
+    create_table_artifact(key=artifact_key(JOB, "schedules"), table=plan_rows(judged.details, {}),
+                          description=f"{JOB}: schedule, planned action, hours parked and $ saved per resource")
 
 
-JOB = Job(name=NAME, policy=ParkingPolicy, service="ec2", collect=collect, judge=judge, after=after,
+CONTRACT = Job(name=JOB, policy=ParkingPolicy, service="ec2", collect=collect, judge=judge, after=after,
           act=Action(apply=park, standing=schedule_approved, remember=remember_approval))
 
 
-@job_flow(JOB)
+@job_flow(CONTRACT)
 def dev_parking(
     policy: ParkingPolicy = ParkingPolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
@@ -92,5 +92,5 @@ def dev_parking(
     """Park resources tagged `dataplatform-ops:schedule` (or whose environment tag has a default
     schedule) on each schedule transition. Dry-run unless `apply=True`."""
     calendars = load_calendars(calendars_dir)
-    return run_aws(JOB, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
+    return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, apply=apply, now=now, options={"calendars": calendars})

@@ -14,7 +14,7 @@ from tasks.aws.ec2 import list_volumes
 from tasks.report import artifact_key
 from tasks.runner import Action, AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
 
-NAME = "ebs-rightsizing"
+JOB = "ebs-rightsizing"
 
 
 def collect(target: AwsTarget, policy: EbsPolicy, ctx: RunContext) -> tuple:
@@ -36,22 +36,22 @@ def judge(target: AwsTarget, read: tuple, policy: EbsPolicy, ctx: RunContext) ->
 
 
 def apply_changes(target: AwsTarget, offers: list[Offer], ctx: RunContext) -> list[dict[str, Any]]:
-    outcomes = modify_volumes(target.account, target.region, [o.payload for o in offers], ctx.store, NAME,
+    outcomes = modify_volumes(target.account, target.region, [o.payload for o in offers], ctx.store, JOB,
                               ctx.now, True)
     return [{"action": o.action, "resource": o.item_id, "outcome": outcomes[o.item_id]} for o in offers]
 
 
 def write_shrink_plan(judged: Judgement, policy: EbsPolicy, ctx: RunContext) -> None:
     if judged.details:
-        create_markdown_artifact(key=artifact_key(NAME, "shrink-plan"), markdown=shrink_plan_markdown(judged.details),
-                                 description=f"{NAME}: how to move {len(judged.details)} volumes to smaller ones")
+        create_markdown_artifact(key=artifact_key(JOB, "shrink-plan"), markdown=shrink_plan_markdown(judged.details),
+                                 description=f"{JOB}: how to move {len(judged.details)} volumes to smaller ones")
 
 
-JOB = Job(name=NAME, policy=EbsPolicy, service="ec2", collect=collect, judge=judge,
+CONTRACT = Job(name=JOB, policy=EbsPolicy, service="ec2", collect=collect, judge=judge,
           act=Action(apply=apply_changes), after=write_shrink_plan)
 
 
-@job_flow(JOB)
+@job_flow(CONTRACT)
 def ebs_rightsizing(
     policy: EbsPolicy = EbsPolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
@@ -63,5 +63,5 @@ def ebs_rightsizing(
 ) -> RunResult:
     """Find cheaper EBS settings. With `apply=True`, the ModifyVolume changes a person approves
     (the run pauses and asks; nothing is pre-selected) are made."""
-    return run_aws(JOB, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
+    return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, apply=apply, now=now)

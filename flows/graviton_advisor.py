@@ -23,6 +23,8 @@ from tasks.aws.compute import (
 from tasks.aws.ec2 import describe_instance_types, list_instances
 from tasks.runner import AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
 
+JOB = "graviton-advisor"
+
 
 @dataclass
 class Read:
@@ -57,10 +59,10 @@ def judge(target: AwsTarget, read: Read, policy: GravitonPolicy, ctx: RunContext
     ])
 
 
-JOB = Job(name="graviton-advisor", policy=GravitonPolicy, service="ec2", collect=collect, judge=judge)
+CONTRACT = Job(name=JOB, policy=GravitonPolicy, service="ec2", collect=collect, judge=judge)
 
 
-@job_flow(JOB)
+@job_flow(CONTRACT)
 def graviton_advisor(
     policy: GravitonPolicy = GravitonPolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
@@ -70,5 +72,5 @@ def graviton_advisor(
     now: datetime | None = None,
 ) -> RunResult:
     """Report what moving to Graviton would save. Advice only: nothing is changed."""
-    return run_aws(JOB, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
+    return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, now=now)

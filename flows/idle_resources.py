@@ -47,7 +47,7 @@ from tasks.runner import (
     run_aws,
 )
 
-NAME = "idle-resources"
+JOB = "idle-resources"
 PRICE_CACHE_DAYS = 7
 # What a failed listing hides: without volumes (or AMIs) no snapshot can be called orphaned.
 HIDDEN_BY = {"addresses": {IDLE_EIP}, "volumes": {UNATTACHED_VOLUME, ORPHANED_SNAPSHOT},
@@ -65,7 +65,7 @@ def prices(targets: list[AwsTarget], policy: IdlePolicy, ctx: RunContext) -> tup
     """Pricing API prices (cached in the store for a week), else the bundled table."""
     if not policy.refresh_prices:
         return BUNDLED, []
-    cached = ctx.store.get_watermark(NAME, "price-table")
+    cached = ctx.store.get_watermark(JOB, "price-table")
     if cached:
         entry = json.loads(cached)
         if ctx.now - datetime.fromisoformat(entry["fetched_at"]) < timedelta(days=PRICE_CACHE_DAYS):
@@ -74,7 +74,7 @@ def prices(targets: list[AwsTarget], policy: IdlePolicy, ctx: RunContext) -> tup
         table = refresh_price_table(targets[0].account, sorted({t.region for t in targets}))
     except Exception as exc:  # no Pricing API access: the bundled list prices still hold
         return BUNDLED, [f"Bundled list prices used: Pricing API unavailable ({error_summary(exc)})"]
-    ctx.store.set_watermark(NAME, "price-table", json.dumps(
+    ctx.store.set_watermark(JOB, "price-table", json.dumps(
         {"fetched_at": ctx.now.isoformat(), "table": table.model_dump()}), ctx.now)
     return table, []
 
@@ -117,15 +117,15 @@ def judge(target: AwsTarget, read: Read, policy: IdlePolicy, ctx: RunContext) ->
 
 def act(target: AwsTarget, offers: list[Offer], ctx: RunContext) -> list[dict[str, Any]]:
     flow_run_id = str(runtime_flow_run.id) if runtime_flow_run.id else None
-    return apply_plan(target.account, target.region, [o.payload for o in offers], NAME, ctx.store,
+    return apply_plan(target.account, target.region, [o.payload for o in offers], JOB, ctx.store,
                       ctx.options["opt_out_tag"], ctx.now, flow_run_id)
 
 
-JOB = Job(name=NAME, policy=IdlePolicy, service="ec2", collect=collect, judge=judge, act=Action(apply=act),
+CONTRACT = Job(name=JOB, policy=IdlePolicy, service="ec2", collect=collect, judge=judge, act=Action(apply=act),
           prices=prices, collect_account=collect_buckets, account_kinds=frozenset({STALE_OBJECTS}))
 
 
-@job_flow(JOB)
+@job_flow(CONTRACT)
 def idle_resources(
     policy: IdlePolicy = IdlePolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
@@ -146,5 +146,5 @@ def idle_resources(
         apply: Publish a plan, pause for approval, then act on the approved items only.
         now: The time of the run (tests); defaults to the current time.
     """
-    return run_aws(JOB, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
+    return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, apply=apply, now=now, options={"opt_out_tag": policy.opt_out_tag})

@@ -29,6 +29,8 @@ from tasks.runner import (
     run_aws,
 )
 
+JOB = "lambda-health"
+
 
 @dataclass
 class Read:
@@ -65,10 +67,10 @@ def notes(read: list[tuple[AwsTarget, Read]], policy: LambdaPolicy, ctx: RunCont
             f"{start:%H:%M}-{end:%H:%M} UTC, {sum(r.calls for _, r in read)} GetMetricData calls"]
 
 
-JOB = Job(name="lambda-health", policy=LambdaPolicy, service="lambda", collect=collect, judge=judge, notes=notes)
+CONTRACT = Job(name=JOB, policy=LambdaPolicy, service="lambda", collect=collect, judge=judge, notes=notes)
 
 
-@job_flow(JOB)
+@job_flow(CONTRACT)
 def lambda_health(
     policy: LambdaPolicy = LambdaPolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
@@ -80,5 +82,5 @@ def lambda_health(
     now: datetime | None = None,
 ) -> RunResult:
     """Judge every function (matching `name_prefix` and `tag_filter`) over the policy's window."""
-    return run_aws(JOB, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
+    return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, now=now, options={"name_prefix": name_prefix, "tag_filter": tag_filter})

@@ -13,6 +13,8 @@ from rules.queue_health import QueuePolicy, judge_queues, metric_rows
 from tasks.aws.sqs import get_oldest_message_ages, list_queues
 from tasks.runner import AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
 
+JOB = "queue-health"
+
 
 def collect(target: AwsTarget, policy: QueuePolicy, ctx: RunContext) -> tuple[list, dict]:
     end = ctx.now.replace(second=0, microsecond=0) + timedelta(minutes=1)
@@ -32,10 +34,10 @@ def notes(read: list[tuple[AwsTarget, tuple]], policy: QueuePolicy, ctx: RunCont
     return [f"{sum(len(q) for _, (q, _) in read)} queues in {len(read)} regions"]
 
 
-JOB = Job(name="queue-health", policy=QueuePolicy, service="sqs", collect=collect, judge=judge, notes=notes)
+CONTRACT = Job(name=JOB, policy=QueuePolicy, service="sqs", collect=collect, judge=judge, notes=notes)
 
 
-@job_flow(JOB)
+@job_flow(CONTRACT)
 def queue_health(
     policy: QueuePolicy = QueuePolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
@@ -46,5 +48,5 @@ def queue_health(
     now: datetime | None = None,
 ) -> RunResult:
     """Judge every queue whose name starts with `name_prefix`."""
-    return run_aws(JOB, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
+    return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, now=now, options={"name_prefix": name_prefix})

@@ -14,7 +14,7 @@ from tasks.aws.s3 import list_buckets
 from tasks.aws.s3_usage import add_tiering_rules, bucket_usage
 from tasks.runner import Action, AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
 
-NAME = "s3-intelligent-tiering"
+JOB = "s3-intelligent-tiering"
 
 def collect_buckets(account: Account, policy: TieringPolicy, ctx: RunContext) -> list:
     return list_buckets(account)
@@ -30,13 +30,13 @@ def judge(target: AwsTarget, read: tuple[list, dict], policy: TieringPolicy, ctx
               payload=c) for c in changes])
 
 def apply_rules(target: AwsTarget, offers: list[Offer], ctx: RunContext) -> list[dict[str, Any]]:
-    outcomes = add_tiering_rules(target.account, [o.payload for o in offers], ctx.store, NAME, ctx.now, True)
+    outcomes = add_tiering_rules(target.account, [o.payload for o in offers], ctx.store, JOB, ctx.now, True)
     return [{"action": o.action, "resource": o.item_id, "outcome": outcomes[o.item_id]} for o in offers]
 
-JOB = Job(name=NAME, policy=TieringPolicy, service="s3", collect=collect, judge=judge,
+CONTRACT = Job(name=JOB, policy=TieringPolicy, service="s3", collect=collect, judge=judge,
           collect_account=collect_buckets, act=Action(apply=apply_rules))
 
-@job_flow(JOB)
+@job_flow(CONTRACT)
 def s3_intelligent_tiering(
     policy: TieringPolicy = TieringPolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
@@ -48,5 +48,5 @@ def s3_intelligent_tiering(
 ) -> RunResult:
     """Recommend the transition per bucket; with `apply=True`, add it to the buckets a person
     approves (the run pauses and asks), merging with their existing rules."""
-    return run_aws(JOB, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
+    return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, apply=apply, now=now)

@@ -167,15 +167,16 @@ def aws_targets(creds: AwsCredentials, role_arns: list[str] | None, regions: lis
     """The credentials' own account plus one per role; an account that cannot be entered is a gap."""
     accounts = [Account(creds), *(Account(creds, arn) for arn in role_arns or [])]
     futures = [(a, resolve_account.submit(a, regions, service)) for a in accounts]
-    targets = []
+    by_account: dict[str, list[AwsTarget]] = {}
     for account, future in futures:
         try:
             account_id, account_regions = future.result()
         except Exception as exc:  # an expired role, no region, no answer: that account covers nothing
             coverage.fail(account.role_arn or "credentials' account", error_summary(exc))
             continue
-        targets += [AwsTarget(account, account_id, region) for region in account_regions]
-    return targets
+        # A role listed for the credentials' own account is what the user chose for it: it wins.
+        by_account[account_id] = [AwsTarget(account, account_id, region) for region in account_regions]
+    return [t for targets in by_account.values() for t in targets]
 
 
 @task(name="collect-account", cache_policy=NO_CACHE, task_run_name="collect-account-{account_id}")

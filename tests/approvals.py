@@ -20,11 +20,15 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 
 
-def paused_run_id(flow_name: str, after: datetime, timeout: float = 120) -> str:
-    """The id of this flow's run that paused after `after` (read from the Prefect API)."""
+def paused_run_id(flow_name: str, after: datetime, timeout: float = 120,
+                  finished: threading.Thread | None = None) -> str | None:
+    """The id of this flow's run that paused after `after` (read from the Prefect API); None
+    when `finished` ends first (the run needed no approval)."""
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
+            if finished is not None and not finished.is_alive():
+                return None
             runs = client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
                 flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
@@ -37,15 +41,18 @@ def paused_run_id(flow_name: str, after: datetime, timeout: float = 120) -> str:
     raise AssertionError(f"no run of {flow_name} paused")
 
 
-def run_and_answer(flow: Flow, answer: dict[str, Any], **kwargs: Any) -> Any:
+def run_and_answer(flow: Flow, answer: dict[str, Any], must_pause: bool = True, **kwargs: Any) -> Any:
     """Run `flow` in a thread; when it pauses for approval, resume it with `answer`.
 
-    Returns the final state (the run's result is `state.result()`).
+    `must_pause=False` accepts a run that needs no approval (a standing one). Returns the
+    final state (the run's result is `state.result()`).
     """
     box: dict[str, Any] = {}
     started = datetime.now(timezone.utc) - timedelta(seconds=1)
     thread = threading.Thread(target=lambda: box.setdefault("state", flow(return_state=True, **kwargs)))
     thread.start()
-    resume_flow_run(paused_run_id(flow.name, started), run_input=answer)
+    run_id = paused_run_id(flow.name, started, finished=None if must_pause else thread)
+    if run_id:
+        resume_flow_run(run_id, run_input=answer)
     thread.join(180)
     return box["state"]

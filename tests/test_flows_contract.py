@@ -30,3 +30,39 @@ def test_every_deployment_parameters_validate_against_its_flow():
         fl = load_flow(spec["entrypoint"])
         fl.validate_parameters(spec.get("parameters") or {})
         assert "dataplatform-ops" in (spec.get("tags") or []), spec["name"]
+
+
+def test_registry_and_prefect_yaml_agree():
+    from flows.registry import JOBS
+
+    deployed = {load_flow(spec["entrypoint"]).name for spec in deployment_specs()}
+    assert deployed == set(JOBS), "prefect.yaml and flows/registry.py must list the same jobs"
+    assert {f.name for f in collection_flows()} == set(JOBS), "add the new flow to flows/registry.py"
+
+
+# A report with no findings, and one-off events announced once ever: nothing to remind.
+NEVER_REMINDED = {"bigquery-cost-report", "bigquery-query-cost-watch"}
+
+
+def test_every_aws_job_means_the_same_by_regions_role_arns_apply_and_repeat():
+    import inspect
+
+    from flows.registry import JOBS
+
+    for name, fl in JOBS.items():
+        params = inspect.signature(fl.fn).parameters
+        if name not in NEVER_REMINDED:
+            assert "repeat_interval_hours" in str(fl.parameters.definitions), f"{name}: add repeat_interval_hours"
+        if "aws_credentials" not in params or "warehouse" in params:
+            continue  # not an account sweep
+        assert params["regions"].default is None, f"{name}: `regions` unset must mean every enabled region"
+        assert params["role_arns"].default is None, f"{name}: `role_arns` must add accounts"
+        if "apply" in params:
+            assert params["apply"].default is False, f"{name}: dry-run by default"
+            assert "approval_timeout_seconds" in str(fl.parameters.definitions), name
+
+
+def test_job_pages_are_generated_from_the_code():
+    from deployments.docs import stale
+
+    assert stale() == [], "run `uv run python -m deployments.docs` and commit docs/jobs/"

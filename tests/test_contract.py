@@ -1,0 +1,98 @@
+"""The job contract, shown on real runs (moto, the Prefect server, automations, chat receiver):
+nothing is resolved by a run that did not read its place, a run that read nothing fails with
+its cause in chat, deployments with other targets keep their own findings, and a bug in a
+rule fails the run instead of passing as "not covered"."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import boto3
+from prefect_aws import AwsCredentials
+from prefect_aws.client_parameters import AwsClientParameters
+
+import flows.queue_health as queue_module
+from flows.queue_health import JOB, queue_health
+from tests.test_queue_health import make_queue
+
+NOW = datetime.now(timezone.utc)
+
+
+def plant_dlq(region: str, name: str) -> None:
+    """A dead-letter queue holding a message: one `dlq-messages` finding in `region`."""
+    sqs = boto3.client("sqs", region_name=region)
+    dlq = make_queue(sqs, f"{name}-dlq")
+    make_queue(sqs, name, dlq)
+    sqs.send_message(QueueUrl=dlq, MessageBody="lost order")
+
+
+def creds(**kwargs) -> str:
+    name = f"aws-{uuid.uuid4().hex[:8]}"
+    AwsCredentials(**kwargs).save(name)
+    return name
+
+
+def open_keys(store) -> set[tuple[str, str]]:
+    return {(f["scope"], f["resource_id"]) for f in store.findings_of(JOB, "open")}
+
+
+def test_deployments_with_other_regions_keep_their_own_findings(aws, store):
+    plant_dlq("us-east-1", "orders")
+    plant_dlq("eu-west-1", "billing")
+    good = creds(region_name="us-east-1")
+    queue_health(regions=["us-east-1"], aws_credentials=good, store=store._block_document_name, now=NOW)
+    queue_health(regions=["eu-west-1"], aws_credentials=good, store=store._block_document_name, now=NOW)
+    both = {("123456789012/us-east-1", "orders-dlq"), ("123456789012/eu-west-1", "billing-dlq")}
+    assert open_keys(store) == both
+    # The us-east-1 deployment runs again: the eu-west-1 finding is not its to resolve.
+    queue_health(regions=["us-east-1"], aws_credentials=good, store=store._block_document_name, now=NOW)
+    assert open_keys(store) == both and store.findings_of(JOB, "resolved") == []
+
+
+def test_unset_regions_mean_every_enabled_region(aws, store):
+    plant_dlq("ap-northeast-2", "seoul")
+    result = queue_health(aws_credentials=creds(region_name="us-east-1"), store=store._block_document_name,
+                          now=NOW)
+    assert {(f.scope, f.resource_id) for f in result.findings} == {("123456789012/ap-northeast-2", "seoul-dlq")}
+
+
+def test_a_block_without_region_still_reads_every_region(aws, store, monkeypatch):
+    plant_dlq("us-east-1", "orders")
+    monkeypatch.delenv("AWS_DEFAULT_REGION")  # a block saved without a region, none in the environment
+    result = queue_health(aws_credentials=creds(), store=store._block_document_name, now=NOW)
+    assert result.errors == {} and open_keys(store) == {("123456789012/us-east-1", "orders-dlq")}
+
+
+def test_an_account_that_cannot_be_read_resolves_nothing_and_fails_once_in_chat(aws, store, routed):
+    plant_dlq("us-east-1", "orders")
+    queue_health(regions=["us-east-1"], aws_credentials=creds(region_name="us-east-1"),
+                 store=store._block_document_name, now=NOW)
+    assert open_keys(store) == {("123456789012/us-east-1", "orders-dlq")}
+    routed.wait_for(1)  # the finding's own message
+
+    # Nothing listens there: every call fails to connect (an endpoint down, a VPC endpoint gone).
+    bad = creds(region_name="us-east-1", aws_client_parameters=AwsClientParameters(
+        endpoint_url="http://127.0.0.1:9", config={"retries": {"max_attempts": 1}}))
+    state = queue_health(aws_credentials=bad, store=store._block_document_name, now=NOW, return_state=True)
+
+    assert state.is_failed() and "could not read anything" in state.message
+    assert open_keys(store) == {("123456789012/us-east-1", "orders-dlq")}  # nothing "resolved"
+    messages = routed.wait_for(2)
+    assert len(messages) == 2 and "resolved" not in messages[1].text.lower()
+    assert "could not read anything" in messages[1].text and "credentials' account" in messages[1].text
+
+
+def test_a_rule_that_raises_fails_the_run_with_its_traceback(aws, store, routed, monkeypatch):
+    plant_dlq("us-east-1", "orders")
+
+    def broken_rule(*args, **kwargs):  # stands for a bug in a rule: none exists to run here
+        raise ZeroDivisionError("division by zero in the backlog rule")
+
+    monkeypatch.setattr(queue_module, "judge_queues", broken_rule)
+    state = queue_health(regions=["us-east-1"], aws_credentials=creds(region_name="us-east-1"),
+                         store=store._block_document_name, now=NOW, return_state=True)
+    assert state.is_failed() and "ZeroDivisionError" in state.message
+    [alert] = routed.wait_for(1)
+    assert "ZeroDivisionError" in alert.text and "broken_rule" in alert.text  # the traceback's frame
+    assert store.findings_of(JOB, "open") == []  # the run judged nothing: it stored nothing either
