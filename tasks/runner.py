@@ -71,7 +71,6 @@ class Judgement:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     offers: list[Offer] = field(default_factory=list)  # changes a person may approve
     notes: list[str] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)  # the job's own table, if it has one
     details: list[Any] = field(default_factory=list)  # job-specific results its `after` hook uses
 
     def add(self, other: Judgement) -> None:
@@ -79,7 +78,6 @@ class Judgement:
         self.metrics += other.metrics
         self.offers += other.offers
         self.notes += other.notes
-        self.rows += other.rows
         self.details += other.details
 
 
@@ -158,7 +156,7 @@ def resolve_account(account: Account, regions: list[str] | None, service: str) -
     return account.account_id, list(regions) if regions else enabled_regions(account, service)
 
 
-# What finding the targets takes: every AWS job's policy has these.
+# What finding the targets needs: part of every AWS job's least-privilege policy.
 TARGETS = resolve_account.fn.aws_permissions
 
 
@@ -275,9 +273,8 @@ def run_aws(
     notes += judged.notes
     ops_store.record_metrics(job.name, judged.metrics)
     repeat = timedelta(hours=policy.repeat_interval_hours)
-    table = judged.rows or None
     # quote(): Prefect need not walk thousands of findings looking for futures.
-    tell(job.name, quote(judged.findings), ops_store, ctx.now, coverage, repeat, notes=notes, table=table)
+    tell(job.name, quote(judged.findings), ops_store, ctx.now, coverage, repeat, notes=notes)
     actions: list[dict[str, Any]] = []
     if job.act and judged.offers:
         write_table(job.name, "plan", [o.row() for o in judged.offers],
@@ -289,7 +286,7 @@ def run_aws(
         except ApprovalExpired as exc:
             return cancelled(str(exc))
         done = {a["resource"] for a in actions if a["outcome"] == "done"}
-        if done and not table:  # acted-on resources drop out: the digest announces them resolved
+        if done:  # acted-on resources drop out: the digest announces them resolved
             left = [f for f in judged.findings if f.resource_id not in done]
             tell(job.name, quote(left), ops_store, ctx.now, coverage, repeat, notes=notes)
     if job.after:
