@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from prefect.blocks.core import Block
+from pydantic import ValidationError
 
 from rules.config import ConfigError
 
@@ -18,6 +19,10 @@ def load_block(block_type: type[B], name: str, parameter: str) -> B:
     """`block_type.load(name)`, with a `ConfigError` naming the parameter when it is missing."""
     try:
         return block_type.load(name)
+    except ValidationError as exc:  # saved before a check existed, or edited in the UI
+        problem = exc.errors()[0]
+        why = problem.get("ctx", {}).get("error") or problem["msg"]  # never the input: may be secret
+        raise ConfigError(f"{block_type.__name__} block {name!r} (parameter `{parameter}`): {why}") from None
     except ValueError:
         how = (" or with `uv run python -m deployments.blocks`"
                if block_type.get_block_type_slug() in _MADE_BY_COMMAND else

@@ -2,6 +2,7 @@
 
 - `emit_findings_digest`: one event per job run that changed something (opened, escalated,
   reminded, resolved findings), carrying the rendered subject and text.
+- `emit_chat_refused`: Google Chat refused a message for good (the chat block emits it).
 - `on_flow_failure`: a flow hook that emits one event per failed (or timed-out) run with
   the failed task, its exception and traceback tail, retries, the owners to mention and
   the last log lines, which Prefect's open-source server cannot template.
@@ -17,7 +18,8 @@ import re
 import threading
 import traceback
 from collections import OrderedDict, deque
-from typing import Any
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
 from prefect.events import emit_event
 from prefect.runtime import deployment as runtime_deployment
@@ -28,8 +30,12 @@ from rules.findings import Transitions
 from rules.messages import TaskFailure, findings_digest, flow_failure_message
 from rules.text import redact
 
+if TYPE_CHECKING:  # the chat block imports this module
+    from blocks.store import OpsStore
+
 EVENT_FINDINGS = "dataplatform-ops.findings.changed"
 EVENT_FLOW_FAILED = "dataplatform-ops.flow-run.failed"
+EVENT_CHAT_REFUSED = "dataplatform-ops.chat.refused"
 LOG_TAIL_RECORDS = 15
 TRACEBACK_LINES = 8
 OWNER_TAG_PREFIX = "owner:"
@@ -44,11 +50,17 @@ def run_url(flow_run_id: Any = None) -> str | None:
     return f"{ui.rstrip('/')}/runs/flow-run/{flow_run_id}" if ui and flow_run_id else None
 
 
-def emit_findings_digest(job: str, transitions: Transitions) -> bool:
-    """Emit the digest event if anything changed; returns whether one was emitted."""
+def emit_findings_digest(job: str, transitions: Transitions, store: OpsStore | None = None) -> bool:
+    """Emit the digest event if anything changed; returns whether one was emitted.
+
+    With `store`, the digest is recorded first, so that a chat block whose outbox is that store
+    can make the findings due again if Google Chat refuses it.
+    """
     if transitions.is_quiet:
         return False
     subject, text = findings_digest(job, transitions, run_url())
+    if store is not None:
+        store.record_announcement(job, subject, text, transitions, datetime.now(timezone.utc))
     worst = max(
         (f.severity.rank for f in transitions.opened + transitions.escalated + transitions.reminded),
         default=0,
@@ -68,6 +80,18 @@ def emit_findings_digest(job: str, transitions: Transitions) -> bool:
         },
     )
     return True
+
+
+def emit_chat_refused(subject: str, error: str) -> None:
+    """Google Chat will never take a message (kept in the outbox): make that visible."""
+    try:
+        emit_event(
+            event=EVENT_CHAT_REFUSED,
+            resource={"prefect.resource.id": "dataplatform-ops.chat", "prefect.resource.name": "Google Chat"},
+            payload={"subject": redact(subject), "error": redact(error)},
+        )
+    except Exception:  # the chat block may run where events cannot be sent; the chat line remains
+        logging.getLogger(__name__).warning("could not emit %s for %r", EVENT_CHAT_REFUSED, subject)
 
 
 def emit_outbox_flush(job: str) -> None:

@@ -33,7 +33,7 @@ def tell(
         store.open_findings(job), findings, now, repeat_interval, failed_scopes=(errors or {}).keys()
     )
     store.save_transitions(job, transitions, now)
-    if not emit_findings_digest(job, transitions) and store.pending_message_count():
+    if not emit_findings_digest(job, transitions, store) and store.pending_message_count():
         emit_outbox_flush(job)  # chat was down earlier: deliver what waits, even on a quiet run
     write_report(job, findings, transitions, errors=errors, notes=notes, table=table)
     return transitions
@@ -59,7 +59,7 @@ def tell_events(
     current = {e.key for e in events}
     gone = sorted(k for k in store.open_findings(job) if k not in current)
     store.save_transitions(job, Transitions(resolved=gone), now)
-    if not emit_findings_digest(job, announced) and store.pending_message_count():
+    if not emit_findings_digest(job, announced, store) and store.pending_message_count():
         emit_outbox_flush(job)  # as in `tell`: deliver what waits, even on a quiet run
     write_report(job, events, announced, errors=errors, notes=notes, table=table)
     return announced

@@ -10,7 +10,7 @@ from blocks.google_chat import GoogleChatWebhook, chat_message
 
 
 def block(chat, **kw) -> GoogleChatWebhook:
-    return GoogleChatWebhook(url=chat.url, max_backoff_seconds=0.05, **kw)
+    return GoogleChatWebhook(url=chat.url, max_backoff_seconds=0.05, min_interval_seconds=0, **kw)
 
 
 def test_sends_a_card_with_fallback_threaded_per_job_and_day(chat):

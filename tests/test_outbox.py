@@ -11,16 +11,17 @@ from tests.sample_jobs import findings_job
 
 
 def test_block_keeps_undelivered_messages_and_sends_them_first_once(chat, store):
-    block = GoogleChatWebhook(url=chat.url, max_attempts=2, max_backoff_seconds=0.01, outbox=store)
+    block = GoogleChatWebhook(url=chat.url, max_attempts=2, max_backoff_seconds=0.01,
+                              min_interval_seconds=0, outbox=store)
     chat.respond_with(503, 503)
     with pytest.raises(NotificationError):
         block.notify("first", subject="[t] one")
     assert store.pending_message_count() == 1
 
-    chat.respond_with(503, 503, 503, 503)  # still down at the next send: both wait, in order
-    with pytest.raises(NotificationError):
+    chat.respond_with(503, 503)  # still down at the next send: the new one is not tried
+    with pytest.raises(NotificationError, match="waits behind"):  # before the one waiting
         block.notify("second", subject="[t] two")
-    assert store.pending_message_count() == 2
+    assert store.pending_message_count() == 2 and len(chat.received) == 4
 
     block.notify("third", subject="[t] three")
     assert [m.message["fallbackText"].split("\n")[1] for m in chat.delivered] == ["first", "second", "third"]
