@@ -18,7 +18,7 @@ from pydantic import Field, SecretStr
 
 from blocks.store import OpsStore
 from rules.text import redact
-from tasks.notify import emit_chat_refused
+from tasks.notify import aemit_chat_refused, emit_chat_refused
 
 MAX_MESSAGE_BYTES = 32_000
 MIN_BACKOFF_SECONDS = 1.0
@@ -202,10 +202,11 @@ class GoogleChatWebhook(NotificationBlock):
                 raise self._failure(response, error)
             time.sleep(self._wait(response, attempt - 1))
 
-    def _deliver(self, body: str, subject: str | None) -> None:
+    def _deliver(self, body: str, subject: str | None, refusals: list[tuple[str, str]]) -> None:
+        """Send; `refusals` gets (subject, error) of each message Google Chat refused for good."""
         # One sender per space at a time in this process, so concurrent alerts keep their order.
         with _space_lock(self.url.get_secret_value()), httpx.Client(timeout=self.timeout_seconds) as client:
-            run = _Delivery(self, client)
+            run = _Delivery(self, client, refusals)
             waiting = run.flush()
             if not body.strip():
                 return  # a flush request: only pending messages were to be sent
@@ -223,7 +224,11 @@ class GoogleChatWebhook(NotificationBlock):
 
     async def anotify(self, body: str, subject: str | None = None) -> None:
         # The server awaits notify(); the sending itself is blocking I/O, kept off its loop.
-        await asyncio.to_thread(self._deliver, body, subject)
+        refusals: list[tuple[str, str]] = []
+        try:
+            await asyncio.to_thread(self._deliver, body, subject, refusals)
+        finally:
+            await aemit_chat_refused(refusals)
 
     @async_dispatch(anotify)
     def notify(self, body: str, subject: str | None = None) -> None:
@@ -235,7 +240,11 @@ class GoogleChatWebhook(NotificationBlock):
         A message refused with HTTP 400 is tried once more as plain text, then kept as
         undeliverable, announced as an event and mentioned in the next message that goes through.
         """
-        self._deliver(body, subject)
+        refusals: list[tuple[str, str]] = []
+        try:
+            self._deliver(body, subject, refusals)
+        finally:
+            emit_chat_refused(refusals)
 
 
 class Refused(NotificationError):
@@ -245,8 +254,8 @@ class Refused(NotificationError):
 class _Delivery:
     """One `notify` call: the outbox kept best-effort and refusals told in the next message."""
 
-    def __init__(self, block: GoogleChatWebhook, client: httpx.Client) -> None:
-        self.block, self.client = block, client
+    def __init__(self, block: GoogleChatWebhook, client: httpx.Client, refusals: list[tuple[str, str]]) -> None:
+        self.block, self.client, self.refusals = block, client, refusals
         self.store_down: str | None = None
         self.untold: list[tuple[int | None, str, str]] = self.store("unsurfaced_refusals") or []
 
@@ -275,7 +284,7 @@ class _Delivery:
 
     def refused_now(self, message_id: int | None, subject: str | None, refused: Refused) -> None:
         self.untold.append((message_id, subject or "", refused.log))
-        emit_chat_refused(subject or "", refused.log)
+        self.refusals.append((subject or "", refused.log))
 
     def flush(self) -> bool:
         """Send what waits in the outbox, oldest first; whether some still wait (chat down)."""

@@ -18,13 +18,15 @@ import re
 import threading
 import traceback
 from collections import OrderedDict, deque
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 from prefect.events import emit_event
 from prefect.runtime import deployment as runtime_deployment
 from prefect.runtime import flow_run as runtime_flow_run
-from prefect.settings import PREFECT_UI_URL
+from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
 from rules.findings import Transitions
 from rules.messages import TaskFailure, findings_digest, flow_failure_message
@@ -82,16 +84,39 @@ def emit_findings_digest(job: str, transitions: Transitions, store: OpsStore | N
     return True
 
 
-def emit_chat_refused(subject: str, error: str) -> None:
-    """Google Chat will never take a message (kept in the outbox): make that visible."""
+def _refusal(subject: str, error: str) -> dict[str, Any]:
+    return {
+        "event": EVENT_CHAT_REFUSED,
+        "resource": {"prefect.resource.id": "dataplatform-ops.chat", "prefect.resource.name": "Google Chat"},
+        "payload": {"subject": redact(subject), "error": redact(error)},
+    }
+
+
+def emit_chat_refused(refusals: Sequence[tuple[str, str]]) -> None:
+    """One event per message Google Chat will never take (subject, error): kept in the outbox."""
+    for subject, error in refusals:
+        emit_event(**_refusal(subject, error))
+
+
+async def aemit_chat_refused(refusals: Sequence[tuple[str, str]]) -> None:
+    """`emit_chat_refused` for the chat block's async twin, which a Prefect server runs.
+
+    A server process usually has no API URL, and Prefect's client would then start a second,
+    ephemeral server: there the event goes straight onto the server's own event bus.
+    """
+    if PREFECT_API_URL.value() or not refusals:
+        emit_chat_refused(refusals)
+        return
+    from prefect.server.events.clients import PrefectServerEventsClient
+    from prefect.server.events.schemas.events import Event
+
     try:
-        emit_event(
-            event=EVENT_CHAT_REFUSED,
-            resource={"prefect.resource.id": "dataplatform-ops.chat", "prefect.resource.name": "Google Chat"},
-            payload={"subject": redact(subject), "error": redact(error)},
-        )
-    except Exception:  # the chat block may run where events cannot be sent; the chat line remains
-        logging.getLogger(__name__).warning("could not emit %s for %r", EVENT_CHAT_REFUSED, subject)
+        async with PrefectServerEventsClient() as events:
+            for subject, error in refusals:
+                await events.emit(Event(id=uuid4(), occurred=datetime.now(timezone.utc),
+                                        **_refusal(subject, error)))
+    except Exception:  # an exception here would make the server retry the whole notification
+        logging.getLogger(__name__).exception("could not emit %s", EVENT_CHAT_REFUSED)
 
 
 def emit_outbox_flush(job: str) -> None:

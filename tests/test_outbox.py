@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import time
+from datetime import datetime, timedelta, timezone
+
 import pytest
 from prefect.blocks.abstract import NotificationError
 
 from blocks.google_chat import GoogleChatWebhook
+from tasks.notify import EVENT_CHAT_REFUSED
 from tests.conftest import route_to
 from tests.sample_jobs import findings_job
+from tests.server_search import all_events
 
 
 def test_block_keeps_undelivered_messages_and_sends_them_first_once(chat, store):
@@ -44,3 +50,26 @@ def test_digest_lost_to_an_outage_arrives_on_the_next_quiet_run(chat, store):
     assert "vol-outage" in message.text and "1 new" in message.text
     assert len(chat.settle(quiet=3)) == 1
     assert store.pending_message_count() == 0
+
+
+def test_a_digest_chat_refuses_is_announced_again_by_the_next_run(chat, store):
+    """The server's automation sends the digest; chat refuses it as a card and as plain text."""
+    started = datetime.now(timezone.utc)
+    route_to(chat, outbox=store)
+    chat.respond_with(400, 400)
+    findings_job(["vol-refused"], store._block_document_name)
+    chat.settle(quiet=3)
+    assert [r.status for r in chat.received] == [400, 400] and chat.delivered == []
+
+    findings_job(["vol-refused"], store._block_document_name)  # not new, but never announced
+    [message] = chat.wait_for(1)
+    assert "1 still open" in message.text and "vol-refused" in message.text
+    assert "refused an earlier message" in message.text and "[backbone-findings] 1 new" in message.text
+    findings_job(["vol-refused"], store._block_document_name)
+    assert len(chat.settle(quiet=3)) == 1  # announced once it went through: quiet again
+
+    deadline = time.monotonic() + 20  # the chat block on the server emitted it
+    while not any(e["event"] == EVENT_CHAT_REFUSED for page in all_events(started - timedelta(minutes=1))
+                  for e in json.loads(page)):
+        assert time.monotonic() < deadline, "no refusal event"
+        time.sleep(0.5)
