@@ -197,6 +197,13 @@ class OpsStore(Block):
         return make_url(self.url.get_secret_value()).render_as_string(hide_password=True)
 
     @property
+    def is_relative_sqlite(self) -> bool:
+        """A SQLite file named relative to the working directory (lost with a worker's container)."""
+        url = make_url(self.url.get_secret_value())
+        return (url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:")
+                and not Path(url.database).expanduser().is_absolute())
+
+    @property
     def engine(self) -> Engine:
         return _engine(self.url.get_secret_value())
 

@@ -1,8 +1,10 @@
 """The store on SQLite and on the real PostgreSQL server: same behaviour on both."""
 
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pydantic import SecretStr, ValidationError
 
 from blocks.store import OpsStore, load_store
 from rules.config import ConfigError
@@ -64,3 +66,17 @@ def test_unreachable_store_is_a_clear_error_without_password():
 def test_missing_store_block_names_it():
     with pytest.raises(ConfigError, match="'no-such-store' \\(parameter `store`\\) does not exist"):
         load_store("no-such-store")
+
+
+@pytest.mark.parametrize("url", ["mysql://ops:s3cret-pw@db/ops", "not a url"])
+def test_unsupported_store_url_is_one_line_when_built_and_when_loaded(url):
+    with pytest.raises(ValidationError, match="supported schemes: sqlite, postgresql\\+psycopg"):
+        OpsStore(url=url)
+    name = f"bad-store-{uuid.uuid4().hex[:8]}"
+    OpsStore.model_construct(url=SecretStr(url)).save(name)  # as if saved before the check
+    with pytest.raises(ConfigError) as err:
+        load_store(name)
+    message = str(err.value)
+    assert message.startswith(f"OpsStore block {name!r} (parameter `store`): OpsStore `url`: ")
+    assert "supported schemes: sqlite, postgresql+psycopg" in message
+    assert "\n" not in message and "s3cret-pw" not in message
