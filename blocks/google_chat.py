@@ -85,6 +85,10 @@ def chat_message(
     return _fit(build, body, limit)
 
 
+class Refused(NotificationError):
+    """Google Chat refused the message itself (HTTP 400, also as plain text): retrying cannot help."""
+
+
 class GoogleChatWebhook(NotificationBlock):
     """Send notifications to a Google Chat space through its incoming webhook.
 
@@ -120,7 +124,7 @@ class GoogleChatWebhook(NotificationBlock):
     min_interval_seconds: float = Field(
         default=1.0,
         ge=0,
-        description="Least time between two messages to the space (Google Chat takes about one a second).",
+        description="Least time between two messages to the space (Chat takes about one a second).",
     )
     timeout_seconds: float = Field(default=10.0, gt=0, description="HTTP timeout per attempt.")
     outbox: OpsStore | None = Field(
@@ -205,18 +209,20 @@ class GoogleChatWebhook(NotificationBlock):
     def _deliver(self, body: str, subject: str | None, refusals: list[tuple[str, str]]) -> None:
         """Send; `refusals` gets (subject, error) of each message Google Chat refused for good."""
         # One sender per space at a time in this process, so concurrent alerts keep their order.
-        with _space_lock(self.url.get_secret_value()), httpx.Client(timeout=self.timeout_seconds) as client:
+        space = _space_lock(self.url.get_secret_value())
+        with space, httpx.Client(timeout=self.timeout_seconds) as client:
             run = _Delivery(self, client, refusals)
             waiting = run.flush()
             if not body.strip():
                 return  # a flush request: only pending messages were to be sent
             if waiting and run.store("enqueue_message", subject or "", body) is not None:
                 # Behind the ones still waiting, so they keep their order.
-                raise self._failure(None, "earlier messages could not be sent; this one waits behind them")
+                raise self._failure(None, "earlier messages are still waiting; this one waits behind them")
             try:
                 run.send(body, subject)
             except Refused as refused:
-                run.refused_now(run.store("enqueue_message", subject or "", body, refused.log), subject, refused)
+                kept = run.store("enqueue_message", subject or "", body, refused.log)
+                run.refused_now(kept, subject, refused)
                 raise
             except NotificationError:
                 run.store("enqueue_message", subject or "", body)
@@ -247,14 +253,12 @@ class GoogleChatWebhook(NotificationBlock):
             emit_chat_refused(refusals)
 
 
-class Refused(NotificationError):
-    """Google Chat refused the message itself (HTTP 400, also as plain text): retrying cannot help."""
-
-
 class _Delivery:
     """One `notify` call: the outbox kept best-effort and refusals told in the next message."""
 
-    def __init__(self, block: GoogleChatWebhook, client: httpx.Client, refusals: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, block: GoogleChatWebhook, client: httpx.Client, refusals: list[tuple[str, str]]
+    ) -> None:
         self.block, self.client, self.refusals = block, client, refusals
         self.store_down: str | None = None
         self.untold: list[tuple[int | None, str, str]] = self.store("unsurfaced_refusals") or []
@@ -271,8 +275,8 @@ class _Delivery:
             return None
 
     def send(self, body: str, subject: str | None) -> None:
-        notes = [f"⚠ Google Chat refused an earlier message, kept in the outbox: {s or '(no subject)'} — {e}"
-                 for _, s, e in self.untold]
+        notes = [f"⚠ Google Chat refused an earlier message, kept in the outbox: "
+                 f"{s or '(no subject)'} — {e}" for _, s, e in self.untold]
         if self.store_down:
             notes.append(f"⚠ The ops store {self.store_down} is down: the outbox is skipped, "
                          "and runs that need the store fail until it is back.")

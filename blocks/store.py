@@ -432,7 +432,8 @@ class OpsStore(Block):
     def claim_pending_messages(self, limit: int = 50) -> list[tuple[int, str, str]]:
         """Pending messages, oldest first, each claimed so that no concurrent sender sends it too."""
         now = datetime.now(timezone.utc)
-        pending = _PENDING & (outbox.c.claimed_at.is_(None) | (outbox.c.claimed_at < now - CLAIM_TIMEOUT))
+        unclaimed = outbox.c.claimed_at.is_(None) | (outbox.c.claimed_at < now - CLAIM_TIMEOUT)
+        pending = _PENDING & unclaimed
         claimed = []
         with self.engine.begin() as conn:
             rows = conn.execute(

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         print(said)
         print(_save(AwsCredentials(), "aws", args.overwrite)[1])
         if args.chat_url:
-            print(_save(GoogleChatWebhook(url=args.chat_url, outbox=store), "ops-chat", args.overwrite)[1])
+            chat = GoogleChatWebhook(url=args.chat_url, outbox=store)
+            print(_save(chat, "ops-chat", args.overwrite)[1])
     except ValidationError as exc:
         parser.exit(2, f"error: {validation_message(exc)}\n")
     except ConfigError as exc:

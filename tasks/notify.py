@@ -87,7 +87,8 @@ def emit_findings_digest(job: str, transitions: Transitions, store: OpsStore | N
 def _refusal(subject: str, error: str) -> dict[str, Any]:
     return {
         "event": EVENT_CHAT_REFUSED,
-        "resource": {"prefect.resource.id": "dataplatform-ops.chat", "prefect.resource.name": "Google Chat"},
+        "resource": {"prefect.resource.id": "dataplatform-ops.chat",
+                     "prefect.resource.name": "Google Chat"},
         "payload": {"subject": redact(subject), "error": redact(error)},
     }
 

@@ -1,5 +1,6 @@
 """The store on SQLite and on the real PostgreSQL server: same behaviour on both."""
 
+import sqlite3
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -80,3 +81,18 @@ def test_unsupported_store_url_is_one_line_when_built_and_when_loaded(url):
     assert message.startswith(f"OpsStore block {name!r} (parameter `store`): OpsStore `url`: ")
     assert "supported schemes: sqlite, postgresql+psycopg" in message
     assert "\n" not in message and "s3cret-pw" not in message
+
+
+def test_a_store_made_before_refusals_were_kept_gets_the_new_outbox_columns(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:  # the outbox as earlier versions created it
+        old.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, subject TEXT NOT NULL, "
+                    "body TEXT NOT NULL, created_at DATETIME NOT NULL, attempts INTEGER NOT NULL, "
+                    "claimed_at DATETIME, delivered_at DATETIME)")
+        old.execute("INSERT INTO outbox (subject, body, created_at, attempts) "
+                    "VALUES ('[t] s', 'waiting', '2026-11-01 00:00:00', 0)")
+    store = OpsStore(url=f"sqlite:///{path}")
+    assert store.pending_message_count() == 1
+    [(message_id, _, _)] = store.claim_pending_messages()
+    store.mark_message_refused(message_id, "HTTP 400")
+    assert store.unsurfaced_refusals() == [(message_id, "[t] s", "HTTP 400")]
