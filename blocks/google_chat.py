@@ -18,7 +18,6 @@ from pydantic import Field, SecretStr
 
 from blocks.store import OpsStore
 from rules.text import redact
-from tasks.notify import aemit_chat_refused, emit_chat_refused
 
 MAX_MESSAGE_BYTES = 32_000
 MIN_BACKOFF_SECONDS = 1.0
@@ -234,6 +233,8 @@ class GoogleChatWebhook(NotificationBlock):
         try:
             await asyncio.to_thread(self._deliver, body, subject, refusals)
         finally:
+            from tasks.notify import aemit_chat_refused  # see _LATE_IMPORT
+
             await aemit_chat_refused(refusals)
 
     @async_dispatch(anotify)
@@ -250,6 +251,8 @@ class GoogleChatWebhook(NotificationBlock):
         try:
             self._deliver(body, subject, refusals)
         finally:
+            from tasks.notify import emit_chat_refused  # see _LATE_IMPORT
+
             emit_chat_refused(refusals)
 
 
@@ -307,6 +310,8 @@ class _Delivery:
         return False
 
 
+# _LATE_IMPORT: `import prefect` loads this collection's blocks before it configures logging,
+# which would drop the log handler `tasks.notify` installs when imported: import it on use.
 _LAST_POST: dict[str, float] = {}  # webhook URL -> when this process last posted to it
 _SPACE_LOCKS: dict[str, threading.Lock] = {}
 _SPACE_LOCKS_LOCK = threading.Lock()
