@@ -6,6 +6,7 @@ import asyncio
 import html
 import json
 import re
+import threading
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -19,6 +20,7 @@ from blocks.store import OpsStore
 from rules.text import redact
 
 MAX_MESSAGE_BYTES = 32_000
+MIN_BACKOFF_SECONDS = 1.0
 _TAG = re.compile(r"^\[([^\]]{1,80})\]")
 _RETRYABLE = {429, 500, 502, 503, 504}
 _MENTION = re.compile(r"<users/[^<>\s]{1,100}>")
@@ -82,6 +84,10 @@ def chat_message(
     return _fit(build, body, limit)
 
 
+class Refused(NotificationError):
+    """Google Chat refused the message itself (HTTP 400, also as plain text): retrying cannot help."""
+
+
 class GoogleChatWebhook(NotificationBlock):
     """Send notifications to a Google Chat space through its incoming webhook.
 
@@ -114,12 +120,18 @@ class GoogleChatWebhook(NotificationBlock):
     max_backoff_seconds: float = Field(
         default=30.0, ge=0, description="Longest wait between attempts, Retry-After included."
     )
+    min_interval_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="Least time between two messages to the space (Chat takes about one a second).",
+    )
     timeout_seconds: float = Field(default=10.0, gt=0, description="HTTP timeout per attempt.")
     outbox: OpsStore | None = Field(
         default=None,
         description=(
-            "Store that keeps messages Google Chat refused after all attempts; they are sent "
-            "before the next message. Use the same store as the flows."
+            "Store that keeps messages Google Chat did not take; they are sent, in order, before "
+            "the next message. Use the same store as the flows: a digest chat refuses then makes "
+            "its findings due again."
         ),
     )
 
@@ -134,12 +146,12 @@ class GoogleChatWebhook(NotificationBlock):
 
     def _wait(self, response: httpx.Response | None, attempt: int) -> float:
         retry_after = response.headers.get("retry-after") if response is not None else None
-        if retry_after and retry_after.isdigit():
-            return min(float(retry_after), self.max_backoff_seconds)
-        return min(0.5 * 2**attempt, self.max_backoff_seconds)
+        wanted = float(retry_after) if retry_after and retry_after.isdigit() else 0.5 * 2**attempt
+        # A floor: `Retry-After: 0` must not turn the attempts into a burst.
+        return min(max(wanted, MIN_BACKOFF_SECONDS), self.max_backoff_seconds)
 
     def _verdict(self, response: httpx.Response | None, error: Exception | None) -> str:
-        """`done`, `retry`, `plain` (cards refused) or `fail`."""
+        """`done`, `retry`, `refused` (this message, HTTP 400) or `fail`."""
         if error is not None:
             return "retry"
         assert response is not None
@@ -147,65 +159,164 @@ class GoogleChatWebhook(NotificationBlock):
             return "done"
         if response.status_code in _RETRYABLE:
             return "retry"
-        if response.status_code == 400 and "card" in response.text.lower():
-            return "plain"
-        return "fail"
+        return "refused" if response.status_code == 400 else "fail"
 
-    def _failure(self, response: httpx.Response | None, error: Exception | None) -> NotificationError:
-        what = f"HTTP {response.status_code}: {response.text[:300]}" if response is not None else repr(error)
+    def _failure(
+        self, response: httpx.Response | None, error: Exception | str | None,
+        kind: type[NotificationError] = NotificationError,
+    ) -> NotificationError:
+        what = (f"HTTP {response.status_code}: {response.text[:300]}" if response is not None
+                else error if isinstance(error, str) else repr(error))
         secret = (self.url.get_secret_value(),)
         log = redact(f"Google Chat webhook failed: {what}", secret)
-        error = NotificationError(log=log)
-        error.args = (log,)  # NotificationError keeps the text only in `.log`
-        return error
+        failure = kind(log=log)
+        failure.args = (log,)  # NotificationError keeps the text only in `.log`
+        return failure
+
+    def _post(self, client: httpx.Client, url: str, message: dict[str, Any]) -> httpx.Response:
+        """POST at Google Chat's pace: at most one message per `min_interval_seconds` per space."""
+        key = self.url.get_secret_value()  # the caller holds this space's lock
+        wait = _LAST_POST.get(key, 0.0) + self.min_interval_seconds - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        _LAST_POST[key] = time.monotonic()
+        return client.post(url, json=message)
 
     def _send(self, client: httpx.Client, body: str, subject: str | None) -> None:
-        cards = self.use_cards
-        for attempt in range(self.max_attempts):
+        """Deliver one message or raise: `Refused` (400, also as plain text) or `NotificationError`."""
+        cards, attempt = self.use_cards, 0
+        while True:
             url, message = self._request(body, subject, cards)
             response, error = None, None
             try:
-                response = client.post(url, json=message)
+                response = self._post(client, url, message)
             except httpx.HTTPError as exc:
                 error = exc
             verdict = self._verdict(response, error)
             if verdict == "done":
                 return
-            if verdict == "plain" and cards:
-                cards = False
+            if verdict == "refused" and cards:
+                cards = False  # one more try as plain text: most refusals are about the card
                 continue
-            if verdict != "retry" or attempt == self.max_attempts - 1:
+            if verdict == "refused":
+                raise self._failure(response, error, Refused)
+            attempt += 1
+            if verdict == "fail" or attempt == self.max_attempts:
                 raise self._failure(response, error)
-            time.sleep(self._wait(response, attempt))
+            time.sleep(self._wait(response, attempt - 1))
 
-    def _deliver(self, body: str, subject: str | None) -> None:
-        with httpx.Client(timeout=self.timeout_seconds) as client:
-            if self.outbox is not None:
-                for message_id, old_subject, old_body in self.outbox.claim_pending_messages():
-                    try:
-                        self._send(client, old_body, old_subject)
-                    except NotificationError:
-                        self.outbox.release_message(message_id)
-                        break  # still down: keep the rest in order for the next send
-                    self.outbox.mark_message_delivered(message_id)
+    def _deliver(self, body: str, subject: str | None, refusals: list[tuple[str, str]]) -> None:
+        """Send; `refusals` gets (subject, error) of each message Google Chat refused for good."""
+        # One sender per space at a time in this process, so concurrent alerts keep their order.
+        space = _space_lock(self.url.get_secret_value())
+        with space, httpx.Client(timeout=self.timeout_seconds) as client:
+            run = _Delivery(self, client, refusals)
+            waiting = run.flush()
             if not body.strip():
                 return  # a flush request: only pending messages were to be sent
+            if waiting and run.store("enqueue_message", subject or "", body) is not None:
+                # Behind the ones still waiting, so they keep their order.
+                raise self._failure(None, "earlier messages are still waiting; this one waits behind them")
             try:
-                self._send(client, body, subject)
+                run.send(body, subject)
+            except Refused as refused:
+                kept = run.store("enqueue_message", subject or "", body, refused.log)
+                run.refused_now(kept, subject, refused)
+                raise
             except NotificationError:
-                if self.outbox is not None:
-                    self.outbox.enqueue_message(subject or "", body)
+                run.store("enqueue_message", subject or "", body)
                 raise
 
     async def anotify(self, body: str, subject: str | None = None) -> None:
         # The server awaits notify(); the sending itself is blocking I/O, kept off its loop.
-        await asyncio.to_thread(self._deliver, body, subject)
+        refusals: list[tuple[str, str]] = []
+        try:
+            await asyncio.to_thread(self._deliver, body, subject, refusals)
+        finally:
+            from tasks.notify import aemit_chat_refused  # see _LATE_IMPORT
+
+            await aemit_chat_refused(refusals)
 
     @async_dispatch(anotify)
     def notify(self, body: str, subject: str | None = None) -> None:
         """Send one message; retries 429/5xx, raises `NotificationError` when it gives up.
 
-        With an `outbox`, a message that could not be delivered is kept there and sent,
-        in order, before the next message; an empty body only delivers pending messages.
+        With an `outbox`, messages that could not be delivered wait there and are sent, in
+        order, before the next message; an empty body only delivers pending messages. The
+        outbox is best-effort: when its store is down, the message is sent anyway and says so.
+        A message refused with HTTP 400 is tried once more as plain text, then kept as
+        undeliverable, announced as an event and mentioned in the next message that goes through.
         """
-        self._deliver(body, subject)
+        refusals: list[tuple[str, str]] = []
+        try:
+            self._deliver(body, subject, refusals)
+        finally:
+            from tasks.notify import emit_chat_refused  # see _LATE_IMPORT
+
+            emit_chat_refused(refusals)
+
+
+class _Delivery:
+    """One `notify` call: the outbox kept best-effort and refusals told in the next message."""
+
+    def __init__(
+        self, block: GoogleChatWebhook, client: httpx.Client, refusals: list[tuple[str, str]]
+    ) -> None:
+        self.block, self.client, self.refusals = block, client, refusals
+        self.store_down: str | None = None
+        self.untold: list[tuple[int | None, str, str]] = self.store("unsurfaced_refusals") or []
+
+    def store(self, method: str, *args: Any) -> Any:
+        """Call an outbox method; a store failure is noted, never raised (None is returned)."""
+        outbox = self.block.outbox
+        if outbox is None or self.store_down:
+            return None
+        try:
+            return getattr(outbox, method)(*args)
+        except Exception as exc:  # any driver or SQL error means the store is unusable now
+            self.store_down = f"{outbox.safe_url} ({type(exc).__name__})"
+            return None
+
+    def send(self, body: str, subject: str | None) -> None:
+        notes = [f"⚠ Google Chat refused an earlier message, kept in the outbox: "
+                 f"{s or '(no subject)'} — {e}" for _, s, e in self.untold]
+        if self.store_down:
+            notes.append(f"⚠ The ops store {self.store_down} is down: the outbox is skipped, "
+                         "and runs that need the store fail until it is back.")
+        self.block._send(self.client, "\n".join([*notes, body]), subject)
+        told = [i for i, _, _ in self.untold if i is not None]
+        self.untold = []
+        if told:
+            self.store("mark_refusals_surfaced", told)
+
+    def refused_now(self, message_id: int | None, subject: str | None, refused: Refused) -> None:
+        self.untold.append((message_id, subject or "", refused.log))
+        self.refusals.append((subject or "", refused.log))
+
+    def flush(self) -> bool:
+        """Send what waits in the outbox, oldest first; whether some still wait (chat down)."""
+        while batch := self.store("claim_pending_messages"):
+            for n, (message_id, subject, body) in enumerate(batch):
+                try:
+                    self.send(body, subject)
+                except Refused as refused:
+                    self.store("mark_message_refused", message_id, refused.log)
+                    self.refused_now(message_id, subject, refused)
+                    continue
+                except NotificationError:
+                    self.store("release_messages", [m for m, _, _ in batch[n:]])
+                    return True
+                self.store("mark_message_delivered", message_id)
+        return False
+
+
+# _LATE_IMPORT: `import prefect` loads this collection's blocks before it configures logging,
+# which would drop the log handler `tasks.notify` installs when imported: import it on use.
+_LAST_POST: dict[str, float] = {}  # webhook URL -> when this process last posted to it
+_SPACE_LOCKS: dict[str, threading.Lock] = {}
+_SPACE_LOCKS_LOCK = threading.Lock()
+
+
+def _space_lock(url: str) -> threading.Lock:
+    with _SPACE_LOCKS_LOCK:
+        return _SPACE_LOCKS.setdefault(url, threading.Lock())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from prefect.blocks.core import Block
+from pydantic import ValidationError
 
 from rules.config import ConfigError
 
@@ -14,10 +15,22 @@ B = TypeVar("B", bound=Block)
 _MADE_BY_COMMAND = {"ops-store", "aws-credentials", "google-chat-webhook"}
 
 
+def validation_message(exc: ValidationError) -> str:
+    """The first problem of a block's validation, in one line, without the input (it may be secret)."""
+    problem = exc.errors()[0]
+    return str(problem.get("ctx", {}).get("error") or problem["msg"])
+
+
 def load_block(block_type: type[B], name: str, parameter: str) -> B:
     """`block_type.load(name)`, with a `ConfigError` naming the parameter when it is missing."""
     try:
         return block_type.load(name)
+    except RuntimeError as exc:  # Prefect's wrapping of a ValidationError
+        if not isinstance(exc.__cause__, ValidationError):
+            raise
+        # Saved before a check existed, or edited in the UI.
+        raise ConfigError(f"{block_type.__name__} block {name!r} (parameter `{parameter}`): "
+                          f"{validation_message(exc.__cause__)}") from None
     except ValueError:
         how = (" or with `uv run python -m deployments.blocks`"
                if block_type.get_block_type_slug() in _MADE_BY_COMMAND else

@@ -6,6 +6,7 @@ created on first use; every write is one transaction, so a crash never leaves ha
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -15,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from sqlalchemy.engine import Engine, make_url
 
 from rules.config import ConfigError
@@ -90,9 +91,48 @@ outbox = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("claimed_at", sa.DateTime(timezone=True)),
     sa.Column("delivered_at", sa.DateTime(timezone=True)),
+    # Refused by Google Chat even as plain text: kept, never retried, told in the next message.
+    sa.Column("refused_at", sa.DateTime(timezone=True)),
+    sa.Column("error", sa.Text),
+    sa.Column("surfaced_at", sa.DateTime(timezone=True)),
+)
+
+# Which findings a digest marked announced, so a digest chat refuses can take that back.
+announcements = sa.Table(
+    "announcements",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job", sa.String(100), nullable=False),
+    sa.Column("message", sa.String(64), nullable=False, index=True),  # message_key()
+    sa.Column("announced", sa.JSON, nullable=False),  # keys whose last_alerted it set
+    sa.Column("resolved", sa.JSON, nullable=False),  # keys it resolved
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 CLAIM_TIMEOUT = timedelta(minutes=5)
+ANNOUNCEMENT_RETENTION = timedelta(days=30)
+SUPPORTED_SCHEMES = ("sqlite", "postgresql+psycopg")
+_PENDING = outbox.c.delivered_at.is_(None) & outbox.c.refused_at.is_(None)
+
+
+def message_key(subject: str | None, body: str) -> str:
+    """Identity of a chat message as the flow rendered it and the chat block receives it."""
+    return hashlib.sha256(f"{subject or ''}\n{body}".encode()).hexdigest()
+
+
+def check_url(url: str) -> str:
+    """`url` if it is a store URL this collection supports, else a one-line `ValueError`."""
+    try:
+        scheme = make_url(url).drivername
+    except sa.exc.ArgumentError:
+        scheme = None
+    if scheme not in (*SUPPORTED_SCHEMES, "postgresql", "postgres"):
+        what = f"scheme {scheme!r} is not supported" if scheme else "not a URL"
+        raise ValueError(
+            f"OpsStore `url`: {what}; supported schemes: {', '.join(SUPPORTED_SCHEMES)} "
+            "(e.g. sqlite:////data/store.db, postgresql+psycopg://user@host:5432/db)"
+        )
+    return url
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -111,6 +151,13 @@ def _engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     engine = sa.create_engine(parsed, pool_pre_ping=True)
     metadata.create_all(engine)
+    # create_all adds tables, not columns: stores made before the outbox kept refusals.
+    present = {c["name"] for c in sa.inspect(engine).get_columns("outbox")}
+    with engine.begin() as conn:
+        for column in outbox.columns:
+            if column.name not in present:
+                kind = column.type.compile(engine.dialect)
+                conn.execute(sa.text(f"ALTER TABLE outbox ADD COLUMN {column.name} {kind}"))
     return engine
 
 
@@ -138,10 +185,23 @@ class OpsStore(Block):
         ),
     )
 
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, url: SecretStr) -> SecretStr:
+        check_url(url.get_secret_value())  # when the block is built, saved and loaded
+        return url
+
     @property
     def safe_url(self) -> str:
         """The URL without its password, for messages."""
         return make_url(self.url.get_secret_value()).render_as_string(hide_password=True)
+
+    @property
+    def is_relative_sqlite(self) -> bool:
+        """A SQLite file named relative to the working directory (lost with a worker's container)."""
+        url = make_url(self.url.get_secret_value())
+        return (url.drivername.startswith("sqlite") and url.database not in (None, "", ":memory:")
+                and not Path(url.database).expanduser().is_absolute())
 
     @property
     def engine(self) -> Engine:
@@ -361,16 +421,22 @@ class OpsStore(Block):
 
     # --- outbox: chat messages waiting for delivery -----------------------------------
 
-    def enqueue_message(self, subject: str, body: str) -> None:
+    def enqueue_message(self, subject: str, body: str, refused: str | None = None) -> int:
+        """Keep a message for later delivery, or (`refused`: why) as undeliverable; its id."""
+        now = datetime.now(timezone.utc)
         with self.engine.begin() as conn:
-            conn.execute(outbox.insert().values(
-                subject=subject, body=body, created_at=datetime.now(timezone.utc), attempts=0))
+            message_id = conn.execute(outbox.insert().values(
+                subject=subject, body=body, created_at=now, attempts=0,
+                refused_at=now if refused else None, error=refused)).inserted_primary_key[0]
+            if refused:
+                self._take_back(conn, subject, body)
+        return message_id
 
     def claim_pending_messages(self, limit: int = 50) -> list[tuple[int, str, str]]:
         """Pending messages, oldest first, each claimed so that no concurrent sender sends it too."""
         now = datetime.now(timezone.utc)
-        pending = (outbox.c.delivered_at.is_(None)) & (
-            outbox.c.claimed_at.is_(None) | (outbox.c.claimed_at < now - CLAIM_TIMEOUT))
+        unclaimed = outbox.c.claimed_at.is_(None) | (outbox.c.claimed_at < now - CLAIM_TIMEOUT)
+        pending = _PENDING & unclaimed
         claimed = []
         with self.engine.begin() as conn:
             rows = conn.execute(
@@ -384,19 +450,72 @@ class OpsStore(Block):
                     claimed.append((row.id, row.subject, row.body))
         return claimed
 
-    def release_message(self, message_id: int) -> None:
+    def release_messages(self, message_ids: Sequence[int]) -> None:
+        """Give claimed messages back at once, so the next sender need not wait for the claim timeout."""
         with self.engine.begin() as conn:
-            conn.execute(outbox.update().where(outbox.c.id == message_id).values(claimed_at=None))
+            conn.execute(outbox.update().where(outbox.c.id.in_(message_ids)).values(claimed_at=None))
 
     def mark_message_delivered(self, message_id: int) -> None:
         with self.engine.begin() as conn:
             conn.execute(outbox.update().where(outbox.c.id == message_id)
                          .values(delivered_at=datetime.now(timezone.utc)))
 
+    def mark_message_refused(self, message_id: int, error: str) -> None:
+        """Google Chat will never take this message: keep it as undeliverable, and if it was a
+        digest, make its findings due for announcement again."""
+        with self.engine.begin() as conn:
+            conn.execute(outbox.update().where(outbox.c.id == message_id)
+                         .values(refused_at=datetime.now(timezone.utc), error=error))
+            row = conn.execute(sa.select(outbox.c.subject, outbox.c.body)
+                               .where(outbox.c.id == message_id)).one()
+            self._take_back(conn, row.subject, row.body)
+
+    def unsurfaced_refusals(self) -> list[tuple[int, str, str]]:
+        """Refused messages not yet told in chat: (id, subject, error), oldest first."""
+        query = (sa.select(outbox.c.id, outbox.c.subject, outbox.c.error)
+                 .where(outbox.c.refused_at.is_not(None), outbox.c.surfaced_at.is_(None))
+                 .order_by(outbox.c.id))
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(query)]
+
+    def mark_refusals_surfaced(self, message_ids: Sequence[int]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(outbox.update().where(outbox.c.id.in_(message_ids))
+                         .values(surfaced_at=datetime.now(timezone.utc)))
+
     def pending_message_count(self) -> int:
         with self.engine.connect() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(outbox)
-                                .where(outbox.c.delivered_at.is_(None))).scalar_one()
+                                .where(_PENDING)).scalar_one()
+
+    def record_announcement(
+        self, job: str, subject: str, body: str, transitions: Transitions, now: datetime
+    ) -> None:
+        """Remember which findings the digest (`subject`, `body`) announces (see `_take_back`)."""
+        with self.engine.begin() as conn:
+            conn.execute(announcements.delete().where(
+                announcements.c.created_at < now - ANNOUNCEMENT_RETENTION))
+            conn.execute(announcements.insert().values(
+                job=job, message=message_key(subject, body), created_at=now,
+                announced=[f.key for f in transitions.to_announce],
+                resolved=list(transitions.resolved)))
+
+    @staticmethod
+    def _take_back(conn: sa.Connection, subject: str, body: str) -> None:
+        """A digest was refused: its findings count as never announced, so the job's next run
+        announces them again (open ones as reminders, resolved ones as resolved)."""
+        for a in conn.execute(sa.select(announcements).where(
+                announcements.c.message == message_key(subject, body))).all():
+            mine = findings.c.job == a.job
+            if a.announced:
+                conn.execute(findings.update().where(
+                    mine, findings.c.key.in_(a.announced), findings.c.status == "open"
+                ).values(last_alerted=None))
+            if a.resolved:
+                conn.execute(findings.update().where(
+                    mine, findings.c.key.in_(a.resolved), findings.c.status == "resolved"
+                ).values(status="open", resolved_at=None, last_alerted=None))
+            conn.execute(announcements.delete().where(announcements.c.id == a.id))
 
     def actions_of(self, job: str) -> list[dict[str, Any]]:
         query = sa.select(actions).where(actions.c.job == job).order_by(actions.c.id)

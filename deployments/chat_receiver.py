@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 MAX_MESSAGE_BYTES = 32_000
+DOWN = 0  # a scripted "status": close the connection without answering, as a space that is down
 
 
 @dataclass
@@ -81,6 +82,9 @@ class ChatReceiver:
                         Received(parts.path, parse_qs(parts.query), raw, message, problem, status)
                     )
                     receiver._cond.notify_all()
+                if status == DOWN:
+                    self.close_connection = True
+                    return
                 if receiver.echo and status == 200:
                     receiver.print_message(message or {})
                 self.send_response(status)
@@ -111,7 +115,7 @@ class ChatReceiver:
         return f"http://{host}:{port}/v1/spaces/LOCAL/messages?key=local-key&token=local-token"
 
     def respond_with(self, *statuses: int) -> None:
-        """Answer the next POSTs with these statuses (e.g. 429, 429), then normally."""
+        """Answer the next POSTs with these statuses (e.g. 429, 429, or `DOWN`), then normally."""
         with self._cond:
             self._script.extend(statuses)
 

@@ -2,6 +2,7 @@
 
 - `emit_findings_digest`: one event per job run that changed something (opened, escalated,
   reminded, resolved findings), carrying the rendered subject and text.
+- `emit_chat_refused`: Google Chat refused a message for good (the chat block emits it).
 - `on_flow_failure`: a flow hook that emits one event per failed (or timed-out) run with
   the failed task, its exception and traceback tail, retries, the owners to mention and
   the last log lines, which Prefect's open-source server cannot template.
@@ -17,19 +18,26 @@ import re
 import threading
 import traceback
 from collections import OrderedDict, deque
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 from prefect.events import emit_event
 from prefect.runtime import deployment as runtime_deployment
 from prefect.runtime import flow_run as runtime_flow_run
-from prefect.settings import PREFECT_UI_URL
+from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
 from rules.findings import Transitions
 from rules.messages import TaskFailure, findings_digest, flow_failure_message
 from rules.text import redact
 
+if TYPE_CHECKING:  # the chat block imports this module
+    from blocks.store import OpsStore
+
 EVENT_FINDINGS = "dataplatform-ops.findings.changed"
 EVENT_FLOW_FAILED = "dataplatform-ops.flow-run.failed"
+EVENT_CHAT_REFUSED = "dataplatform-ops.chat.refused"
 LOG_TAIL_RECORDS = 15
 TRACEBACK_LINES = 8
 OWNER_TAG_PREFIX = "owner:"
@@ -44,11 +52,17 @@ def run_url(flow_run_id: Any = None) -> str | None:
     return f"{ui.rstrip('/')}/runs/flow-run/{flow_run_id}" if ui and flow_run_id else None
 
 
-def emit_findings_digest(job: str, transitions: Transitions) -> bool:
-    """Emit the digest event if anything changed; returns whether one was emitted."""
+def emit_findings_digest(job: str, transitions: Transitions, store: OpsStore | None = None) -> bool:
+    """Emit the digest event if anything changed; returns whether one was emitted.
+
+    With `store`, the digest is recorded first, so that a chat block whose outbox is that store
+    can make the findings due again if Google Chat refuses it.
+    """
     if transitions.is_quiet:
         return False
     subject, text = findings_digest(job, transitions, run_url())
+    if store is not None:
+        store.record_announcement(job, subject, text, transitions, datetime.now(timezone.utc))
     worst = max(
         (f.severity.rank for f in transitions.opened + transitions.escalated + transitions.reminded),
         default=0,
@@ -78,6 +92,42 @@ def emit_job_message(job: str, subject: str, text: str) -> None:
         resource={"prefect.resource.id": f"dataplatform-ops.job.{job}", "prefect.resource.name": job},
         payload={"job": job, "subject": subject, "text": redact(text)},
     )
+
+
+def _refusal(subject: str, error: str) -> dict[str, Any]:
+    return {
+        "event": EVENT_CHAT_REFUSED,
+        "resource": {"prefect.resource.id": "dataplatform-ops.chat",
+                     "prefect.resource.name": "Google Chat"},
+        "payload": {"subject": redact(subject), "error": redact(error)},
+    }
+
+
+def emit_chat_refused(refusals: Sequence[tuple[str, str]]) -> None:
+    """One event per message Google Chat will never take (subject, error): kept in the outbox."""
+    for subject, error in refusals:
+        emit_event(**_refusal(subject, error))
+
+
+async def aemit_chat_refused(refusals: Sequence[tuple[str, str]]) -> None:
+    """`emit_chat_refused` for the chat block's async twin, which a Prefect server runs.
+
+    A server process usually has no API URL, and Prefect's client would then start a second,
+    ephemeral server: there the event goes straight onto the server's own event bus.
+    """
+    if PREFECT_API_URL.value() or not refusals:
+        emit_chat_refused(refusals)
+        return
+    from prefect.server.events.clients import PrefectServerEventsClient
+    from prefect.server.events.schemas.events import Event
+
+    try:
+        async with PrefectServerEventsClient() as events:
+            for subject, error in refusals:
+                await events.emit(Event(id=uuid4(), occurred=datetime.now(timezone.utc),
+                                        **_refusal(subject, error)))
+    except Exception:  # an exception here would make the server retry the whole notification
+        logging.getLogger(__name__).exception("could not emit %s", EVENT_CHAT_REFUSED)
 
 
 def emit_outbox_flush(job: str) -> None:

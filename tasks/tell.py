@@ -32,7 +32,7 @@ def tell(
     """
     transitions = diff_findings(store.open_findings(job), findings, now, repeat_interval, coverage)
     store.save_transitions(job, transitions, now)
-    if not emit_findings_digest(job, transitions) and store.pending_message_count():
+    if not emit_findings_digest(job, transitions, store) and store.pending_message_count():
         emit_outbox_flush(job)  # chat was down earlier: deliver what waits, even on a quiet run
     write_report(job, findings, transitions, errors=coverage.errors, notes=notes, table=table)
     fail_if_nothing_read(job, coverage)
@@ -70,7 +70,7 @@ def tell_events(
     gone = sorted(k for k, known in store.open_findings(job).items()
                   if k not in current and coverage.covers(known.kind, known.scope, known.resource_id))
     store.save_transitions(job, Transitions(resolved=gone), now)
-    if not emit_findings_digest(job, announced) and store.pending_message_count():
+    if not emit_findings_digest(job, announced, store) and store.pending_message_count():
         emit_outbox_flush(job)  # as in `tell`: deliver what waits, even on a quiet run
     write_report(job, events, announced, errors=coverage.errors, notes=notes, table=table)
     fail_if_nothing_read(job, coverage)

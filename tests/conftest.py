@@ -99,7 +99,7 @@ def chat() -> Iterator[ChatReceiver]:
 def route_to(chat: ChatReceiver, **options) -> str:
     """Point the automations at `chat` through a new GoogleChatWebhook block; its name."""
     name = f"chat-{uuid.uuid4().hex[:8]}"
-    GoogleChatWebhook(url=chat.url, **{"max_backoff_seconds": 0.05, **options}).save(name)
+    GoogleChatWebhook(url=chat.url, **{"max_backoff_seconds": 0.05, "min_interval_seconds": 0, **options}).save(name)
     apply_automations(chat_block=name)
     # On SQLite the server refreshes its automation cache in a task after the commit: an event
     # emitted at once could still meet the previous test's action (seen once under load).

@@ -15,14 +15,19 @@ import pytest
 import sqlalchemy
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError
+from prefect import flow
 from prefect_aws import AwsCredentials
 
+from blocks.store import load_store
 from deployments.demo import moto_server
 from flows.idle_resources import idle_resources
 from rules.findings import Coverage, Finding, diff_findings
 from rules.idle import IdlePolicy
 from tasks.aws.clients import Account, error_summary
 from tasks.aws.ec2 import list_volumes
+from tasks.notify import on_flow_failure
+from tasks.tell import tell
+from tests.conftest import route_to
 
 THROTTLED = b"""<?xml version="1.0" encoding="UTF-8"?>
 <Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>x</RequestID></Response>"""
@@ -77,6 +82,34 @@ def test_store_survives_its_database_dropping_every_connection(pg_store, pg_dsn)
                       "where datname = %s and pid <> pg_backend_pid()", (dbname,))
     # A pooled connection died: the next use reconnects (pool_pre_ping) and state is intact.
     assert set(pg_store.open_findings("job")) == {f.key}
+
+
+def refuse_connections(admin: str, dbname: str) -> None:
+    """The store's database goes away for good: no new connections, the open ones cut."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'ALTER DATABASE "{dbname}" ALLOW_CONNECTIONS false')
+        conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s",
+                     (dbname,))
+
+
+@flow(name="store-outage", on_failure=[on_flow_failure])
+def store_outage_job(store: str, admin: str, dbname: str) -> None:
+    ops_store = load_store(store)
+    refuse_connections(admin, dbname)  # mid-run, after the store was checked
+    tell("store-outage", [Finding(kind="k", resource_id="r1", reason="x")], ops_store,
+         datetime.now(timezone.utc))
+
+
+def test_store_down_mid_run_the_failure_still_reaches_chat_and_says_so(chat, pg_store, pg_dsn, pg_admin):
+    route_to(chat, outbox=pg_store)  # the chat block's outbox is the store that goes down
+    dbname = psycopg.conninfo.conninfo_to_dict(pg_dsn)["dbname"]
+    state = store_outage_job(pg_store._block_document_name, pg_admin, dbname, return_state=True)
+    assert state.is_failed()
+    [message] = chat.wait_for(1)
+    assert "[store-outage] run " in message.text
+    assert "not currently accepting connections" in message.text  # why the run failed
+    assert f"The ops store {pg_store.safe_url} (OperationalError) is down" in message.text
+    assert chat.settle(quiet=2) == [message]
 
 
 def test_a_write_interrupted_mid_transaction_leaves_no_partial_state(pg_store):

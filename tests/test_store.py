@@ -1,8 +1,11 @@
 """The store on SQLite and on the real PostgreSQL server: same behaviour on both."""
 
+import sqlite3
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pydantic import SecretStr, ValidationError
 
 from blocks.store import OpsStore, load_store
 from rules.config import ConfigError
@@ -64,3 +67,32 @@ def test_unreachable_store_is_a_clear_error_without_password():
 def test_missing_store_block_names_it():
     with pytest.raises(ConfigError, match="'no-such-store' \\(parameter `store`\\) does not exist"):
         load_store("no-such-store")
+
+
+@pytest.mark.parametrize("url", ["mysql://ops:s3cret-pw@db/ops", "not a url"])
+def test_unsupported_store_url_is_one_line_when_built_and_when_loaded(url):
+    with pytest.raises(ValidationError, match="supported schemes: sqlite, postgresql\\+psycopg"):
+        OpsStore(url=url)
+    name = f"bad-store-{uuid.uuid4().hex[:8]}"
+    OpsStore.model_construct(url=SecretStr(url)).save(name)  # as if saved before the check
+    with pytest.raises(ConfigError) as err:
+        load_store(name)
+    message = str(err.value)
+    assert message.startswith(f"OpsStore block {name!r} (parameter `store`): OpsStore `url`: ")
+    assert "supported schemes: sqlite, postgresql+psycopg" in message
+    assert "\n" not in message and "s3cret-pw" not in message
+
+
+def test_a_store_made_before_refusals_were_kept_gets_the_new_outbox_columns(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:  # the outbox as earlier versions created it
+        old.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, subject TEXT NOT NULL, "
+                    "body TEXT NOT NULL, created_at DATETIME NOT NULL, attempts INTEGER NOT NULL, "
+                    "claimed_at DATETIME, delivered_at DATETIME)")
+        old.execute("INSERT INTO outbox (subject, body, created_at, attempts) "
+                    "VALUES ('[t] s', 'waiting', '2026-11-01 00:00:00', 0)")
+    store = OpsStore(url=f"sqlite:///{path}")
+    assert store.pending_message_count() == 1
+    [(message_id, _, _)] = store.claim_pending_messages()
+    store.mark_message_refused(message_id, "HTTP 400")
+    assert store.unsurfaced_refusals() == [(message_id, "[t] s", "HTTP 400")]
