@@ -28,5 +28,11 @@ def test_every_flow_alerts_on_failure_and_is_deployed():
 def test_every_deployment_parameters_validate_against_its_flow():
     for spec in deployment_specs():
         fl = load_flow(spec["entrypoint"])
-        fl.validate_parameters(spec.get("parameters") or {})
+        parameters = spec.get("parameters") or {}
+        per_run = set(fl.parameters.required) - set(parameters)
+        if per_run:  # given to each run by whoever starts it (an automation), never by a schedule
+            assert not spec.get("schedules"), f"{spec['name']}: scheduled runs would lack {per_run}"
+            assert set(parameters) <= set(fl.parameters.properties), spec["name"]
+        else:
+            fl.validate_parameters(parameters)
         assert "dataplatform-ops" in (spec.get("tags") or []), spec["name"]

@@ -1,0 +1,57 @@
+"""pipeline-failure-report: one chat message about any failed, crashed or timed-out flow run.
+
+Started by the "pipeline failures" automation (deployments/automations.py) with the run's id,
+for flows that carry no hook of ours. Collect the run, its failed task runs and its logs from
+the Prefect API; judge with `rules.pipeline_failures`; tell by emitting the same event as the
+`on_flow_failure` hook, which the "flow run failed" automation sends to Google Chat (threaded
+per deployment per day). That event also marks the run as announced: a run whose hook already
+announced it, or that an earlier report covered, is skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from uuid import UUID
+
+from prefect import flow, get_run_logger
+
+from rules.pipeline_failures import (
+    COLLECTION_TAG,
+    ReportPolicy,
+    failure_report,
+    seconds_to_wait,
+    skip_reason,
+    task_failures_report,
+)
+from tasks.notify import emit_flow_failure, on_flow_failure, run_url
+from tasks.pipeline_runs import read_failed_task_runs, read_log_records, read_run, was_announced
+
+JOB = "pipeline-failure-report"
+DEFAULT_POLICY = ReportPolicy()
+
+
+@flow(name=JOB, on_failure=[on_flow_failure])
+def pipeline_failure_report(
+    flow_run_id: UUID,
+    exclude_tags: tuple[str, ...] = (COLLECTION_TAG,),
+    policy: ReportPolicy = DEFAULT_POLICY,
+) -> str | None:
+    """Announce run `flow_run_id` once, unless it carries one of `exclude_tags`; returns the subject sent.
+
+    A completed run is announced only when some of its tasks failed after their retries.
+    """
+    run = read_run(flow_run_id)
+    time.sleep(seconds_to_wait(run.ended, datetime.now(timezone.utc), policy))
+    failed_tasks = read_failed_task_runs(flow_run_id)
+    skip = skip_reason(run, failed_tasks, exclude_tags, was_announced(flow_run_id))
+    if skip:
+        get_run_logger().info("No report for run %s: %s", run.name, skip)
+        return None
+    records = read_log_records(flow_run_id, policy.log_lines)
+    report = task_failures_report if run.state_type == "COMPLETED" else failure_report
+    subject, text = report(run, failed_tasks, records, run_url(flow_run_id), policy.log_lines)
+    task = failed_tasks[-1].task_name if failed_tasks else None
+    emit_flow_failure(run.id, run.name, run.flow_id, run.flow_name, run.deployment, run.state_name, task,
+                      subject, text)
+    return subject
