@@ -1,0 +1,225 @@
+"""Zero-code failure reports, end to end: third-party flows run by a real runner (subprocesses),
+the server's automations start the report deployment, and its message reaches the chat receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.runner import Runner
+
+from deployments.automations import (
+    PIPELINE_PREFIX,
+    REPORT_DEPLOYMENT,
+    apply_pipeline_failure_automations,
+)
+from deployments.chat_receiver import readable
+from flows.pipeline_failure_report import JOB, pipeline_failure_report
+from rules.pipeline_failures import (
+    LogRecord,
+    ReportPolicy,
+    TaskRunRecord,
+    log_lines,
+    seconds_to_wait,
+    task_failure,
+)
+from tests import third_party_pipelines as third_party
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[dict[str, UUID]]:
+    """A runner in a background thread, polling every second, serving the report deployment
+    and the third-party deployments; yields deployment name -> id."""
+    runner = Runner(name="pipeline-failures-test", query_seconds=1, pause_on_shutdown=False, limit=None)
+    deployments = [
+        pipeline_failure_report.to_deployment(name=JOB, tags=["dataplatform-ops", "pipeline-watch"]),
+        third_party.crm_sync.to_deployment(name="nightly", tags=["team:crm", "owner:555"]),
+        third_party.crm_export.to_deployment(name="export", tags=["team:crm"]),
+        third_party.crm_hooked.to_deployment(name="hooked", tags=["team:crm"]),
+        third_party.crm_best_effort.to_deployment(name="best-effort", tags=["team:crm", "report-task-failures"]),
+    ]
+    loop = asyncio.new_event_loop()
+    ids: dict[str, UUID] = {}
+
+    async def serve() -> None:
+        for deployment in deployments:
+            ids[deployment.name] = await runner.aadd_deployment(deployment)
+        await runner.start()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while len(ids) < len(deployments) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    yield ids
+    asyncio.run_coroutine_threadsafe(runner.astop(), loop).result(timeout=60)
+    thread.join(timeout=60)
+    with get_client(sync_client=True) as client:  # later modules' failures must not start reports
+        for automation in client.read_automations():
+            if automation.name.startswith(PIPELINE_PREFIX):
+                client.delete_automation(automation.id)
+
+
+@pytest.fixture
+def reported(routed, runner):
+    """The chat receiver with the usual automations, plus the pipeline-failure ones."""
+    apply_pipeline_failure_automations(exclude_deployments=["never-*"])
+    time.sleep(1)  # the server's automation cache refreshes after the commit (see conftest)
+    return routed
+
+
+def run_and_wait(deployment_id: UUID, parameters: dict | None = None, timeout: float = 90):
+    """Start a run of a served deployment; the run once final."""
+    with get_client(sync_client=True) as client:
+        flow_run = client.create_flow_run_from_deployment(deployment_id, parameters=parameters)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            flow_run = client.read_flow_run(flow_run.id)
+            if flow_run.state.is_final():
+                return flow_run
+            time.sleep(0.5)
+    raise AssertionError(f"run {flow_run.name} still {flow_run.state.name} after {timeout} s")
+
+
+def report_runs(ids: dict[str, UUID]) -> list:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[ids[JOB]])))
+
+
+def test_third_party_task_failure_is_reported_once_with_its_logs(reported, runner):
+    failed = run_and_wait(runner["nightly"], {"day": "2026-11-24", "api_token": "tok-planted"})
+    assert failed.state.is_failed()
+    [message] = reported.wait_for(1, timeout=90)
+    assert reported.settle(quiet=3) == [message]
+    subject, text = readable(message.message)
+    assert subject == (f"[crm-sync/nightly] run {failed.name} Failed in task load_customers: "
+                       "ConnectionError: warehouse refused the connection: too many clients")
+    for expected in [
+        "Deployment: nightly",
+        "Failed task: load_customers (load_customers-",
+        "attempt 2 of 2, 0 retries left",                            # the task's retry was used
+        "Traceback (last lines):",
+        'raise ConnectionError("warehouse refused the connection: too many clients")',
+        "Last log lines:",
+        "crm sync started",                                          # the flow's log line
+        "copying customers for 2026-11-24 into the warehouse",       # and the task's
+        "day=2026-11-24", "api_token=***",                           # secret-looking: masked
+        f"/runs/flow-run/{failed.id}",
+        "@555",
+    ]:
+        assert expected in text, expected
+    assert "tok-planted" not in message.text
+    assert message.message["text"] == "<users/555>"
+    assert message.message["thread"]["threadKey"] == f"crm-sync/nightly-{datetime.now(timezone.utc):%Y-%m-%d}"
+
+    # The report again, as a second automation firing would start it: nothing more is sent.
+    with get_client(sync_client=True) as client:
+        again = client.create_flow_run_from_deployment(runner[JOB], parameters={"flow_run_id": str(failed.id)})
+    deadline = time.monotonic() + 60
+    while not (again := _read(again.id)).state.is_final() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert again.state.is_completed()
+    assert reported.settle(quiet=2) == [message]
+
+
+def _read(flow_run_id: UUID):
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id)
+
+
+def test_crashed_run_is_reported_with_the_lines_before_the_crash(reported, runner):
+    crashed = run_and_wait(runner["export"])
+    assert crashed.state.is_crashed()
+    [message] = reported.wait_for(1, timeout=90)
+    assert reported.settle(quiet=3) == [message]
+    subject, text = readable(message.message)
+    assert subject == f"[crm-export/export] run {crashed.name} Crashed"
+    assert "exported 1200 of 5000 rows" in text
+    assert crashed.state.message in text                         # the runner's account of the exit
+    assert "Failed task" not in text
+
+
+def test_run_announced_by_its_own_hook_is_not_reported_again(reported, runner):
+    before = len(report_runs(runner))
+    failed = run_and_wait(runner["hooked"])
+    assert failed.state.is_failed()
+    [message] = reported.wait_for(1, timeout=90)
+    # The report ran (and chose silence): wait for it, then for anything late.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = report_runs(runner)
+        if len(runs) > before and all(r.state.is_final() for r in runs):
+            break
+        time.sleep(0.5)
+    assert len(runs) == before + 1 and runs[0].state.is_completed()
+    assert reported.settle(quiet=3) == [message]
+    assert "ValueError: bad row 17" in message.text
+
+
+def test_task_failure_in_a_completed_run_is_reported_when_opted_in(reported, runner):
+    completed = run_and_wait(runner["best-effort"])
+    assert completed.state.is_completed()
+    [message] = reported.wait_for(1, timeout=90)
+    assert reported.settle(quiet=3) == [message]
+    subject, text = readable(message.message)
+    assert subject == f"[crm-best-effort/best-effort] run {completed.name} completed with 1 failed task"
+    assert "• refresh_thumbnails (refresh_thumbnails-" in text
+    assert "attempt 2 of 2: TimeoutError: image service did not answer" in text
+    assert "refreshing thumbnails" in text
+
+
+def test_pipeline_failure_automations_are_idempotent_and_never_watch_the_report(runner):
+    first = apply_pipeline_failure_automations(include_tags=["team:crm"], exclude_tags=["noisy"],
+                                               exclude_deployments=["scratch-*"])
+    assert apply_pipeline_failure_automations(include_tags=["team:crm"], exclude_tags=["noisy"],
+                                              exclude_deployments=["scratch-*"]) == first
+    with get_client(sync_client=True) as client:
+        [failures] = client.read_automations_by_name(PIPELINE_PREFIX + "failures")
+        [task_failures] = client.read_automations_by_name(PIPELINE_PREFIX + "task failures")
+        report_id = client.read_deployment_by_name(REPORT_DEPLOYMENT).id
+    assert failures.trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed",
+                                       "prefect.flow-run.TimedOut"}
+    related = [spec.model_dump() for spec in failures.trigger.match_related]
+    assert {"prefect.resource.role": "flow", "prefect.resource.name": f"!{JOB}"} in related
+    assert {"prefect.resource.role": "deployment", "prefect.resource.name": "!scratch-*"} in related
+    assert {"prefect.resource.role": "tag", "prefect.resource.id": ["prefect.tag.team:crm"]} in related
+    [action] = failures.actions
+    assert action.deployment_id == report_id
+    assert action.parameters == {"flow_run_id": "{{ flow_run.id|string }}",
+                                 "exclude_tags": ["dataplatform-ops", "noisy"]}
+    assert task_failures.trigger.expect == {"prefect.flow-run.Completed"}
+    assert {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.report-task-failures"} in [
+        spec.model_dump() for spec in task_failures.trigger.match_related]
+
+
+def test_log_lines_keep_order_and_cut_tracebacks():
+    t = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)
+    records = [
+        LogRecord(t.replace(second=2), 40, "Task failed\nTraceback (most recent call last):\n"
+                  + "\n".join(f"  frame {i}" for i in range(20)) + "\nKeyError: 'id'", "task-1"),
+        LogRecord(t.replace(second=1), 20, "started"),
+        LogRecord(t, 20, "too old to show"),
+    ]
+    lines = log_lines(records, 2)
+    assert lines[0] == "06:00:01 INFO started" and lines[1] == "06:00:02 ERROR Task failed"
+    assert lines[-1] == "  KeyError: 'id'" and len(lines) == 2 + 8
+    failure = task_failure(TaskRunRecord("task-1", "load", "load-abc", "Task run failed", 3, 3), records)
+    assert failure.exception == "KeyError: 'id'" and failure.traceback_tail[-1] == "KeyError: 'id'"
+    no_logs = task_failure(TaskRunRecord("task-2", "load", "load-def", "Task run failed", 1, 1), records)
+    assert (no_logs.exception, no_logs.traceback_tail) == ("Task run failed", ())
+
+
+def test_report_waits_only_for_what_is_left_of_the_grace_period():
+    ended = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)
+    policy = ReportPolicy(announce_grace_seconds=10)
+    assert seconds_to_wait(ended, ended.replace(second=4), policy) == 6
+    assert seconds_to_wait(ended, ended.replace(minute=5), policy) == 0
+    assert seconds_to_wait(None, ended, policy) == 10
