@@ -12,7 +12,8 @@ Pipeline failures (`--pipeline-failures`): Failed, Crashed and TimedOut runs of 
 deployment (narrowed by `--include-tag`, `--include-deployment`, `--exclude-deployment`, a glob
 on the deployment's name, and `--exclude-tag`) start the `pipeline-failure-report` deployment
 with the run's id, so flows without our hook get a message with their logs. Runs of
-deployments tagged `report-task-failures` that complete with failed tasks get one too.
+deployments tagged `report-task-failures` that complete with failed tasks get one too, and
+runs still Late `--late-after-minutes` (default 10) after turning Late.
 
 Silent pipelines: a deployment tagged `silent-after:6h` (m, h or d) gets a proactive
 automation that alerts when none of its runs completed within that window. Proactive
@@ -211,9 +212,11 @@ def build_pipeline_failure_automations(
     exclude_tags: Sequence[str] = (),
     include_deployments: Sequence[str] = (),
     exclude_deployments: Sequence[str] = (),
+    late_after: timedelta = timedelta(minutes=10),
 ) -> list[AutomationCore]:
-    """Failed/Crashed/TimedOut runs of matching deployments, and opted-in completed runs with
-    failed tasks -> a run of the report deployment.
+    """Failed/Crashed/TimedOut runs of matching deployments, opted-in completed runs with failed
+    tasks, and Late runs (after `late_after`, when the report checks they are still late) ->
+    a run of the report deployment.
 
     A related-resource filter matches when any related resource does, so one tag cannot be
     excluded there (a run has many tags): excluded tags go to the report flow, which skips
@@ -228,15 +231,15 @@ def build_pipeline_failure_automations(
     if include_tags:
         related.append({"prefect.resource.role": "tag",
                         "prefect.resource.id": [f"prefect.tag.{t}" for t in include_tags]})
-    run_report = RunDeployment(
-        source="selected", deployment_id=report_deployment_id,
-        parameters={**REPORT_PARAMETERS, "exclude_tags": [COLLECTION_TAG, *exclude_tags]},
-    )
+    parameters = {**REPORT_PARAMETERS, "exclude_tags": list(exclude_tags)}
+    run_report = RunDeployment(source="selected", deployment_id=report_deployment_id, parameters=parameters)
     opted_in = {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{TASK_FAILURES_TAG}"}
     triggers = {
         "failures": ({"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"},
-                     related),
-        "task failures": ({"prefect.flow-run.Completed"}, [*related, opted_in]),
+                     related, run_report),
+        "task failures": ({"prefect.flow-run.Completed"}, [*related, opted_in], run_report),
+        "late runs": ({"prefect.flow-run.Late"}, related,
+                      run_report.model_copy(update={"schedule_after": late_after})),
     }
     return [
         AutomationCore(
@@ -250,14 +253,14 @@ def build_pipeline_failure_automations(
                 posture=Posture.Reactive,
                 threshold=1,
             ),
-            actions=[run_report],
+            actions=[action],
             tags=[COLLECTION_TAG],
         )
-        for name, (expect, match_related) in triggers.items()
+        for name, (expect, match_related, action) in triggers.items()
     ]
 
 
-def apply_pipeline_failure_automations(**filters: Sequence[str]) -> list[UUID]:
+def apply_pipeline_failure_automations(**filters: Any) -> list[UUID]:
     """Create or update the pipeline-failure automations (the report deployment must exist)."""
     with get_client(sync_client=True) as client:
         report_deployment_id = client.read_deployment_by_name(REPORT_DEPLOYMENT).id
@@ -307,6 +310,8 @@ def main(argv: list[str] | None = None) -> None:
                        ("--include-deployment", "only deployment names matching one of these globs"),
                        ("--exclude-deployment", "not deployment names matching this glob")]:
         parser.add_argument(flag, action="append", default=[], help=f"--pipeline-failures: {what}.")
+    parser.add_argument("--late-after-minutes", type=float, default=10,
+                        help="--pipeline-failures: report runs still Late this long after turning Late.")
     args = parser.parse_args(argv)
     try:
         destination = {"chat_block": args.chat_block, "cloud_webhook_block": args.cloud_webhook_block}
@@ -315,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         pipeline = apply_pipeline_failure_automations(
             include_tags=args.include_tag, exclude_tags=args.exclude_tag,
             include_deployments=args.include_deployment, exclude_deployments=args.exclude_deployment,
+            late_after=timedelta(minutes=args.late_after_minutes),
         ) if args.pipeline_failures else []
     except ConfigError as exc:
         parser.exit(2, f"error: {exc}\n")

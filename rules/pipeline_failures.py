@@ -34,11 +34,16 @@ class ReportPolicy(BaseModel):
     )
 
 
-def seconds_to_wait(ended: datetime | None, now: datetime, policy: ReportPolicy) -> float:
-    """How long to wait before a hook's announcement of a run that ended at `ended` is visible."""
-    if ended is None:
+def seconds_to_wait(run: RunRecord, now: datetime, policy: ReportPolicy) -> float:
+    """How long to wait until a failure hook's announcement of `run` would be visible.
+
+    Only a Failed run runs failure hooks (a crash kills them; late and completed runs have none).
+    """
+    if run.state_type != "FAILED":
+        return 0.0
+    if run.ended is None:
         return policy.announce_grace_seconds
-    return max(0.0, policy.announce_grace_seconds - (now - ended).total_seconds())
+    return max(0.0, policy.announce_grace_seconds - (now - run.ended).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class RunRecord:
     attempts: int = 1
     max_attempts: int = 1
     ended: datetime | None = None
+    scheduled: datetime | None = None  # when it was expected to start
 
 
 def skip_reason(run: RunRecord, failed_tasks: Sequence[TaskRunRecord], exclude_tags: Sequence[str],
@@ -82,12 +88,17 @@ def skip_reason(run: RunRecord, failed_tasks: Sequence[TaskRunRecord], exclude_t
     """Why this run gets no report, or None when it gets one."""
     if announced:
         return "already announced (the flow's own failure hook, or an earlier report)"
-    excluded = sorted(set(run.tags) & set(exclude_tags))
-    if excluded:
-        return f"tagged {', '.join(excluded)}: announced by its own hook and automations"
-    if run.state_type == "COMPLETED" and not failed_tasks:
-        return "completed without failed tasks"
-    return None
+    if excluded := sorted(set(run.tags) & set(exclude_tags)):
+        return f"tagged {', '.join(excluded)}"
+    if run.state_type in ("FAILED", "CRASHED"):
+        if COLLECTION_TAG in run.tags:
+            return "a job of this collection: its failure hook and crash automation announce it"
+        return None
+    if run.state_type == "COMPLETED":
+        return None if failed_tasks else "completed without failed tasks"
+    if run.state_name == "Late":
+        return None
+    return f"{run.state_name}: nothing to report (a late run has started since, or was cancelled)"
 
 
 def _record_lines(record: LogRecord) -> list[str]:
@@ -134,6 +145,24 @@ def failure_report(run: RunRecord, failed_tasks: Sequence[TaskRunRecord], record
         flow_attempt=(run.attempts, run.max_attempts),
         owners=run.owners,
     )
+
+
+def late_report(run: RunRecord, now: datetime, run_url: str | None) -> tuple[str, str]:
+    """Subject and body of the one message about a scheduled run that has not started."""
+    tag = f"{run.flow_name}/{run.deployment}" if run.deployment else run.flow_name
+    late = f"{(now - run.scheduled).total_seconds() / 60:.0f} min" if run.scheduled else "long"
+    subject = truncate(f"[{tag}] run {run.name} Late: not started {late} after its scheduled time", 200)
+    owners = mentions(run.owners)
+    body = [f"{owners + ' ' if owners else ''}Flow {run.flow_name}, run {run.name}: still not started"]
+    if run.scheduled:
+        body[0] += f", scheduled for {run.scheduled:%Y-%m-%d %H:%M} UTC"
+    if run.deployment:
+        body.append(f"Deployment: {run.deployment}")
+    if run_url:
+        body.append(f"Run: {run_url}")
+    body += ["", "Usual causes: no worker polls its work pool or queue, the pool or deployment is "
+             "paused, or a concurrency limit is reached by runs that do not finish."]
+    return redact(subject), truncate(redact("\n".join(body)), MAX_BODY_CHARS)
 
 
 def task_failures_report(run: RunRecord, failed_tasks: Sequence[TaskRunRecord], records: Sequence[LogRecord],

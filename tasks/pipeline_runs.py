@@ -48,7 +48,7 @@ def read_run(flow_run_id: UUID) -> RunRecord:
         state_message=run.state.message or "", tags=list(run.tags),
         parameters=safe_parameters(dict(run.parameters or {})), owners=owners_of(run.tags),
         attempts=max(1, run.run_count), max_attempts=(run.empirical_policy.retries or 0) + 1,
-        ended=run.end_time,
+        ended=run.end_time, scheduled=run.expected_start_time,
     )
 
 

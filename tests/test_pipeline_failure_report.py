@@ -8,13 +8,14 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.runner import Runner
+from prefect.states import Late, Scheduled
 
 from deployments.automations import (
     PIPELINE_PREFIX,
@@ -26,9 +27,11 @@ from flows.pipeline_failure_report import JOB, pipeline_failure_report
 from rules.pipeline_failures import (
     LogRecord,
     ReportPolicy,
+    RunRecord,
     TaskRunRecord,
     log_lines,
     seconds_to_wait,
+    skip_reason,
     task_failure,
 )
 from tests import third_party_pipelines as third_party
@@ -71,7 +74,7 @@ def runner() -> Iterator[dict[str, UUID]]:
 @pytest.fixture
 def reported(routed, runner):
     """The chat receiver with the usual automations, plus the pipeline-failure ones."""
-    apply_pipeline_failure_automations(exclude_deployments=["never-*"])
+    apply_pipeline_failure_automations(exclude_deployments=["never-*"], late_after=timedelta(seconds=1))
     time.sleep(1)  # the server's automation cache refreshes after the commit (see conftest)
     return routed
 
@@ -176,6 +179,22 @@ def test_task_failure_in_a_completed_run_is_reported_when_opted_in(reported, run
     assert "refreshing thumbnails" in text
 
 
+def test_run_still_late_is_reported_once(reported, runner):
+    """The server's late-runs service (not run by the test harness) marks a run Late; the test
+    proposes that same state for a run no one serves. A second later the report finds it still late."""
+    unserved = third_party.crm_export.to_deployment(name="unserved", tags=["team:crm", "owner:555"]).apply()
+    scheduled_for = datetime.now(timezone.utc) - timedelta(minutes=30)
+    with get_client(sync_client=True) as client:
+        flow_run = client.create_flow_run_from_deployment(unserved, state=Scheduled(scheduled_time=scheduled_for))
+        client.set_flow_run_state(flow_run.id, Late(scheduled_time=scheduled_for), force=True)
+    [message] = reported.wait_for(1, timeout=90)
+    assert reported.settle(quiet=3) == [message]
+    subject, text = readable(message.message)
+    assert subject == f"[crm-export/unserved] run {flow_run.name} Late: not started 30 min after its scheduled time"
+    assert f"scheduled for {scheduled_for:%Y-%m-%d %H:%M} UTC" in text and "no worker polls" in text
+    assert message.message["text"] == "<users/555>"
+
+
 def test_pipeline_failure_automations_are_idempotent_and_never_watch_the_report(runner):
     first = apply_pipeline_failure_automations(include_tags=["team:crm"], exclude_tags=["noisy"],
                                                exclude_deployments=["scratch-*"])
@@ -184,6 +203,7 @@ def test_pipeline_failure_automations_are_idempotent_and_never_watch_the_report(
     with get_client(sync_client=True) as client:
         [failures] = client.read_automations_by_name(PIPELINE_PREFIX + "failures")
         [task_failures] = client.read_automations_by_name(PIPELINE_PREFIX + "task failures")
+        [late] = client.read_automations_by_name(PIPELINE_PREFIX + "late runs")
         report_id = client.read_deployment_by_name(REPORT_DEPLOYMENT).id
     assert failures.trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed",
                                        "prefect.flow-run.TimedOut"}
@@ -194,7 +214,9 @@ def test_pipeline_failure_automations_are_idempotent_and_never_watch_the_report(
     [action] = failures.actions
     assert action.deployment_id == report_id
     assert action.parameters == {"flow_run_id": "{{ flow_run.id|string }}",
-                                 "exclude_tags": ["dataplatform-ops", "noisy"]}
+                                 "exclude_tags": ["noisy"]}
+    assert late.trigger.expect == {"prefect.flow-run.Late"}
+    assert late.actions[0].schedule_after == timedelta(minutes=10)
     assert task_failures.trigger.expect == {"prefect.flow-run.Completed"}
     assert {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.report-task-failures"} in [
         spec.model_dump() for spec in task_failures.trigger.match_related]
@@ -217,9 +239,29 @@ def test_log_lines_keep_order_and_cut_tracebacks():
     assert (no_logs.exception, no_logs.traceback_tail) == ("Task run failed", ())
 
 
-def test_report_waits_only_for_what_is_left_of_the_grace_period():
+def run_record(state_type: str, state_name: str, tags: tuple[str, ...] = (), ended=None) -> RunRecord:
+    return RunRecord(id="r", name="brisk-otter", flow_id="f", flow_name="etl", deployment="nightly",
+                     state_type=state_type, state_name=state_name, state_message="", tags=tags, ended=ended)
+
+
+def test_report_waits_for_a_hook_only_where_one_runs():
     ended = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)
     policy = ReportPolicy(announce_grace_seconds=10)
-    assert seconds_to_wait(ended, ended.replace(second=4), policy) == 6
-    assert seconds_to_wait(ended, ended.replace(minute=5), policy) == 0
-    assert seconds_to_wait(None, ended, policy) == 10
+    failed = run_record("FAILED", "Failed", ended=ended)
+    assert seconds_to_wait(failed, ended.replace(second=4), policy) == 6
+    assert seconds_to_wait(failed, ended.replace(minute=5), policy) == 0
+    assert seconds_to_wait(run_record("CRASHED", "Crashed", ended=ended), ended, policy) == 0
+
+
+@pytest.mark.parametrize(("run", "announced", "reason"), [
+    (run_record("FAILED", "Failed"), False, None),
+    (run_record("FAILED", "TimedOut"), True, "already announced"),
+    (run_record("CRASHED", "Crashed", ("dataplatform-ops",)), False, "a job of this collection"),
+    (run_record("SCHEDULED", "Late", ("dataplatform-ops",)), False, None),  # nothing else tells it
+    (run_record("FAILED", "Failed", ("noisy", "x")), False, "tagged noisy"),
+    (run_record("COMPLETED", "Completed"), False, "completed without failed tasks"),
+    (run_record("RUNNING", "Running"), False, "Running: nothing to report"),
+])
+def test_skip_reason(run, announced, reason):
+    got = skip_reason(run, [], ["noisy"], announced)
+    assert got == reason if reason is None else got.startswith(reason)
