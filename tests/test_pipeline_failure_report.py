@@ -13,7 +13,12 @@ from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
 from prefect.runner import Runner
 from prefect.states import Late, Scheduled
 
@@ -92,6 +97,13 @@ def run_and_wait(deployment_id: UUID, parameters: dict | None = None, timeout: f
     raise AssertionError(f"run {flow_run.name} still {flow_run.state.name} after {timeout} s")
 
 
+def one_message(chat) -> tuple[object, str, str]:
+    """The one message that arrives (no other follows); its title and text as a person sees them."""
+    [message] = chat.wait_for(1, timeout=90)
+    assert chat.settle(quiet=3) == [message]
+    return message, *readable(message.message)
+
+
 def report_runs(ids: dict[str, UUID]) -> list:
     with get_client(sync_client=True) as client:
         return client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[ids[JOB]])))
@@ -100,9 +112,7 @@ def report_runs(ids: dict[str, UUID]) -> list:
 def test_third_party_task_failure_is_reported_once_with_its_logs(reported, runner):
     failed = run_and_wait(runner["nightly"], {"day": "2026-11-24", "api_token": "tok-planted"})
     assert failed.state.is_failed()
-    [message] = reported.wait_for(1, timeout=90)
-    assert reported.settle(quiet=3) == [message]
-    subject, text = readable(message.message)
+    message, subject, text = one_message(reported)
     assert subject == (f"[crm-sync/nightly] run {failed.name} Failed in task load_customers: "
                        "ConnectionError: warehouse refused the connection: too many clients")
     for expected in [
@@ -124,26 +134,14 @@ def test_third_party_task_failure_is_reported_once_with_its_logs(reported, runne
     assert message.message["thread"]["threadKey"] == f"crm-sync/nightly-{datetime.now(timezone.utc):%Y-%m-%d}"
 
     # The report again, as a second automation firing would start it: nothing more is sent.
-    with get_client(sync_client=True) as client:
-        again = client.create_flow_run_from_deployment(runner[JOB], parameters={"flow_run_id": str(failed.id)})
-    deadline = time.monotonic() + 60
-    while not (again := _read(again.id)).state.is_final() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert again.state.is_completed()
+    assert run_and_wait(runner[JOB], {"flow_run_id": str(failed.id)}).state.is_completed()
     assert reported.settle(quiet=2) == [message]
-
-
-def _read(flow_run_id: UUID):
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(flow_run_id)
 
 
 def test_crashed_run_is_reported_with_the_lines_before_the_crash(reported, runner):
     crashed = run_and_wait(runner["export"])
     assert crashed.state.is_crashed()
-    [message] = reported.wait_for(1, timeout=90)
-    assert reported.settle(quiet=3) == [message]
-    subject, text = readable(message.message)
+    _, subject, text = one_message(reported)
     assert subject == f"[crm-export/export] run {crashed.name} Crashed"
     assert "exported 1200 of 5000 rows" in text
     assert crashed.state.message in text                         # the runner's account of the exit
@@ -162,17 +160,19 @@ def test_run_announced_by_its_own_hook_is_not_reported_again(reported, runner):
         if len(runs) > before and all(r.state.is_final() for r in runs):
             break
         time.sleep(0.5)
-    assert len(runs) == before + 1 and runs[0].state.is_completed()
+    assert len(runs) == before + 1 and all(r.state.is_completed() for r in runs)
     assert reported.settle(quiet=3) == [message]
     assert "ValueError: bad row 17" in message.text
+    with get_client(sync_client=True) as client:
+        said = [log.message for run in runs for log in client.read_logs(
+            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))]
+    assert f"No report for run {failed.name}: already announced (the flow's own failure hook" in "\n".join(said)
 
 
 def test_task_failure_in_a_completed_run_is_reported_when_opted_in(reported, runner):
     completed = run_and_wait(runner["best-effort"])
     assert completed.state.is_completed()
-    [message] = reported.wait_for(1, timeout=90)
-    assert reported.settle(quiet=3) == [message]
-    subject, text = readable(message.message)
+    _, subject, text = one_message(reported)
     assert subject == f"[crm-best-effort/best-effort] run {completed.name} completed with 1 failed task"
     assert "• refresh_thumbnails (refresh_thumbnails-" in text
     assert "attempt 2 of 2: TimeoutError: image service did not answer" in text
@@ -187,9 +187,7 @@ def test_run_still_late_is_reported_once(reported, runner):
     with get_client(sync_client=True) as client:
         flow_run = client.create_flow_run_from_deployment(unserved, state=Scheduled(scheduled_time=scheduled_for))
         client.set_flow_run_state(flow_run.id, Late(scheduled_time=scheduled_for), force=True)
-    [message] = reported.wait_for(1, timeout=90)
-    assert reported.settle(quiet=3) == [message]
-    subject, text = readable(message.message)
+    message, subject, text = one_message(reported)
     assert subject == f"[crm-export/unserved] run {flow_run.name} Late: not started 30 min after its scheduled time"
     assert f"scheduled for {scheduled_for:%Y-%m-%d %H:%M} UTC" in text and "no worker polls" in text
     assert message.message["text"] == "<users/555>"
