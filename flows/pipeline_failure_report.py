@@ -17,14 +17,7 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger
 
-from rules.pipeline_failures import (
-    ReportPolicy,
-    failure_report,
-    late_report,
-    seconds_to_wait,
-    skip_reason,
-    task_failures_report,
-)
+from rules.pipeline_failures import ReportPolicy, report, seconds_to_wait, skip_reason
 from tasks.notify import emit_flow_failure, on_flow_failure, run_url
 from tasks.pipeline_runs import read_failed_task_runs, read_log_records, read_run, was_announced
 
@@ -50,12 +43,8 @@ def pipeline_failure_report(
     if skip:
         get_run_logger().info("No report for run %s: %s", run.name, skip)
         return None
-    if run.state_name == "Late":
-        subject, text = late_report(run, datetime.now(timezone.utc), run_url(flow_run_id))
-    else:
-        records = read_log_records(flow_run_id, policy.log_lines)
-        report = task_failures_report if run.state_type == "COMPLETED" else failure_report
-        subject, text = report(run, failed_tasks, records, run_url(flow_run_id), policy.log_lines)
+    records = read_log_records(flow_run_id, policy.log_lines)
+    subject, text = report(run, failed_tasks, records, run_url(flow_run_id), datetime.now(timezone.utc), policy)
     task = failed_tasks[-1].task_name if failed_tasks else None
     emit_flow_failure(run.id, run.name, run.flow_id, run.flow_name, run.deployment, run.state_name, task,
                       subject, text)

@@ -34,18 +34,6 @@ class ReportPolicy(BaseModel):
     )
 
 
-def seconds_to_wait(run: RunRecord, now: datetime, policy: ReportPolicy) -> float:
-    """How long to wait until a failure hook's announcement of `run` would be visible.
-
-    Only a Failed run runs failure hooks (a crash kills them; late and completed runs have none).
-    """
-    if run.state_type != "FAILED":
-        return 0.0
-    if run.ended is None:
-        return policy.announce_grace_seconds
-    return max(0.0, policy.announce_grace_seconds - (now - run.ended).total_seconds())
-
-
 @dataclass(frozen=True)
 class LogRecord:
     timestamp: datetime
@@ -81,6 +69,18 @@ class RunRecord:
     max_attempts: int = 1
     ended: datetime | None = None
     scheduled: datetime | None = None  # when it was expected to start
+
+
+def seconds_to_wait(run: RunRecord, now: datetime, policy: ReportPolicy) -> float:
+    """How long to wait until a failure hook's announcement of `run` would be visible.
+
+    Only a Failed run runs failure hooks (a crash kills them; late and completed runs have none).
+    """
+    if run.state_type != "FAILED":
+        return 0.0
+    if run.ended is None:
+        return policy.announce_grace_seconds
+    return max(0.0, policy.announce_grace_seconds - (now - run.ended).total_seconds())
 
 
 def skip_reason(run: RunRecord, failed_tasks: Sequence[TaskRunRecord], exclude_tags: Sequence[str],
@@ -185,3 +185,13 @@ def task_failures_report(run: RunRecord, failed_tasks: Sequence[TaskRunRecord], 
     if lines := log_lines(records, log_limit):
         body += ["", "Last log lines:", truncate("\n".join(lines), 6_000)]
     return redact(subject), truncate(redact("\n".join(body)), MAX_BODY_CHARS)
+
+
+def report(run: RunRecord, failed_tasks: Sequence[TaskRunRecord], records: Sequence[LogRecord],
+           run_url: str | None, now: datetime, policy: ReportPolicy) -> tuple[str, str]:
+    """The message for a run that `skip_reason` let through."""
+    if run.state_name == "Late":
+        return late_report(run, now, run_url)
+    if run.state_type == "COMPLETED":
+        return task_failures_report(run, failed_tasks, records, run_url, policy.log_lines)
+    return failure_report(run, failed_tasks, records, run_url, policy.log_lines)
