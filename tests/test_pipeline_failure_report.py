@@ -26,6 +26,7 @@ from deployments.automations import (
     PIPELINE_PREFIX,
     REPORT_DEPLOYMENT,
     apply_pipeline_failure_automations,
+    main,
 )
 from deployments.chat_receiver import readable
 from flows.pipeline_failure_report import JOB, pipeline_failure_report
@@ -193,12 +194,12 @@ def test_run_still_late_is_reported_once(reported, runner):
     assert message.message["text"] == "<users/555>"
 
 
-def test_pipeline_failure_automations_are_idempotent_and_never_watch_the_report(runner):
-    first = apply_pipeline_failure_automations(include_tags=["team:crm"], exclude_tags=["noisy"],
-                                               exclude_deployments=["scratch-*"])
-    assert apply_pipeline_failure_automations(include_tags=["team:crm"], exclude_tags=["noisy"],
-                                              exclude_deployments=["scratch-*"]) == first
+def test_pipeline_failure_automations_are_idempotent_and_never_watch_the_report(routed, runner):
+    first = apply_pipeline_failure_automations(include_tags=["team:crm"])
+    main(["--chat-block", routed.block_name, "--pipeline-failures", "--include-tag", "team:crm",
+          "--exclude-tag", "noisy", "--exclude-deployment", "scratch-*", "--late-after-minutes", "5"])
     with get_client(sync_client=True) as client:
+        assert {a.id for a in client.read_automations() if a.name.startswith(PIPELINE_PREFIX)} == set(first)
         [failures] = client.read_automations_by_name(PIPELINE_PREFIX + "failures")
         [task_failures] = client.read_automations_by_name(PIPELINE_PREFIX + "task failures")
         [late] = client.read_automations_by_name(PIPELINE_PREFIX + "late runs")
@@ -214,7 +215,7 @@ def test_pipeline_failure_automations_are_idempotent_and_never_watch_the_report(
     assert action.parameters == {"flow_run_id": "{{ flow_run.id|string }}",
                                  "exclude_tags": ["noisy"]}
     assert late.trigger.expect == {"prefect.flow-run.Late"}
-    assert late.actions[0].schedule_after == timedelta(minutes=10)
+    assert late.actions[0].schedule_after == timedelta(minutes=5)
     assert task_failures.trigger.expect == {"prefect.flow-run.Completed"}
     assert {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.report-task-failures"} in [
         spec.model_dump() for spec in task_failures.trigger.match_related]
