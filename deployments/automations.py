@@ -8,6 +8,13 @@ Cloud cannot run custom block code, so `--cloud-webhook-block` routes the same e
 through Prefect's built-in `Webhook` block with a Google Chat JSON payload instead.
 Applying twice changes nothing: automations are matched by name and updated in place.
 
+Pipeline failures (`--pipeline-failures`): Failed, Crashed and TimedOut runs of every
+deployment (narrowed by `--include-tag`, `--include-deployment`, `--exclude-deployment`, a glob
+on the deployment's name, and `--exclude-tag`) start the `pipeline-failure-report` deployment
+with the run's id, so flows without our hook get a message with their logs. Runs of
+deployments tagged `report-task-failures` that complete with failed tasks get one too, and
+runs still Late `--late-after-minutes` (default 10) after turning Late.
+
 Silent pipelines: a deployment tagged `silent-after:6h` (m, h or d) gets a proactive
 automation that alerts when none of its runs completed within that window. Proactive
 triggers run on the server's clock (`prefect_test_harness` does not run them).
@@ -17,25 +24,33 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from prefect.blocks.webhook import Webhook
 from prefect.client.orchestration import get_client
-from prefect.events.actions import CallWebhook, SendNotification
+from prefect.events.actions import CallWebhook, RunDeployment, SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
 from blocks.google_chat import GoogleChatWebhook
 from blocks.loading import load_block
+from flows.pipeline_failure_report import JOB as REPORT_FLOW
 from rules.config import ConfigError
 from rules.messages import mentions
+from rules.pipeline_failures import COLLECTION_TAG
 from tasks.notify import EVENT_FINDINGS, EVENT_FLOW_FAILED, owners_of
 
-COLLECTION_TAG = "dataplatform-ops"
 NAME_PREFIX = "dataplatform-ops: "
 SILENT_PREFIX = NAME_PREFIX + "silent "
 SILENT_TAG = "silent-after:"
+PIPELINE_PREFIX = NAME_PREFIX + "pipeline "
+REPORT_DEPLOYMENT = f"{REPORT_FLOW}/{REPORT_FLOW}"
+TASK_FAILURES_TAG = "report-task-failures"
+# `{{ flow_run.id }}` alone fails to render: a one-expression template is passed through
+# `tojson`, which cannot encode a UUID.
+REPORT_PARAMETERS = {"flow_run_id": "{{ flow_run.id|string }}"}
 _WINDOW = re.compile(r"^(\d{1,4})([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
@@ -190,6 +205,68 @@ def build_silent_automations(
     return automations
 
 
+def build_pipeline_failure_automations(
+    report_deployment_id: UUID,
+    *,
+    include_tags: Sequence[str] = (),
+    exclude_tags: Sequence[str] = (),
+    include_deployments: Sequence[str] = (),
+    exclude_deployments: Sequence[str] = (),
+    late_after: timedelta = timedelta(minutes=10),
+) -> list[AutomationCore]:
+    """Failed/Crashed/TimedOut runs of matching deployments, opted-in completed runs with failed
+    tasks, and Late runs (after `late_after`, when the report checks they are still late) ->
+    a run of the report deployment.
+
+    A related-resource filter matches when any related resource does, so one tag cannot be
+    excluded there (a run has many tags): excluded tags go to the report flow, which skips
+    them. A run has one flow and one deployment, so those are excluded here; the report flow
+    itself is always excluded, or its own failures would start reports of reports.
+    """
+    related: list[dict[str, Any]] = [
+        {"prefect.resource.role": "flow", "prefect.resource.name": f"!{REPORT_FLOW}"},
+        {"prefect.resource.role": "deployment", "prefect.resource.name": list(include_deployments) or "*"},
+        *({"prefect.resource.role": "deployment", "prefect.resource.name": f"!{p}"} for p in exclude_deployments),
+    ]
+    if include_tags:
+        related.append({"prefect.resource.role": "tag",
+                        "prefect.resource.id": [f"prefect.tag.{t}" for t in include_tags]})
+    parameters = {**REPORT_PARAMETERS, "exclude_tags": list(exclude_tags)}
+    run_report = RunDeployment(source="selected", deployment_id=report_deployment_id, parameters=parameters)
+    opted_in = {"prefect.resource.role": "tag", "prefect.resource.id": f"prefect.tag.{TASK_FAILURES_TAG}"}
+    triggers = {
+        "failures": ({"prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.TimedOut"},
+                     related, run_report),
+        "task failures": ({"prefect.flow-run.Completed"}, [*related, opted_in], run_report),
+        "late runs": ({"prefect.flow-run.Late"}, related,
+                      run_report.model_copy(update={"schedule_after": late_after})),
+    }
+    return [
+        AutomationCore(
+            name=PIPELINE_PREFIX + name,
+            description=f"dataplatform-ops: pipeline {name} -> {REPORT_DEPLOYMENT}",
+            trigger=EventTrigger(
+                expect=expect,
+                match={"prefect.resource.id": "prefect.flow-run.*"},
+                match_related=match_related,
+                for_each={"prefect.resource.id"},
+                posture=Posture.Reactive,
+                threshold=1,
+            ),
+            actions=[action],
+            tags=[COLLECTION_TAG],
+        )
+        for name, (expect, match_related, action) in triggers.items()
+    ]
+
+
+def apply_pipeline_failure_automations(**filters: Any) -> list[UUID]:
+    """Create or update the pipeline-failure automations (the report deployment must exist)."""
+    with get_client(sync_client=True) as client:
+        report_deployment_id = client.read_deployment_by_name(REPORT_DEPLOYMENT).id
+    return _apply(build_pipeline_failure_automations(report_deployment_id, **filters))
+
+
 def apply_automations(**destination: str | None) -> list[UUID]:
     """Create or update the collection's automations; returns their ids."""
     return _apply(build_automations(**destination))
@@ -226,14 +303,29 @@ def main(argv: list[str] | None = None) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--chat-block", help="GoogleChatWebhook block name (self-hosted server).")
     where.add_argument("--cloud-webhook-block", help="built-in Webhook block name (Prefect Cloud).")
+    parser.add_argument("--pipeline-failures", action="store_true",
+                        help=f"also report failures of other deployments (needs {REPORT_DEPLOYMENT}).")
+    for flag, what in [("--include-tag", "only deployments with one of these tags"),
+                       ("--exclude-tag", "not runs with this tag"),
+                       ("--include-deployment", "only deployment names matching one of these globs"),
+                       ("--exclude-deployment", "not deployment names matching this glob")]:
+        parser.add_argument(flag, action="append", default=[], help=f"--pipeline-failures: {what}.")
+    parser.add_argument("--late-after-minutes", type=float, default=10,
+                        help="--pipeline-failures: report runs still Late this long after turning Late.")
     args = parser.parse_args(argv)
     try:
         destination = {"chat_block": args.chat_block, "cloud_webhook_block": args.cloud_webhook_block}
         ids = apply_automations(**destination)
         silent = apply_silent_automations(**destination)
+        pipeline = apply_pipeline_failure_automations(
+            include_tags=args.include_tag, exclude_tags=args.exclude_tag,
+            include_deployments=args.include_deployment, exclude_deployments=args.exclude_deployment,
+            late_after=timedelta(minutes=args.late_after_minutes),
+        ) if args.pipeline_failures else []
     except ConfigError as exc:
         parser.exit(2, f"error: {exc}\n")
-    print(f"applied {len(ids)} automations and {len(silent)} silent-deployment automations")
+    print(f"applied {len(ids)} automations, {len(silent)} silent-deployment automations and "
+          f"{len(pipeline)} pipeline-failure automations")
 
 
 if __name__ == "__main__":

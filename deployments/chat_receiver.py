@@ -150,11 +150,17 @@ class ChatReceiver:
 
     @staticmethod
     def print_message(message: dict[str, Any]) -> None:
-        title, text = "", message.get("text", "")
-        for card in message.get("cardsV2", []):
-            title = card["card"].get("header", {}).get("title", "")
-            for section in card["card"]["sections"]:
-                for widget in section.get("widgets", []):
-                    para = widget.get("textParagraph", {}).get("text", "")
-                    text = html.unescape(para.replace("<br>", "\n"))
+        title, text = readable(message)
         print(f"\n💬 {title}\n{text}\n", flush=True)
+
+
+def readable(message: dict[str, Any]) -> tuple[str, str]:
+    """A message's title and text as a person sees them (a card's, or the plain text)."""
+    title, text = "", message.get("text", "")
+    for card in message.get("cardsV2", []):
+        title = card["card"].get("header", {}).get("title", "")
+        for section in card["card"]["sections"]:
+            for widget in section.get("widgets", []):
+                para = widget.get("textParagraph", {}).get("text", "")
+                text = html.unescape(para.replace("<br>", "\n"))
+    return title, text

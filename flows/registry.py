@@ -16,6 +16,7 @@ from flows.ebs_rightsizing import ebs_rightsizing
 from flows.graviton_advisor import graviton_advisor
 from flows.idle_resources import idle_resources
 from flows.lambda_health import lambda_health
+from flows.pipeline_failure_report import pipeline_failure_report
 from flows.query_watch import query_watch
 from flows.queue_health import queue_health
 from flows.redshift_health import redshift_health
@@ -23,6 +24,6 @@ from flows.s3_intelligent_tiering import s3_intelligent_tiering
 
 JOBS: dict[str, Flow] = {f.name: f for f in (
     bigquery_cost_report, bigquery_query_cost_watch, data_integrity, dev_parking, ebs_rightsizing,
-    graviton_advisor, idle_resources, lambda_health, query_watch, queue_health, redshift_health,
+    graviton_advisor, idle_resources, lambda_health, pipeline_failure_report, query_watch, queue_health, redshift_health,
     s3_intelligent_tiering,
 )}

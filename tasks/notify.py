@@ -6,6 +6,9 @@
 - `on_flow_failure`: a flow hook that emits one event per failed (or timed-out) run with
   the failed task, its exception and traceback tail, retries, the owners to mention and
   the last log lines, which Prefect's open-source server cannot template.
+- `emit_flow_failure`: that event; `flows/pipeline_failure_report.py` emits it too, for runs
+  of flows without the hook, so one automation routes both and the event marks a run as
+  announced.
 
 Owners come from the run's tags (a deployment's tags are its runs' tags): `owner:<chat
 user id>` or `owner:all`.
@@ -228,7 +231,8 @@ for _name in ("prefect.flow_runs", "prefect.task_runs"):
         logging.getLogger(_name).addHandler(_LOG_TAIL)
 
 
-def _safe_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+def safe_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """Parameters with secret-looking names masked, fit to show in a message."""
     return {
         k: ("***" if any(w in k.lower() for w in _SECRET_PARAM_WORDS) else v)
         for k, v in parameters.items()
@@ -256,31 +260,40 @@ def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
         state_name=state.name,
         state_message=state.message or "",
         log_lines=_LOG_TAIL.tail(flow_run.id, LOG_TAIL_RECORDS),
-        parameters=_safe_parameters(dict(flow_run.parameters or {})),
+        parameters=safe_parameters(dict(flow_run.parameters or {})),
         deployment=deployment,
         run_url=run_url(flow_run.id),
         failure=failure,
         flow_attempt=(max(1, flow_run.run_count or 1), (flow.retries or 0) + 1),
         owners=owners_of(flow_run.tags),
     )
+    emit_flow_failure(flow_run.id, flow_run.name, flow_run.flow_id, flow.name, deployment, state.name,
+                      failure.task_name if failure else None, subject, text)
+
+
+def emit_flow_failure(
+    flow_run_id: Any, flow_run_name: str, flow_id: Any, flow_name: str, deployment: str | None,
+    state_name: str, task_name: str | None, subject: str, text: str,
+) -> None:
+    """The one event that announces a failed run (the "flow run failed" automation sends it)."""
     emit_event(
         event=EVENT_FLOW_FAILED,
         resource={
-            "prefect.resource.id": f"prefect.flow-run.{flow_run.id}",
-            "prefect.resource.name": flow_run.name,
+            "prefect.resource.id": f"prefect.flow-run.{flow_run_id}",
+            "prefect.resource.name": flow_run_name,
         },
         related=[
             {
-                "prefect.resource.id": f"prefect.flow.{flow_run.flow_id}",
+                "prefect.resource.id": f"prefect.flow.{flow_id}",
                 "prefect.resource.role": "flow",
-                "prefect.resource.name": flow.name,
+                "prefect.resource.name": flow_name,
             }
         ],
         payload={
-            "flow": flow.name,
+            "flow": flow_name,
             "deployment": deployment,
-            "state": state.name,
-            "task": failure.task_name if failure else None,
+            "state": state_name,
+            "task": task_name,
             "subject": redact(subject),
             "text": redact(text),
         },

@@ -1,0 +1,266 @@
+"""Zero-code failure reports, end to end: third-party flows run by a real runner (subprocesses),
+the server's automations start the report deployment, and its message reaches the chat receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.runner import Runner
+from prefect.states import Late, Scheduled
+
+from deployments.automations import (
+    PIPELINE_PREFIX,
+    REPORT_DEPLOYMENT,
+    apply_pipeline_failure_automations,
+    main,
+)
+from deployments.chat_receiver import readable
+from flows.pipeline_failure_report import JOB, pipeline_failure_report
+from rules.pipeline_failures import (
+    LogRecord,
+    ReportPolicy,
+    RunRecord,
+    TaskRunRecord,
+    log_lines,
+    seconds_to_wait,
+    skip_reason,
+    task_failure,
+)
+from tests import third_party_pipelines as third_party
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[dict[str, UUID]]:
+    """A runner in a background thread, polling every second, serving the report deployment
+    and the third-party deployments; yields deployment name -> id."""
+    runner = Runner(name="pipeline-failures-test", query_seconds=1, pause_on_shutdown=False, limit=None)
+    deployments = [
+        pipeline_failure_report.to_deployment(name=JOB, tags=["dataplatform-ops", "pipeline-watch"]),
+        third_party.crm_sync.to_deployment(name="nightly", tags=["team:crm", "owner:555"]),
+        third_party.crm_export.to_deployment(name="export", tags=["team:crm"]),
+        third_party.crm_hooked.to_deployment(name="hooked", tags=["team:crm"]),
+        third_party.crm_best_effort.to_deployment(name="best-effort", tags=["team:crm", "report-task-failures"]),
+    ]
+    loop = asyncio.new_event_loop()
+    ids: dict[str, UUID] = {}
+
+    async def serve() -> None:
+        for deployment in deployments:
+            ids[deployment.name] = await runner.aadd_deployment(deployment)
+        await runner.start()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while len(ids) < len(deployments) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    yield ids
+    asyncio.run_coroutine_threadsafe(runner.astop(), loop).result(timeout=60)
+    thread.join(timeout=60)
+    with get_client(sync_client=True) as client:  # later modules' failures must not start reports
+        for automation in client.read_automations():
+            if automation.name.startswith(PIPELINE_PREFIX):
+                client.delete_automation(automation.id)
+
+
+@pytest.fixture
+def reported(routed, runner):
+    """The chat receiver with the usual automations, plus the pipeline-failure ones."""
+    apply_pipeline_failure_automations(exclude_deployments=["never-*"], late_after=timedelta(seconds=1))
+    time.sleep(1)  # the server's automation cache refreshes after the commit (see conftest)
+    return routed
+
+
+def run_and_wait(deployment_id: UUID, parameters: dict | None = None, timeout: float = 90):
+    """Start a run of a served deployment; the run once final."""
+    with get_client(sync_client=True) as client:
+        flow_run = client.create_flow_run_from_deployment(deployment_id, parameters=parameters)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            flow_run = client.read_flow_run(flow_run.id)
+            if flow_run.state.is_final():
+                return flow_run
+            time.sleep(0.5)
+    raise AssertionError(f"run {flow_run.name} still {flow_run.state.name} after {timeout} s")
+
+
+def one_message(chat) -> tuple[object, str, str]:
+    """The one message that arrives (no other follows); its title and text as a person sees them."""
+    [message] = chat.wait_for(1, timeout=90)
+    assert chat.settle(quiet=3) == [message]
+    return message, *readable(message.message)
+
+
+def report_runs(ids: dict[str, UUID]) -> list:
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[ids[JOB]])))
+
+
+def test_third_party_task_failure_is_reported_once_with_its_logs(reported, runner):
+    failed = run_and_wait(runner["nightly"], {"day": "2026-11-24", "api_token": "tok-planted"})
+    assert failed.state.is_failed()
+    message, subject, text = one_message(reported)
+    assert subject == (f"[crm-sync/nightly] run {failed.name} Failed in task load_customers: "
+                       "ConnectionError: warehouse refused the connection: too many clients")
+    for expected in [
+        "Deployment: nightly",
+        "Failed task: load_customers (load_customers-",
+        "attempt 2 of 2, 0 retries left",                            # the task's retry was used
+        "Traceback (last lines):",
+        'raise ConnectionError("warehouse refused the connection: too many clients")',
+        "Last log lines:",
+        "crm sync started",                                          # the flow's log line
+        "copying customers for 2026-11-24 into the warehouse",       # and the task's
+        "day=2026-11-24", "api_token=***",                           # secret-looking: masked
+        f"/runs/flow-run/{failed.id}",
+        "@555",
+    ]:
+        assert expected in text, expected
+    assert "tok-planted" not in message.text
+    assert message.message["text"] == "<users/555>"
+    assert message.message["thread"]["threadKey"] == f"crm-sync/nightly-{datetime.now(timezone.utc):%Y-%m-%d}"
+
+    # The report again, as a second automation firing would start it: nothing more is sent.
+    assert run_and_wait(runner[JOB], {"flow_run_id": str(failed.id)}).state.is_completed()
+    assert reported.settle(quiet=2) == [message]
+
+
+def test_crashed_run_is_reported_with_the_lines_before_the_crash(reported, runner):
+    crashed = run_and_wait(runner["export"])
+    assert crashed.state.is_crashed()
+    _, subject, text = one_message(reported)
+    assert subject == f"[crm-export/export] run {crashed.name} Crashed"
+    assert "exported 1200 of 5000 rows" in text
+    assert crashed.state.message in text                         # the runner's account of the exit
+    assert "Failed task" not in text
+
+
+def test_run_announced_by_its_own_hook_is_not_reported_again(reported, runner):
+    before = len(report_runs(runner))
+    failed = run_and_wait(runner["hooked"])
+    assert failed.state.is_failed()
+    [message] = reported.wait_for(1, timeout=90)
+    # The report ran (and chose silence): wait for it, then for anything late.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = report_runs(runner)
+        if len(runs) > before and all(r.state.is_final() for r in runs):
+            break
+        time.sleep(0.5)
+    assert len(runs) == before + 1 and all(r.state.is_completed() for r in runs)
+    assert reported.settle(quiet=3) == [message]
+    assert "ValueError: bad row 17" in message.text
+    with get_client(sync_client=True) as client:
+        said = [log.message for run in runs for log in client.read_logs(
+            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))]
+    assert f"No report for run {failed.name}: already announced (the flow's own failure hook" in "\n".join(said)
+
+
+def test_task_failure_in_a_completed_run_is_reported_when_opted_in(reported, runner):
+    completed = run_and_wait(runner["best-effort"])
+    assert completed.state.is_completed()
+    _, subject, text = one_message(reported)
+    assert subject == f"[crm-best-effort/best-effort] run {completed.name} completed with 1 failed task"
+    assert "• refresh_thumbnails (refresh_thumbnails-" in text
+    assert "attempt 2 of 2: TimeoutError: image service did not answer" in text
+    assert "refreshing thumbnails" in text
+
+
+def test_run_still_late_is_reported_once(reported, runner):
+    """The server's late-runs service (not run by the test harness) marks a run Late; the test
+    proposes that same state for a run no one serves. A second later the report finds it still late."""
+    unserved = third_party.crm_export.to_deployment(name="unserved", tags=["team:crm", "owner:555"]).apply()
+    scheduled_for = datetime.now(timezone.utc) - timedelta(minutes=30)
+    with get_client(sync_client=True) as client:
+        flow_run = client.create_flow_run_from_deployment(unserved, state=Scheduled(scheduled_time=scheduled_for))
+        client.set_flow_run_state(flow_run.id, Late(scheduled_time=scheduled_for), force=True)
+    message, subject, text = one_message(reported)
+    assert subject == f"[crm-export/unserved] run {flow_run.name} Late: not started 30 min after its scheduled time"
+    assert f"scheduled for {scheduled_for:%Y-%m-%d %H:%M} UTC" in text and "no worker polls" in text
+    assert message.message["text"] == "<users/555>"
+
+
+def test_pipeline_failure_automations_are_idempotent_and_never_watch_the_report(routed, runner):
+    first = apply_pipeline_failure_automations(include_tags=["team:crm"])
+    main(["--chat-block", routed.block_name, "--pipeline-failures", "--include-tag", "team:crm",
+          "--exclude-tag", "noisy", "--exclude-deployment", "scratch-*", "--late-after-minutes", "5"])
+    with get_client(sync_client=True) as client:
+        assert {a.id for a in client.read_automations() if a.name.startswith(PIPELINE_PREFIX)} == set(first)
+        [failures] = client.read_automations_by_name(PIPELINE_PREFIX + "failures")
+        [task_failures] = client.read_automations_by_name(PIPELINE_PREFIX + "task failures")
+        [late] = client.read_automations_by_name(PIPELINE_PREFIX + "late runs")
+        report_id = client.read_deployment_by_name(REPORT_DEPLOYMENT).id
+    assert failures.trigger.expect == {"prefect.flow-run.Failed", "prefect.flow-run.Crashed",
+                                       "prefect.flow-run.TimedOut"}
+    related = [spec.model_dump() for spec in failures.trigger.match_related]
+    assert {"prefect.resource.role": "flow", "prefect.resource.name": f"!{JOB}"} in related
+    assert {"prefect.resource.role": "deployment", "prefect.resource.name": "!scratch-*"} in related
+    assert {"prefect.resource.role": "tag", "prefect.resource.id": ["prefect.tag.team:crm"]} in related
+    [action] = failures.actions
+    assert action.deployment_id == report_id
+    assert action.parameters == {"flow_run_id": "{{ flow_run.id|string }}",
+                                 "exclude_tags": ["noisy"]}
+    assert late.trigger.expect == {"prefect.flow-run.Late"}
+    assert late.actions[0].schedule_after == timedelta(minutes=5)
+    assert task_failures.trigger.expect == {"prefect.flow-run.Completed"}
+    assert {"prefect.resource.role": "tag", "prefect.resource.id": "prefect.tag.report-task-failures"} in [
+        spec.model_dump() for spec in task_failures.trigger.match_related]
+
+
+def test_log_lines_keep_order_and_cut_tracebacks():
+    t = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)
+    records = [
+        LogRecord(t.replace(second=2), 40, "Task failed\nTraceback (most recent call last):\n"
+                  + "\n".join(f"  frame {i}" for i in range(20)) + "\nKeyError: 'id'", "task-1"),
+        LogRecord(t.replace(second=1), 20, "started"),
+        LogRecord(t, 20, "too old to show"),
+    ]
+    lines = log_lines(records, 2)
+    assert lines[0] == "06:00:01 INFO started" and lines[1] == "06:00:02 ERROR Task failed"
+    assert lines[-1] == "  KeyError: 'id'" and len(lines) == 2 + 8
+    failure = task_failure(TaskRunRecord("task-1", "load", "load-abc", "Task run failed", 3, 3), records)
+    assert failure.exception == "KeyError: 'id'" and failure.traceback_tail[-1] == "KeyError: 'id'"
+    no_logs = task_failure(TaskRunRecord("task-2", "load", "load-def", "Task run failed", 1, 1), records)
+    assert (no_logs.exception, no_logs.traceback_tail) == ("Task run failed", ())
+
+
+def run_record(state_type: str, state_name: str, tags: tuple[str, ...] = (), ended=None) -> RunRecord:
+    return RunRecord(id="r", name="brisk-otter", flow_id="f", flow_name="etl", deployment="nightly",
+                     state_type=state_type, state_name=state_name, state_message="", tags=tags, ended=ended)
+
+
+def test_report_waits_for_a_hook_only_where_one_runs():
+    ended = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)
+    policy = ReportPolicy(announce_grace_seconds=10)
+    failed = run_record("FAILED", "Failed", ended=ended)
+    assert seconds_to_wait(failed, ended.replace(second=4), policy) == 6
+    assert seconds_to_wait(failed, ended.replace(minute=5), policy) == 0
+    assert seconds_to_wait(run_record("CRASHED", "Crashed", ended=ended), ended, policy) == 0
+
+
+@pytest.mark.parametrize(("run", "announced", "reason"), [
+    (run_record("FAILED", "Failed"), False, None),
+    (run_record("FAILED", "TimedOut"), True, "already announced"),
+    (run_record("CRASHED", "Crashed", ("dataplatform-ops",)), False, "a job of this collection"),
+    (run_record("SCHEDULED", "Late", ("dataplatform-ops",)), False, None),  # nothing else tells it
+    (run_record("FAILED", "Failed", ("noisy", "x")), False, "tagged noisy"),
+    (run_record("COMPLETED", "Completed"), False, "completed without failed tasks"),
+    (run_record("RUNNING", "Running"), False, "Running: nothing to report"),
+])
+def test_skip_reason(run, announced, reason):
+    got = skip_reason(run, [], ["noisy"], announced)
+    assert got == reason if reason is None else got.startswith(reason)

@@ -1,0 +1,50 @@
+"""Flows as another team writes them: no hook of ours, no tag of ours. Their runs execute in
+runner subprocesses, which import this module by path."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from prefect import flow, get_run_logger, task
+from prefect.logging.handlers import APILogHandler
+
+from tasks.notify import on_flow_failure
+
+
+@task(retries=1, retry_delay_seconds=0)
+def load_customers(day: str) -> None:
+    get_run_logger().info("copying customers for %s into the warehouse", day)
+    raise ConnectionError("warehouse refused the connection: too many clients")
+
+
+@flow(name="crm-sync")
+def crm_sync(day: str, api_token: str) -> None:
+    get_run_logger().info("crm sync started")
+    load_customers(day)
+
+
+@flow(name="crm-export")
+def crm_export() -> None:
+    get_run_logger().info("exported 1200 of 5000 rows")
+    APILogHandler().flush()  # what reached the API before the kill; a real OOM kill may lose ~2 s
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@flow(name="crm-hooked", on_failure=[on_flow_failure])
+def crm_hooked() -> None:
+    """A team that adopted our hook: its hook announces the run, the report must not."""
+    raise ValueError("bad row 17")
+
+
+@task(retries=1, retry_delay_seconds=0)
+def refresh_thumbnails() -> None:
+    get_run_logger().info("refreshing thumbnails")
+    raise TimeoutError("image service did not answer")
+
+
+@flow(name="crm-best-effort")
+def crm_best_effort() -> str:
+    """The flow carries on when its optional task fails."""
+    refresh_thumbnails(return_state=True)
+    return "done"
