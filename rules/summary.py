@@ -73,9 +73,11 @@ def _top(findings: Sequence[Finding]) -> list[str]:
     for i, f in enumerate(top, 1):
         where = f" ({f.scope})" if f.scope else ""
         cost = f", {money(f.monthly_cost_usd)}" if f.monthly_cost_usd else ""
-        lines.append(f"{i}. **{f.resource_id}**{where}{cost}: {redact(f.reason)}")
-        if advice := ADVICE.get(f.kind):
-            lines.append(f"   To do: {advice}.")
+        advice = ADVICE.get(f.kind)
+        # A trailing backslash is a line break in markdown: the advice gets its own line.
+        lines.append(f"{i}. **{f.resource_id}**{where}{cost}: {redact(f.reason)}" + ("\\" if advice else ""))
+        if advice:
+            lines.append(f"   **To do:** {advice}.")
     if any(f.kind in ADVICE for f in top):
         lines += ["", KEEP_HINT]
     return lines

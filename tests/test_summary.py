@@ -48,8 +48,8 @@ def test_total_breakdowns_and_costliest_five_with_advice():
     items = [line for line in _section(md, f"Costliest {TOP_ITEMS}") if re.match(r"\d+\. ", line)]
     assert [re.search(r"\*\*(\S+)\*\*", i).group(1) for i in items] == [
         "vol-big", "vol-small", "snap-1", "eipalloc-0", "eipalloc-1"]
-    assert items[0] == "1. **vol-big** (111111111111/eu-west-1), $631.20/mo: vol-big is idle"
-    assert f"   To do: {ADVICE[UNATTACHED_VOLUME]}." in md and f"   To do: {ADVICE[IDLE_EIP]}." in md
+    assert items[0] == "1. **vol-big** (111111111111/eu-west-1), $631.20/mo: vol-big is idle\\"
+    assert f"   **To do:** {ADVICE[UNATTACHED_VOLUME]}." in md and f"   **To do:** {ADVICE[IDLE_EIP]}." in md
     assert KEEP_HINT in md
 
 
@@ -57,7 +57,7 @@ def test_findings_without_money_are_listed_by_severity_without_advice():
     health = [_finding("lambda-errors", "etl-a", "us-east-1", None),
               _finding("lambda-timeouts", "etl-b", "us-east-1", None, Severity.CRITICAL)]
     md = summary_markdown("lambda-health", health)
-    assert "in total" not in md and "To do:" not in md and KEEP_HINT not in md
+    assert "in total" not in md and "To do" not in md and KEEP_HINT not in md
     assert _section(md, "First 2")[:2] == ["1. **etl-b** (us-east-1): etl-b is idle",
                                            "2. **etl-a** (us-east-1): etl-a is idle"]
     assert _table(md, "By kind") == {"lambda-errors": (1, "-"), "lambda-timeouts": (1, "-")}
