@@ -35,17 +35,17 @@ INSTALL_HINT = ("the browser test needs headless Chromium and its driver: "
 
 @pytest.fixture(scope="module")
 def demo_run() -> Iterator[DemoRun]:
-    """One `make demo` run for this module, every job in it; its services stay up meanwhile."""
-    out: list[str] = []
-    with demo(seed_scale=1, out=out.append) as run:
+    """One `make demo` run for this module, every job in it; its services stay up meanwhile.
+    Its progress lines are printed, so a failure's report shows them."""
+    with demo(seed_scale=1, out=print) as run:
         yield run
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[webdriver.Chrome]:
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        pytest.fail(f"{INSTALL_HINT}; missing: {'chromium' if not chromium else 'chromedriver'}")
+    if missing := [name for name, path in (("chromium", chromium), ("chromedriver", driver)) if not path]:
+        pytest.fail(f"{INSTALL_HINT}; not found on PATH: {', '.join(missing)}")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
@@ -102,16 +102,17 @@ def wait_for(browser: webdriver.Chrome, what: str, condition) -> None:
                   ignored_exceptions=(StaleElementReferenceException,)).until(condition, f"waited for {what}")
 
 
-def test_demo_ui_shows_runs_findings_summary_and_automations(demo_run, browser, shots):
+def test_demo_ui_shows_runs_findings_summary_and_automations(browser, demo_run, shots):
     results = {r.job: r.status for r in demo_run.summary.results}
     assert results == dict.fromkeys(DEMO_JOBS, "Completed")
     ui = demo_run.server.ui_url
 
     # The address the demo prints: the UI loads and reaches this server's API.
     with page(browser, ui, shots, "home"):
-        wait_for(browser, "the dashboard's flow runs", lambda b: "Flow Runs" in body(b))
-        assert browser.current_url.startswith(f"{ui}/v2/")  # Prefect 3.9's default UI
+        wait_for(browser, "the dashboard", lambda b: re.search(r"Flow Runs|Can't connect", body(b)))
         assert "Can't connect to Server API" not in body(browser)
+        assert browser.current_url.startswith(f"{ui}/v2/")  # Prefect 3.9's default UI
+        wait_for(browser, "the dashboard's flow runs", lambda b: "Flow Runs" in body(b))
 
     # Runs: one card per job's run, each Completed.
     with page(browser, f"{ui}/v2/runs", shots, "runs"):
