@@ -32,7 +32,10 @@ ADVICE: dict[str, str] = {
     graviton.KIND: "move to the Graviton twin once the workload has an arm64 build",
     tiering.KIND: "add the Intelligent-Tiering lifecycle rule (`apply=true` asks for approval)",
 }
-KEEP_HINT = "Anything that must stay: tag it `dataplatform-ops:keep`."
+# Kinds whose action `apply=true` skips for a resource carrying the opt-out tag.
+KEPT_BY_TAG = {IDLE_EIP, UNATTACHED_VOLUME, ORPHANED_SNAPSHOT, STALE_OBJECTS, "ebs-gp2-to-gp3",
+               "ebs-lower-iops", tiering.KIND}
+KEEP_HINT = f"Anything that must stay: tag it `{tiering.KEEP_TAG}` and `apply=true` leaves it alone."
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ def _top(findings: Sequence[Finding]) -> list[str]:
         lines.append(f"{i}. **{f.resource_id}**{where}{cost}: {redact(f.reason)}" + ("\\" if advice else ""))
         if advice:
             lines.append(f"   **To do:** {advice}.")
-    if any(f.kind in ADVICE for f in top):
+    if any(f.kind in KEPT_BY_TAG for f in top):
         lines += ["", KEEP_HINT]
     return lines
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from rules import graviton
 from rules.findings import Finding, Severity, Transitions
 from rules.idle import IDLE_EIP, ORPHANED_SNAPSHOT, UNATTACHED_VOLUME
 from rules.summary import ADVICE, KEEP_HINT, TOP_ITEMS, Link, summary_markdown
@@ -58,6 +59,9 @@ def test_findings_without_money_are_listed_by_severity_without_advice():
               _finding("lambda-timeouts", "etl-b", "us-east-1", None, Severity.CRITICAL)]
     md = summary_markdown("lambda-health", health)
     assert "in total" not in md and "To do" not in md and KEEP_HINT not in md
+    # Advice alone does not promise the opt-out tag: graviton-advisor only advises.
+    advice_only = summary_markdown("graviton-advisor", [_finding(graviton.KIND, "i-1", "us-east-1/ec2", 9.0)])
+    assert f"**To do:** {ADVICE[graviton.KIND]}." in advice_only and KEEP_HINT not in advice_only
     assert _section(md, "First 2")[:2] == ["1. **etl-b** (us-east-1): etl-b is idle",
                                            "2. **etl-a** (us-east-1): etl-a is idle"]
     assert _table(md, "By kind") == {"lambda-errors": (1, "-"), "lambda-timeouts": (1, "-")}
