@@ -239,6 +239,8 @@ def prefect_server(home: Path) -> Iterator[PrefectServer]:
         "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_URL": ui_url,
+        # The UI asks `/ui-settings` where the API is; unset, that says port 4200, not this one.
+        "PREFECT_SERVER_UI_API_URL": f"{ui_url}/api",
         "DO_NOT_TRACK": "1",
     }
     env.pop("PREFECT_API_URL", None)

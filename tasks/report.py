@@ -7,9 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.runtime import flow_run as runtime_flow_run
+from prefect.settings import PREFECT_UI_URL
 
 from rules.findings import Finding, Transitions
-from rules.messages import money
+from rules.summary import Link, summary_markdown
 from rules.text import redact
 
 # A bigger findings table is unreadable in the UI and exceeds the size of an event the server
@@ -56,25 +60,38 @@ def write_report(
         table=rows,
         description=f"{job}: {len(findings)} findings",
     )
-    total = sum(f.monthly_cost_usd or 0 for f in findings)
-    lines = [f"# {job}", "", f"**{len(findings)} findings**"]
-    if total:
-        lines[-1] += f", {money(total)} in total"
-    if transitions is not None:
-        lines.append(
-            f"New {len(transitions.opened)}, escalated {len(transitions.escalated)}, "
-            f"reminded {len(transitions.reminded)}, resolved {len(transitions.resolved)}."
-        )
-    if table is None and len(findings) > MAX_FINDING_ROWS:
-        lines.append(f"The table shows the first {MAX_FINDING_ROWS:,} of {len(findings):,} findings, most "
-                     "severe and most expensive first; all are in the store's `findings` table.")
-    lines += [f"- {redact(n)}" for n in notes]
-    if errors:
-        lines += ["", "## Not covered this run", ""]
-        lines += [f"- **{scope}**: {redact(msg)}" for scope, msg in sorted(errors.items())]
-    create_markdown_artifact(
-        key=artifact_key(job, "summary"), markdown="\n".join(lines), description=f"{job} summary"
+    cut = table is None and len(findings) > MAX_FINDING_ROWS
+    markdown = summary_markdown(
+        job, findings, transitions, errors, notes, links=run_links(job),
+        table_note=f"The table shows the first {MAX_FINDING_ROWS:,} of {len(findings):,} findings, most "
+                   "severe and most expensive first; all are in the store's `findings` table." if cut else None,
     )
+    create_markdown_artifact(
+        key=artifact_key(job, "summary"), markdown=markdown, description=f"{job} summary"
+    )
+
+
+def ui_link(path: str) -> str:
+    """A link into the Prefect UI: absolute with PREFECT_UI_URL, else relative to the UI."""
+    return f"{(PREFECT_UI_URL.value() or '').rstrip('/')}{path}"
+
+
+def run_links(job: str) -> list[Link]:
+    """What this flow run published before its summary (a plan, the actions taken) and, if it
+    paused for a person's approval, the run page where that was answered."""
+    run_id = runtime_flow_run.id
+    if not run_id:
+        return []
+    own = {artifact_key(job, "findings"), artifact_key(job, "summary")}
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+        paused = any(state.is_paused() for state in client.read_flow_run_states(run_id))
+    keys = sorted({a.key: a.description for a in artifacts if a.key and a.key not in own}.items())
+    links = [Link(description or key, ui_link(f"/artifacts/key/{key}")) for key, description in keys]
+    if paused:
+        links.append(Link("Approval: this run paused for it", ui_link(f"/runs/flow-run/{run_id}")))
+    return links
 
 
 def write_table(job: str, suffix: str, rows: Sequence[Mapping[str, Any]], description: str) -> None:

@@ -32,6 +32,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
+from prefect.settings import PREFECT_UI_URL
 from prefect_aws import AwsCredentials
 
 import flows.idle_resources as idle_module
@@ -279,6 +280,12 @@ def test_apply_pauses_acts_only_on_the_approved_subset_then_changes_nothing(cred
     assert all(a["flow_run_id"] == run_id for a in actions)
     # The acted-on findings are resolved (announced once); the rest stay open.
     assert {f["resource_id"] for f in store.findings_of(JOB, status="open")} == set(world.idle) - set(approved)
+    # The run's summary leads to its plan, the actions taken and the approval asked for.
+    summary = _artifact(f"{JOB}-summary")
+    assert str(summary.flow_run_id) == run_id
+    ui = PREFECT_UI_URL.value()
+    for link in (f"{ui}/artifacts/key/{JOB}-plan", f"{ui}/artifacts/key/{JOB}-actions", f"{ui}/runs/flow-run/{run_id}"):
+        assert f"]({link})" in summary.data, link
 
     # Second apply: the same approval again (what is left is offered; nothing is approved).
     started = datetime.now(timezone.utc) - timedelta(seconds=1)
