@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from prefect.blocks.core import Block
+from prefect.client.orchestration import get_client
 from pydantic import ValidationError
 
 from rules.config import ConfigError
@@ -21,6 +22,13 @@ def validation_message(exc: ValidationError) -> str:
     return str(problem.get("ctx", {}).get("error") or problem["msg"])
 
 
+def _types_named(name: str) -> list[str]:
+    """The types of the blocks saved under `name` (secrets not read)."""
+    with get_client(sync_client=True) as client:
+        documents = client.read_block_documents(include_secrets=False)
+    return sorted({d.block_type.name for d in documents if d.name == name and d.block_type})
+
+
 def load_block(block_type: type[B], name: str, parameter: str) -> B:
     """`block_type.load(name)`, with a `ConfigError` naming the parameter when it is missing."""
     try:
@@ -32,6 +40,12 @@ def load_block(block_type: type[B], name: str, parameter: str) -> B:
         raise ConfigError(f"{block_type.__name__} block {name!r} (parameter `{parameter}`): "
                           f"{validation_message(exc.__cause__)}") from None
     except ValueError:
+        other = _types_named(name)
+        if other:
+            raise ConfigError(
+                f"block {name!r} (parameter `{parameter}`) has type {' / '.join(other)}, not "
+                f"{block_type.get_block_type_name()}: give the name of a block of that type."
+            ) from None
         how = (" or with `uv run python -m deployments.blocks`"
                if block_type.get_block_type_slug() in _MADE_BY_COMMAND else
                f" (Blocks > + > {block_type.get_block_type_name()}) or in Python (README: Pointing it at real systems)")

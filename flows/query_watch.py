@@ -2,8 +2,8 @@
 
 A query or blocker is announced once when it crosses its threshold, reminded after the
 repeat interval and resolved when it ends (the `tell` step). Cancelling or terminating is
-off unless `apply=True`, and then only past a hard limit for allow-listed users or approved
-findings, never our own session.
+off unless `apply=True`, and then only past a hard limit: for the policy's allow-listed users
+(a standing approval) or what a person approves through the approval path; never our own session.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from rules.query_watch import (
     not_checked,
     plan_actions,
 )
+from tasks.approval import ApprovalExpired, Offer, ask_approval, cancelled, outcome_message
 from tasks.notify import on_flow_failure
 from tasks.redshift import act_on_backends, collect_query_watch
 from tasks.tell import tell
@@ -38,7 +39,6 @@ def query_watch(
     warehouse: str = "warehouse",
     store: str = "ops-store",
     apply: bool = False,
-    approve: list[str] | None = None,
     now: datetime | None = None,
 ):
     """Watch one warehouse's running queries and locks.
@@ -47,9 +47,8 @@ def query_watch(
         policy: thresholds, hard limits and the allow-list of users that may be acted on.
         warehouse: name of the `WarehouseConnection` block.
         store: name of the `OpsStore` block.
-        apply: really cancel/terminate; otherwise the planned actions are only recorded.
-        approve: finding resource ids (`pid 123 since 2026-01-01T00:00:00Z`) a person approves
-            acting on, for users outside the allow-list.
+        apply: really cancel/terminate (allow-listed users, and what a person approves when
+            the run asks); otherwise the planned actions are only recorded.
         now: the run's time (tests, replays); defaults to the current time.
     """
     ops_store = load_store(store)
@@ -68,11 +67,19 @@ def query_watch(
         # the access finding above is what the run saw, and resolves once access works again.
         coverage.fail(scope, problem.message, not_checked({name}))
 
-    plans = plan_actions(snap.queries, snap.waits, policy, snap.own_pid, approve or ())
-    actions = act_on_backends(conn, plans, apply, ops_store, JOB, scope, now) if plans else []
+    tell(JOB, findings, ops_store, now, coverage, repeat_interval=timedelta(hours=policy.repeat_interval_hours))
 
-    notes = [f"{a['action']} {a['resource']} ({a['user']}): {a['outcome']} — {a['detail']}"
-             for a in actions]
-    tell(JOB, findings, ops_store, now, coverage,
-         repeat_interval=timedelta(hours=policy.repeat_interval_hours), notes=notes)
+    plans = plan_actions(snap.queries, snap.waits, policy, snap.own_pid)
+    if apply:
+        offers = [Offer(p.resource_id, scope, p.action, 0.0, p.reason, payload=p)
+                  for p in plans if not p.allow_listed]
+        try:
+            chosen = ask_approval(JOB, offers, policy.approval_timeout_seconds)
+        except ApprovalExpired as exc:
+            return cancelled(str(exc))
+        plans = [p for p in plans if p.allow_listed] + [o.payload for o in chosen]
+    if plans:  # a dry run records what it would do
+        rows = act_on_backends(conn, plans, apply, ops_store, JOB, scope, now)
+        if apply:
+            outcome_message(JOB, rows)
     return findings

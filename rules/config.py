@@ -8,6 +8,15 @@ _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/[\w+=,.@/-]+$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 
 
+OPT_OUT_TAG = "dataplatform-ops:keep"
+
+
+def opted_out(tags: dict[str, str], tag: str = OPT_OUT_TAG) -> bool:
+    """Whether a resource carries the opt-out tag. Tag keys are case-sensitive in AWS, but
+    `Dataplatform-Ops:Keep` plainly means the same: a resource is left alone on any spelling."""
+    return tag.lower() in {key.lower() for key in tags}
+
+
 class ConfigError(ValueError):
     """A parameter, block or config file is wrong; the message says which and how to fix it."""
 

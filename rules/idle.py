@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rules.config import ActingPolicy
+from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
 from rules.findings import Finding, Severity
 from rules.pricing import (
     PriceTable,
@@ -74,7 +74,7 @@ class IdlePolicy(ActingPolicy):
         default=200, ge=1, description="ListObjectsV2 pages (1,000 keys each) read per run in total."
     )
     opt_out_tag: str = Field(
-        default="dataplatform-ops:keep", min_length=1,
+        default=OPT_OUT_TAG, min_length=1,
         description="Resources (or buckets) carrying this tag key are never reported or touched.",
     )
     grace_days: int = Field(
@@ -134,7 +134,7 @@ def _finding(kind: str, resource_id: str, scope: str, reason: str, cost: float, 
 
 
 def _kept(resource: _Tagged, policy: IdlePolicy) -> bool:
-    return policy.opt_out_tag in resource.tags
+    return opted_out(resource.tags, policy.opt_out_tag)
 
 
 def find_idle_addresses(addresses: Iterable[Any], scope: str, policy: IdlePolicy, prices: PriceTable,

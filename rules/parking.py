@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 
 from pydantic import Field
 
-from rules.config import ActingPolicy
+from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
 from rules.findings import Finding, Severity
 from rules.pricing import HOURS_PER_MONTH, PriceTable
 from rules.schedule import (
@@ -25,6 +25,7 @@ from rules.schedule import (
     Schedule,
     ScheduleError,
     Transition,
+    dst_gap_note,
     is_on_hours,
     last_transition,
     on_hours_between,
@@ -32,7 +33,7 @@ from rules.schedule import (
     parse_schedule,
 )
 
-KEEP_TAG = "dataplatform-ops:keep"
+KEEP_TAG = OPT_OUT_TAG
 RDS_MAX_STOPPED = timedelta(days=7)  # AWS starts a stopped DB instance/cluster after 7 days
 RUNNING = {"ec2": "running", "rds": "available", "aurora": "available"}
 STOPPED = "stopped"
@@ -189,7 +190,7 @@ def plan_parking(
         parked, saved, estimated = _saving(table, r, schedule, holidays, now)
         on = is_on_hours(schedule, now, holidays, up_until)
         item = ParkingItem(r, str(schedule), on, None, "", None, parked, saved, estimated)
-        if KEEP_TAG in r.tags:
+        if opted_out(r.tags):
             plan.items.append(replace(item, reason=f"opt-out tag {KEEP_TAG}", saved_month_usd=None))
             continue
         if r.cannot_park:
@@ -203,6 +204,9 @@ def plan_parking(
         action, reason, remember = _decide(r, on, t, memory.get(memory_key(r)), now)
         if up_until is not None and now < up_until:
             reason = f"kept up until {up_until:%Y-%m-%d %H:%M} UTC by {OVERRIDE_TAG}; {reason}"
+        gap = dst_gap_note(schedule, now.astimezone(schedule.tz).date())
+        if gap:
+            reason = f"{reason}; {gap}"
         plan.items.append(replace(item, action=action, reason=reason, remember=remember))
     return plan
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from rules.config import ActingPolicy
 from rules.findings import Finding, Severity
 from rules.text import mask_sql_literals
 
@@ -60,12 +61,11 @@ class PlannedAction:
     user: str
     resource_id: str
     reason: str
+    allow_listed: bool = False  # a standing approval: the policy's `act_on_users`
 
 
-class QueryWatchPolicy(BaseModel):
+class QueryWatchPolicy(ActingPolicy):
     """Thresholds of the query watchdog, and when (if ever) it may cancel or terminate."""
-
-    model_config = ConfigDict(extra="forbid")
 
     long_query_warn_minutes: float = Field(
         default=60, gt=0, description="A query running longer than this is reported (warning)."
@@ -99,11 +99,15 @@ class QueryWatchPolicy(BaseModel):
         default_factory=list,
         description=(
             "Allow-list: sessions of these database users may be acted on by scheduled runs. "
-            "Anyone else's only when a person approves it (the flow's `approve` parameter)."
+            "Anyone else's only when a person approves it when an apply run asks."
         ),
     )
     repeat_interval_hours: float = Field(
         default=4, gt=0, description="Remind about a finding still open after this many hours."
+    )
+    approval_timeout_seconds: int = Field(
+        default=900, ge=10, le=86400,
+        description="How long an apply run waits for a person to approve cancelling; no answer changes nothing.",
     )
 
     @model_validator(mode="after")
@@ -260,15 +264,8 @@ def not_checked(failed_checks: Iterable[str], check_kinds: Mapping[str, set[str]
     return set().union(set(), *(check_kinds[c] for c in failed))
 
 
-def _eligible(user: str, resource_id: str, policy: QueryWatchPolicy, approved: set[str]) -> str | None:
-    """Why this session may be acted on, or None."""
-    if user in SYSTEM_USERS:
-        return None
-    if resource_id in approved:
-        return "approved"
-    if user in policy.act_on_users:
-        return f"user {user} is allow-listed"
-    return None
+def _why(user: str, policy: QueryWatchPolicy) -> str:
+    return f"user {user} is allow-listed" if user in policy.act_on_users else "needs a person's approval"
 
 
 def plan_actions(
@@ -276,33 +273,32 @@ def plan_actions(
     waits: Sequence[LockWait],
     policy: QueryWatchPolicy,
     own_pid: int | None,
-    approved: Iterable[str] = (),
 ) -> list[PlannedAction]:
-    """Backends over a hard limit that policy allows acting on; never our own session.
+    """Backends over a hard limit; never our own session nor the system's.
 
-    `approved` holds finding resource ids (`pid 123 since 2026-…Z`) a person approved: the pid
-    plus start time, so a reused pid is never acted on by mistake.
+    Those of allow-listed users are approved by the policy; the others go through the approval
+    path, by their finding id (`pid 123 since 2026-…Z`), so a reused pid is never acted on.
     """
-    approved = set(approved)
     plans: dict[int, PlannedAction] = {}
     if policy.terminate_blockers_over_minutes is not None:
         limit_s = policy.terminate_blockers_over_minutes * 60
         for b in group_blockers(waits):
-            why = _eligible(b.user, b.resource_id, policy, approved)
-            if b.pid != own_pid and b.oldest_wait_s >= limit_s and why:
+            if b.pid != own_pid and b.user not in SYSTEM_USERS and b.oldest_wait_s >= limit_s:
                 plans[b.pid] = PlannedAction(
                     policy.blocker_action, b.pid, b.user, b.resource_id,
                     f"blocks {len(b.waiters)} session(s) for {_minutes(b.oldest_wait_s)} "
-                    f"(hard limit {_minutes(limit_s)}); {why}",
+                    f"(hard limit {_minutes(limit_s)}); {_why(b.user, policy)}",
+                    b.user in policy.act_on_users,
                 )
     if policy.cancel_queries_over_minutes is not None:
         limit_s = policy.cancel_queries_over_minutes * 60
         for q in queries:
-            rid = query_resource_id(q)
-            why = _eligible(q.user, rid, policy, approved)
-            if q.pid != own_pid and q.pid not in plans and q.duration_s >= limit_s and why:
+            if (q.pid != own_pid and q.pid not in plans and q.user not in SYSTEM_USERS
+                    and q.duration_s >= limit_s):
                 plans[q.pid] = PlannedAction(
-                    policy.long_query_action, q.pid, q.user, rid,
-                    f"running for {_minutes(q.duration_s)} (hard limit {_minutes(limit_s)}); {why}",
+                    policy.long_query_action, q.pid, q.user, query_resource_id(q),
+                    f"running for {_minutes(q.duration_s)} (hard limit {_minutes(limit_s)}); "
+                    f"{_why(q.user, policy)}",
+                    q.user in policy.act_on_users,
                 )
     return list(plans.values())

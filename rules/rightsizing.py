@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 
-from rules.config import ActingPolicy
+from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
 from rules.findings import Finding, Severity
 from rules.pricing import GP3_FREE_IOPS, GP3_FREE_THROUGHPUT, PriceTable, ebs_volume_monthly
 
-KEEP_TAG = "dataplatform-ops:keep"
+KEEP_TAG = OPT_OUT_TAG
 COOLDOWN = timedelta(hours=6)  # AWS: one modification per volume per 6 hours
 GP2_MAX_IOPS = 16_000
 
@@ -120,7 +120,7 @@ def review_volumes(
     for v in volumes:
         scope = v.region
         cost = ebs_volume_monthly(table, v.region, v.volume_type, v.size_gb, v.iops, v.throughput).usd
-        blocked = f"opt-out tag {KEEP_TAG}" if KEEP_TAG in v.tags else _cooldown(v.volume_id, last_modified, now)
+        blocked = f"opt-out tag {KEEP_TAG}" if opted_out(v.tags) else _cooldown(v.volume_id, last_modified, now)
         act = activity.get(v.volume_id, Activity(None, None))
 
         change = None

@@ -151,9 +151,32 @@ def parse_override(text: str, schedule: Schedule) -> datetime:
     return value.astimezone(timezone.utc)
 
 
+def _wall(d: date, minute: int) -> datetime:
+    return datetime.combine(d, time()) + timedelta(minutes=minute)
+
+
+def _in_gap(wall: datetime, tz: ZoneInfo) -> bool:
+    """A wall-clock time that does not exist (the hour skipped when clocks spring forward)."""
+    return wall.replace(tzinfo=tz).astimezone(timezone.utc).astimezone(tz).replace(tzinfo=None) != wall
+
+
 def _local(d: date, minute: int, tz: ZoneInfo) -> datetime:
-    # Local wall-clock time -> UTC; zoneinfo resolves DST gaps/folds by `fold=0`.
-    return (datetime.combine(d, time()) + timedelta(minutes=minute)).replace(tzinfo=tz).astimezone(timezone.utc)
+    """Local wall-clock time -> UTC. A time in a DST gap moves to the first valid minute after
+    it (02:30 on a spring-forward night becomes 03:00), so a window never collapses to nothing;
+    a folded time takes its first occurrence."""
+    wall = _wall(d, minute)
+    while _in_gap(wall, tz):
+        wall += timedelta(minutes=1)
+    return wall.replace(tzinfo=tz).astimezone(timezone.utc)
+
+
+def dst_gap_note(s: Schedule, day: date) -> str | None:
+    """What a DST gap did to the schedule's window on `day`, for people; None when nothing."""
+    moved = [label for label, minute in (("start", s.start), ("end", s.end)) if _in_gap(_wall(day, minute), s.tz)]
+    if not moved:
+        return None
+    return (f"{' and '.join(moved)} {_wall(day, s.start if moved[0] == 'start' else s.end):%H:%M} does not exist "
+            f"on {day} in {s.zone} (clocks spring forward): moved to the next valid time")
 
 
 def on_intervals(s: Schedule, first: date, last: date, holidays: Iterable[date] = ()) -> list[tuple[datetime, datetime]]:

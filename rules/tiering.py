@@ -14,12 +14,12 @@ from typing import Any
 
 from pydantic import Field
 
-from rules.config import ActingPolicy
+from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
 from rules.findings import Finding, Severity
 from rules.pricing import PriceTable
 
 KIND = "s3-intelligent-tiering"
-KEEP_TAG = "dataplatform-ops:keep"
+KEEP_TAG = OPT_OUT_TAG
 RULE_ID = "dataplatform-ops-intelligent-tiering"
 SMALL_OBJECT_BYTES = 128 * 1024
 GIB = 1024**3
@@ -113,7 +113,7 @@ def review_buckets(buckets: Iterable, usage: Mapping[str, BucketUsage], policy: 
         # Compare what matters: S3 implementations normalise the filter on the way back.
         done = any(r.get("ID") == RULE_ID and r.get("Status") == "Enabled"
                    and r.get("Transitions") == rule["Transitions"] for r in b.lifecycle_rules)
-        keep = KEEP_TAG in b.tags
+        keep = opted_out(b.tags)
         note = (" (already applied)" if done else "") + (f" (not applied: opt-out tag {KEEP_TAG})" if keep else "")
         findings.append(Finding(
             kind=KIND, resource_id=b.name, scope=b.region, severity=Severity.INFO,

@@ -29,7 +29,7 @@ from rules.config import validate_aws_targets
 from rules.findings import Coverage, Finding
 from rules.pricing import BUNDLED, PriceTable
 from tasks.approval import ApprovalExpired, Offer, ask_approval, cancelled, outcome_message
-from tasks.aws.clients import Account, enabled_regions, error_summary
+from tasks.aws.clients import Account, deadline, enabled_regions, error_summary
 from tasks.aws.permissions import requires
 from tasks.notify import on_flow_failure
 from tasks.report import write_table
@@ -37,6 +37,8 @@ from tasks.tell import tell
 
 # Bounded fan-out: 17 regions x N accounts must not open that many connections at once.
 MAX_CONCURRENT_TARGETS = 16
+# The most one account x region may take before it is "not covered: no answer in N s".
+TARGET_SECONDS = 60
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -153,7 +155,8 @@ def resolve_account(account: Account, regions: list[str] | None, service: str) -
     Building the session here, once, means the collect tasks that share this `Account` in
     threads never race to assume the role.
     """
-    return account.account_id, list(regions) if regions else enabled_regions(account, service)
+    with deadline(TARGET_SECONDS, account.role_arn or "credentials' account"):
+        return account.account_id, list(regions) if regions else enabled_regions(account, service)
 
 
 # What finding the targets needs: part of every AWS job's least-privilege policy.
@@ -179,7 +182,8 @@ def aws_targets(creds: AwsCredentials, role_arns: list[str] | None, regions: lis
 
 @task(name="collect-account", cache_policy=NO_CACHE, task_run_name="collect-account-{account_id}")
 def _collect_account(job: Job, account: Account, account_id: str, policy: BaseModel, ctx: RunContext) -> Any:
-    return job.collect_account(account, policy, ctx)
+    with deadline(TARGET_SECONDS, account_id):
+        return job.collect_account(account, policy, ctx)
 
 
 def _read_accounts(job: Job, targets: list[AwsTarget], policy: BaseModel, ctx: RunContext,
@@ -205,7 +209,8 @@ def _read_accounts(job: Job, targets: list[AwsTarget], policy: BaseModel, ctx: R
 
 @task(name="collect", cache_policy=NO_CACHE, task_run_name="collect-{target.scope}")
 def _collect(job: Job, target: AwsTarget, policy: BaseModel, ctx: RunContext) -> Any:
-    return job.collect(target, policy, ctx)
+    with deadline(TARGET_SECONDS, target.scope):
+        return job.collect(target, policy, ctx)
 
 
 def _read_all(job: Job, targets: list[AwsTarget], policy: BaseModel, ctx: RunContext,

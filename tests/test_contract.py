@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime, timezone
 
 import boto3
+import pytest
 from prefect_aws import AwsCredentials
 from prefect_aws.client_parameters import AwsClientParameters
 
@@ -96,3 +97,18 @@ def test_a_rule_that_raises_fails_the_run_with_its_traceback(aws, store, routed,
     [alert] = routed.wait_for(1)
     assert "ZeroDivisionError" in alert.text and "broken_rule" in alert.text  # the traceback's frame
     assert store.findings_of(JOB, "open") == []  # the run judged nothing: it stored nothing either
+
+
+def test_the_opt_out_tag_is_honoured_in_any_spelling():
+    from rules.config import opted_out
+
+    assert opted_out({"Dataplatform-Ops:Keep": ""}) and opted_out({"dataplatform-ops:keep": "yes"})
+    assert not opted_out({"keep": "true"}) and opted_out({"Team:Hold": "1"}, "team:hold")
+
+
+def test_a_block_of_the_wrong_type_names_both_types(store):
+    from blocks.loading import load_block
+    from rules.config import ConfigError
+
+    with pytest.raises(ConfigError, match="has type Ops Store, not AWS Credentials: give the name of a block of that type"):
+        load_block(AwsCredentials, store._block_document_name, "aws_credentials")

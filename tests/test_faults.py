@@ -18,12 +18,13 @@ from botocore.exceptions import EndpointConnectionError
 from prefect import flow
 from prefect_aws import AwsCredentials
 
+import tasks.runner as runner
 from blocks.store import load_store
 from deployments.demo import moto_server
 from flows.idle_resources import idle_resources
 from rules.findings import Coverage, Finding, diff_findings
 from rules.idle import IdlePolicy
-from tasks.aws.clients import Account, error_summary
+from tasks.aws.clients import RETRY_CONFIG, Account, error_summary
 from tasks.aws.ec2 import list_volumes
 from tasks.notify import on_flow_failure
 from tasks.tell import tell
@@ -97,7 +98,7 @@ def store_outage_job(store: str, admin: str, dbname: str) -> None:
     ops_store = load_store(store)
     refuse_connections(admin, dbname)  # mid-run, after the store was checked
     tell("store-outage", [Finding(kind="k", resource_id="r1", reason="x")], ops_store,
-         datetime.now(timezone.utc))
+         datetime.now(timezone.utc), Coverage({""}))
 
 
 def test_store_down_mid_run_the_failure_still_reaches_chat_and_says_so(chat, pg_store, pg_dsn, pg_admin):
@@ -129,11 +130,12 @@ class _RegionBlackHole(BaseHTTPRequestHandler):
 
     upstream = ""
     region = ""
+    hold = 5  # seconds the request is held before the connection is dropped unanswered
 
     def _handle(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if f"/{self.region}/" in self.headers.get("Authorization", ""):
-            time.sleep(5)  # longer than the client waits
+            time.sleep(self.hold)  # longer than the client waits
             return
         reply = httpx.request(self.command, self.upstream + self.path, content=body,
                               headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
@@ -175,3 +177,31 @@ def test_a_region_whose_endpoint_times_out_is_reported_and_the_others_complete(s
     assert found == {"123456789012/us-east-1"}  # the healthy region was swept
     assert result.errors and all(where.startswith("123456789012/eu-west-1") for where in result.errors)
     assert all("Read timeout" in why for why in result.errors.values())
+
+
+def test_an_endpoint_that_never_answers_costs_one_bounded_wait_and_the_others_complete(store, monkeypatch):
+    """The collection's own timeouts (no block override): a region that accepts and never
+    answers is "no answer in N s" within its budget plus one read timeout."""
+    monkeypatch.setattr(runner, "TARGET_SECONDS", 8)
+    with moto_server() as moto:
+        for region in ("us-east-1", "eu-west-1"):
+            boto3.client("ec2", region_name=region, endpoint_url=moto).create_volume(
+                AvailabilityZone=f"{region}a", Size=100, VolumeType="gp3")
+        handler = type("Handler", (_RegionBlackHole,), {"upstream": moto, "region": "eu-west-1", "hold": 300})
+        proxy = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        name = f"aws-{uuid.uuid4().hex[:8]}"
+        AwsCredentials(region_name="us-east-1", aws_client_parameters={
+            "endpoint_url": f"http://127.0.0.1:{proxy.server_address[1]}"}).save(name)
+        started = time.monotonic()
+        try:
+            result = idle_resources(policy=IdlePolicy(refresh_prices=False, volume_min_age_days=0),
+                                    regions=["us-east-1", "eu-west-1"], aws_credentials=name,
+                                    store=store._block_document_name)
+        finally:
+            proxy.shutdown()
+        took = time.monotonic() - started
+    assert took < 8 + RETRY_CONFIG.read_timeout + 20, took  # budget + one read timeout + the run itself
+    assert {f["scope"] for f in store.findings_of("idle-resources", status="open")} == {"123456789012/us-east-1"}
+    assert result.errors and all(where.startswith("123456789012/eu-west-1") for where in result.errors)
+    assert all("no answer in 8 s" in why for why in result.errors.values()), result.errors

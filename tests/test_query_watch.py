@@ -24,6 +24,7 @@ from rules.query_watch import (
     judge_long_queries,
     plan_actions,
 )
+from tests.approvals import run_and_answer
 from tests.redshift_fixture import (
     LockConflict,
     Session,
@@ -90,12 +91,9 @@ def test_actions_need_hard_limit_and_allow_list_or_approval_and_never_own_sessio
     assert plan_actions(queries, [], none, own_pid=None) == []  # no hard limit: never
     policy = QueryWatchPolicy(cancel_queries_over_minutes=90, act_on_users=["etl", "rdsdb"])
     plans = plan_actions(queries, [], policy, own_pid=3)
-    assert [(p.pid, p.action) for p in plans] == [(1, "cancel")]  # 2 not listed, 3 is us, 4 system
-    approved = plan_actions(queries, [], policy, own_pid=3,
-                            approved=["pid 2 since 2026-11-25T10:00:00Z"])
-    assert sorted(p.pid for p in approved) == [1, 2]
-    stale = plan_actions(queries, [], policy, own_pid=3, approved=["pid 2 since 2026-11-24T10:00:00Z"])
-    assert [p.pid for p in stale] == [1]  # approval of an earlier query with the same pid
+    # 1 is allow-listed, 2 needs a person's approval (by its finding id), 3 is us, 4 the system.
+    assert [(p.pid, p.action, p.allow_listed) for p in plans] == [(1, "cancel", True), (2, "cancel", False)]
+    assert plans[1].resource_id == "pid 2 since 2026-11-25T10:00:00Z"
 
 
 # --- real sessions, every dialect ------------------------------------------------------------
@@ -127,10 +125,12 @@ def test_long_query_found_once_cancelled_only_when_allowed_then_resolved(dialect
     [row2] = store.findings_of("query-watch", "open")
     assert row2["last_alerted"] == row["last_alerted"]
 
-    # Over the hard limit, but the user is not allow-listed: nothing happens even with apply.
+    # Over the hard limit, not allow-listed: apply asks a person, who approves nothing.
     hard = dict(FAST, cancel_queries_over_minutes=0.02)
-    run(block, store, QueryWatchPolicy(**hard), T0 + timedelta(minutes=10), apply=True)
-    assert sleeper.is_alive() and store.actions_of("query-watch") == []
+    state = run_and_answer(query_watch, {"approved": []}, policy=QueryWatchPolicy(**hard),
+                           warehouse=block._block_document_name, store=store._block_document_name,
+                           now=T0 + timedelta(minutes=10), apply=True)
+    assert state.is_completed() and sleeper.is_alive() and store.actions_of("query-watch") == []
 
     # Allow-listed but a dry run: planned and recorded, not cancelled.
     listed = QueryWatchPolicy(**hard, act_on_users=["postgres"])
@@ -173,7 +173,10 @@ def test_lock_conflict_reports_blocker_and_waiter_and_terminates_when_approved(d
         hard = QueryWatchPolicy(**dict(FAST, long_query_warn_minutes=60,
                                        long_query_critical_minutes=60,
                                        terminate_blockers_over_minutes=0.02))
-        run(block, store, hard, T0 + timedelta(minutes=5), apply=True, approve=[f.resource_id])
+        state = run_and_answer(query_watch, {"approved": [f.resource_id]}, policy=hard,
+                               warehouse=block._block_document_name, store=store._block_document_name,
+                               now=T0 + timedelta(minutes=5), apply=True)
+        assert state.is_completed(), state
         lock.waiter.join(timeout=10)
         assert lock.waiter.finished  # the waiter got its lock once the blocker was gone
         [action] = store.actions_of("query-watch")

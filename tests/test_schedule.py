@@ -151,3 +151,16 @@ def test_any_text_parses_or_raises_schedule_error(text):
 def test_day_names_are_the_weekday_order():
     assert DAYS.index("mon") == date(2026, 11, 23).weekday()
     assert last_transition(SEOUL, utc(2026, 11, 25, 12, 0)).to_on is False
+
+
+def test_a_window_in_a_spring_forward_gap_moves_to_the_next_valid_time_and_says_so():
+    from datetime import date as day
+
+    from rules.schedule import dst_gap_note, on_intervals
+
+    s = parse_schedule("daily 02:30-03:30 America/New_York")
+    # 02:30 does not exist on 2026-03-08: the window starts at 03:00 EDT (07:00 UTC), not zero-length.
+    [(start, end)] = on_intervals(s, day(2026, 3, 8), day(2026, 3, 8))
+    assert (start.hour, start.minute, end.hour, end.minute) == (7, 0, 7, 30)
+    assert "start 02:30 does not exist on 2026-03-08" in dst_gap_note(s, day(2026, 3, 8))
+    assert dst_gap_note(s, day(2026, 3, 9)) is None

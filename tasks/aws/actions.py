@@ -18,6 +18,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.store import OpsStore
+from rules.config import opted_out
 from rules.idle import (
     IDLE_EIP,
     ORIGIN_VOLUME_TAG,
@@ -71,7 +72,7 @@ def release_address(ec2: Any, allocation_id: str, opt_out_tag: str, dry_run: boo
         raise
     if address.get("AssociationId") or address.get("InstanceId"):
         return Outcome("skipped", "associated again since the plan")
-    if opt_out_tag in tag_dict(address.get("Tags")):
+    if opted_out(tag_dict(address.get("Tags")), opt_out_tag):
         return Outcome("skipped", f"tagged {opt_out_tag}")
     return (_call(ec2.release_address, AllocationId=allocation_id, DryRun=dry_run)
             or Outcome("done", f"released {address.get('PublicIp', '')}"))
@@ -100,7 +101,7 @@ def snapshot_then_delete_volume(ec2: Any, volume_id: str, opt_out_tag: str,
     tags = tag_dict(volume.get("Tags"))
     if volume["State"] != "available":
         return Outcome("skipped", f"now {volume['State']}")
-    if opt_out_tag in tags:
+    if opted_out(tags, opt_out_tag):
         return Outcome("skipped", f"tagged {opt_out_tag}")
     if dry_run:
         return _call(ec2.delete_volume, VolumeId=volume_id, DryRun=True) or Outcome("dry-run", "")
@@ -128,7 +129,7 @@ def delete_snapshot(ec2: Any, snapshot_id: str, opt_out_tag: str, dry_run: bool 
         if _code(exc) in NOT_FOUND:
             return Outcome("done", "already deleted")
         raise
-    if opt_out_tag in tag_dict(snapshot.get("Tags")):
+    if opted_out(tag_dict(snapshot.get("Tags")), opt_out_tag):
         return Outcome("skipped", f"tagged {opt_out_tag}")
     try:
         return (_call(ec2.delete_snapshot, SnapshotId=snapshot_id, DryRun=dry_run)

@@ -7,17 +7,59 @@ counts pages so a run can report its API work and stop at a page budget.
 
 from __future__ import annotations
 
+import contextvars
+import logging
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 from botocore.config import Config
+from prefect import get_run_logger
+from prefect.exceptions import MissingContextError
 from prefect_aws import AwsCredentials
 
 from tasks.aws.permissions import requires
 
-RETRY_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=5, read_timeout=30)
+# Throttling is retried with adaptive backoff; an endpoint that accepts and never answers costs
+# at most `read_timeout` per attempt, and `deadline` bounds the attempts of one target.
+RETRY_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=5, read_timeout=15)
+_DEADLINE: contextvars.ContextVar[tuple[float, float, str] | None] = contextvars.ContextVar(
+    "aws_deadline", default=None)
+log = logging.getLogger(__name__)
+
+
+class NoAnswer(Exception):
+    """A target's AWS endpoint did not answer within its time budget."""
+
+
+@contextmanager
+def deadline(seconds: float, where: str) -> Iterator[None]:
+    """Bound every AWS call made in this block (this thread): once `seconds` have passed, the
+    next attempt raises `NoAnswer` instead of waiting another read timeout."""
+    token = _DEADLINE.set((time.monotonic(), seconds, where))
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _check_deadline(**_: Any) -> None:
+    bound = _DEADLINE.get()
+    if bound is None:
+        return
+    started, seconds, where = bound
+    waited = time.monotonic() - started
+    if waited >= seconds:
+        raise NoAnswer(f"no answer in {seconds:.0f} s")
+    if waited >= RETRY_CONFIG.read_timeout:  # a person watching the run sees why it waits
+        try:
+            logger = get_run_logger()
+        except MissingContextError:
+            logger = log
+        logger.warning("%s: AWS has not answered for %.0f s; giving up at %.0f s", where, waited, seconds)
 
 
 @dataclass
@@ -63,7 +105,9 @@ class Account:
         kwargs = self._client_kwargs()
         if region:
             kwargs["region_name"] = region
-        return self.session.client(service, **kwargs)
+        client = self.session.client(service, **kwargs)
+        client.meta.events.register("before-send", _check_deadline)  # once per attempt
+        return client
 
     @property
     def account_id(self) -> str:
