@@ -268,6 +268,7 @@ class TableError:
 
     message: str
     missing: bool = False
+    broken: bool = False  # the declared check cannot run as written (an unknown column, a bad filter)
 
 
 Measured = TableMeasurement | TableError
@@ -346,9 +347,14 @@ def judge_pipeline(
                 finding("missing-table", Severity.CRITICAL,
                         f"{role} table {side.table} ({side.connection}) does not exist.",
                         role=role, table=side.table)
+            elif result.broken:  # not an outage: it will fail the same way every run until fixed
+                finding("broken-check", Severity.WARNING,
+                        f"the {role} check of {side.table} ({side.connection}) cannot run: {result.message}; "
+                        "fix the pipeline's declaration (columns, filter) in the pipelines file or block.",
+                        role=role, table=side.table)
             elif "error" not in statuses:
                 statuses.append("error")
-    complete = "error" not in statuses
+    complete = not any(isinstance(r, TableError) and not r.missing for r in measured.values())
     source = measured.get("source")
     target = measured.get("target")
     src = source if isinstance(source, TableMeasurement) else None

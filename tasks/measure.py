@@ -180,7 +180,9 @@ def postgres_query(q: TableQuery, dialect: str = "postgres") -> tuple[sql.Compos
 
 def _postgres_error(exc: Exception) -> TableError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return TableError(text, missing=isinstance(exc, psycopg.errors.UndefinedTable))
+    return TableError(text, missing=isinstance(exc, psycopg.errors.UndefinedTable),
+                      broken=isinstance(exc, (psycopg.errors.UndefinedColumn, psycopg.errors.SyntaxError,
+                                              psycopg.errors.DatatypeMismatch)))
 
 
 def _open_postgres(connection: WarehouseConnection) -> psycopg.Connection:
@@ -247,10 +249,11 @@ def bigquery_query(q: TableQuery) -> tuple[str, list[bigquery.ScalarQueryParamet
 
 
 def _bigquery_error(exc: Exception) -> TableError:
-    from google.api_core.exceptions import NotFound
+    from google.api_core.exceptions import BadRequest, NotFound
 
     message = str(getattr(exc, "message", None) or exc).strip() or type(exc).__name__
-    return TableError(message.splitlines()[0], missing=isinstance(exc, NotFound))
+    # BadRequest: the query as declared cannot run (an unknown column, a bad filter).
+    return TableError(message.splitlines()[0], missing=isinstance(exc, NotFound), broken=isinstance(exc, BadRequest))
 
 
 def _measure_bigquery_one(client: bigquery.Client, q: TableQuery) -> TableMeasurement:

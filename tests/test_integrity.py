@@ -322,3 +322,16 @@ def test_tables_run_in_parallel_within_the_bound_and_failures_stay_local():
     assert state["peak"] == 3 and state["opened"] == 3  # parallel, never past the bound
     assert result["p3:target"] == TableError("permission denied for table orders")
     assert sum(isinstance(v, TableMeasurement) for v in result.values()) == 11
+
+
+def test_a_check_that_cannot_run_as_declared_is_a_finding_not_only_an_error(pg_target, store):
+    with psycopg.connect(pg_target, autocommit=True) as t:
+        plant(t, "orders_typo", loaded_ago=timedelta(minutes=10))
+    tgt = save_connection(pg_target)
+    block = f"pipelines-{uuid.uuid4().hex[:8]}"
+    IntegrityPipelines(pipelines=[{"name": "typo", "freshness_sla_minutes": 60, "target": {
+        "connection": tgt, "table": "orders_typo", "freshness_column": "loaded_att"}}]).save(block)
+    [row] = data_integrity(pipelines_file=None, pipelines_block=block, store=store._block_document_name, now=NOW)
+    assert row["status"] == "broken-check"
+    [f] = store.findings_of(JOB, status="open")  # a finding: announced in chat, not just a cell
+    assert f["kind"] == "broken-check" and "loaded_att" in f["reason"] and "pipelines file" in f["reason"]
