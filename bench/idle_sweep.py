@@ -88,8 +88,8 @@ def run_ours() -> dict:
         task_runs = len(client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))))
     return {"tool": "ours", "wall_s": wall, "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": baseline,
-            "api_calls": calls["n"], "findings": summary["findings"],
-            "monthly_usd": summary["monthly_usd"], "task_runs": task_runs}
+            "api_calls": calls["n"], "findings": len(summary.findings),
+            "monthly_usd": summary.monthly_usd, "task_runs": task_runs}
 
 
 POLICIES = """

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -130,7 +132,7 @@ class _RegionBlackHole(BaseHTTPRequestHandler):
 
     upstream = ""
     region = ""
-    hold = 5  # seconds the request is held before the connection is dropped unanswered
+    hold = 5.0  # seconds the request is held before the connection is dropped unanswered
 
     def _handle(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -153,26 +155,34 @@ class _RegionBlackHole(BaseHTTPRequestHandler):
         pass
 
 
-def test_a_region_whose_endpoint_times_out_is_reported_and_the_others_complete(store):
+@contextmanager
+def eu_west_1_never_answers(hold: float) -> Iterator[str]:
+    """moto with a volume in us-east-1 and eu-west-1, behind a proxy that holds every eu-west-1
+    request `hold` seconds and drops it unanswered; -> the proxy's endpoint URL."""
     with moto_server() as moto:
         for region in ("us-east-1", "eu-west-1"):
             boto3.client("ec2", region_name=region, endpoint_url=moto).create_volume(
                 AvailabilityZone=f"{region}a", Size=100, VolumeType="gp3")
-        handler = type("Handler", (_RegionBlackHole,), {"upstream": moto, "region": "eu-west-1"})
+        handler = type("Handler", (_RegionBlackHole,), {"upstream": moto, "region": "eu-west-1", "hold": hold})
         proxy = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=proxy.serve_forever, daemon=True).start()
+        try:
+            yield f"http://127.0.0.1:{proxy.server_address[1]}"
+        finally:
+            proxy.shutdown()
+
+
+def test_a_region_whose_endpoint_times_out_is_reported_and_the_others_complete(store):
+    with eu_west_1_never_answers(hold=5) as endpoint:
         name = f"aws-{uuid.uuid4().hex[:8]}"
         # The block's botocore config (1 s read timeout, no retries) wins over the collection's.
         AwsCredentials(region_name="us-east-1", aws_client_parameters={
-            "endpoint_url": f"http://127.0.0.1:{proxy.server_address[1]}",
+            "endpoint_url": endpoint,
             "config": {"read_timeout": 1, "retries": {"mode": "standard", "total_max_attempts": 1}},
         }).save(name)
-        try:
-            result = idle_resources(policy=IdlePolicy(refresh_prices=False, volume_min_age_days=0),
-                                    regions=["us-east-1", "eu-west-1"], aws_credentials=name,
-                                    store=store._block_document_name)
-        finally:
-            proxy.shutdown()
+        result = idle_resources(policy=IdlePolicy(refresh_prices=False, volume_min_age_days=0),
+                                regions=["us-east-1", "eu-west-1"], aws_credentials=name,
+                                store=store._block_document_name)
     found = {f["scope"] for f in store.findings_of("idle-resources", status="open")}
     assert found == {"123456789012/us-east-1"}  # the healthy region was swept
     assert result.errors and all(where.startswith("123456789012/eu-west-1") for where in result.errors)
@@ -183,23 +193,13 @@ def test_an_endpoint_that_never_answers_costs_one_bounded_wait_and_the_others_co
     """The collection's own timeouts (no block override): a region that accepts and never
     answers is "no answer in N s" within its budget plus one read timeout."""
     monkeypatch.setattr(runner, "TARGET_SECONDS", 8)
-    with moto_server() as moto:
-        for region in ("us-east-1", "eu-west-1"):
-            boto3.client("ec2", region_name=region, endpoint_url=moto).create_volume(
-                AvailabilityZone=f"{region}a", Size=100, VolumeType="gp3")
-        handler = type("Handler", (_RegionBlackHole,), {"upstream": moto, "region": "eu-west-1", "hold": 300})
-        proxy = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    with eu_west_1_never_answers(hold=300) as endpoint:
         name = f"aws-{uuid.uuid4().hex[:8]}"
-        AwsCredentials(region_name="us-east-1", aws_client_parameters={
-            "endpoint_url": f"http://127.0.0.1:{proxy.server_address[1]}"}).save(name)
+        AwsCredentials(region_name="us-east-1", aws_client_parameters={"endpoint_url": endpoint}).save(name)
         started = time.monotonic()
-        try:
-            result = idle_resources(policy=IdlePolicy(refresh_prices=False, volume_min_age_days=0),
-                                    regions=["us-east-1", "eu-west-1"], aws_credentials=name,
-                                    store=store._block_document_name)
-        finally:
-            proxy.shutdown()
+        result = idle_resources(policy=IdlePolicy(refresh_prices=False, volume_min_age_days=0),
+                                regions=["us-east-1", "eu-west-1"], aws_credentials=name,
+                                store=store._block_document_name)
         took = time.monotonic() - started
     assert took < 8 + RETRY_CONFIG.read_timeout + 20, took  # budget + one read timeout + the run itself
     assert {f["scope"] for f in store.findings_of("idle-resources", status="open")} == {"123456789012/us-east-1"}

@@ -182,30 +182,3 @@ def error_summary(exc: Exception) -> str:
         operation = getattr(exc, "operation_name", "")
         text += f" (needs {S3_PERMISSION_OF.get(operation, f's3:{operation}')})"
     return text
-
-
-@requires("sts:GetCallerIdentity", "sts:AssumeRole", "ec2:DescribeRegions")
-def account_regions(
-    credentials: AwsCredentials,
-    role_arns: list[str] | None,
-    regions: list[str] | None,
-    service: str,
-) -> tuple[list[tuple[str, Account, str]], dict[str, str]]:
-    """Every (scope `account/region`, account, region) a sweep covers, and the accounts it cannot.
-
-    The credentials' own account, plus one per role in `role_arns`; `regions` None means the
-    account's enabled regions that offer `service`. An account whose role cannot be assumed
-    is reported in the errors (scope -> message) and the others still run.
-    """
-    targets: list[tuple[str, Account, str]] = []
-    errors: dict[str, str] = {}
-    for role_arn in [None, *(role_arns or [])]:
-        account = Account(credentials, role_arn)
-        try:
-            account_id = account.account_id
-            covered = regions or enabled_regions(account, service)
-        except Exception as exc:  # one account failing must not sink the others
-            errors[role_arn or "credentials"] = error_summary(exc)
-            continue
-        targets += [(f"{account_id}/{region}", account, region) for region in covered]
-    return targets, errors

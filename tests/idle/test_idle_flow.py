@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -24,13 +23,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterKey,
-    FlowFilter,
-    FlowFilterName,
-    FlowRunFilter,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
 )
-from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_UI_URL
 from prefect_aws import AwsCredentials
@@ -47,6 +40,7 @@ from rules.pricing import (
     s3_monthly,
     snapshot_monthly,
 )
+from tests.approvals import paused_run_id
 
 REGIONS = ["us-east-1", "eu-west-1"]
 KEEP = {"Key": "dataplatform-ops:keep", "Value": "yes"}
@@ -211,23 +205,6 @@ def test_least_privilege_policy_is_generated_from_the_declarations():
                             "ec2:DeleteSnapshot", "s3:PutLifecycleConfiguration"}
 
 
-def _paused_run_id(after: datetime, timeout: float = 60) -> str:
-    """Wait for this test's flow run to reach Paused (read from the Prefect API)."""
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            runs = client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[JOB])),
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[StateType.PAUSED]))),
-            )
-            runs = [r for r in runs if r.created and r.created >= after]
-            if runs:
-                return str(runs[0].id)
-            time.sleep(0.5)
-    raise AssertionError("the flow run never paused")
-
-
 def _run_in_thread(**kwargs):
     box = {}
     thread = threading.Thread(target=lambda: box.setdefault("state", idle_resources(return_state=True, **kwargs)))
@@ -252,7 +229,7 @@ def test_apply_pauses_acts_only_on_the_approved_subset_then_changes_nothing(cred
 
     thread, box = _run_in_thread(policy=POLICY, regions=REGIONS, aws_credentials=creds,
                                  store=store._block_document_name, apply=True, now=NOW)
-    run_id = _paused_run_id(started)
+    run_id = paused_run_id(JOB, started)
     # Report first: findings are in the store and the plan lists every resource with its cost.
     assert {f["resource_id"] for f in store.findings_of(JOB, status="open")} == set(world.idle)
     plan = json.loads(_artifact(f"{JOB}-plan").data)
@@ -291,7 +268,7 @@ def test_apply_pauses_acts_only_on_the_approved_subset_then_changes_nothing(cred
     started = datetime.now(timezone.utc) - timedelta(seconds=1)
     thread, box = _run_in_thread(policy=POLICY, regions=REGIONS, aws_credentials=creds,
                                  store=store._block_document_name, apply=True, now=NOW)
-    run_id = _paused_run_id(started)
+    run_id = paused_run_id(JOB, started)
     plan = json.loads(_artifact(f"{JOB}-plan").data)
     assert {row["approve_id"] for row in plan} == set(world.idle) - set(approved)
     resume_flow_run(run_id, run_input={"approved": []})
