@@ -10,7 +10,7 @@ from prefect.blocks.abstract import NotificationError
 
 from blocks.google_chat import GoogleChatWebhook, Refused, chat_message
 from deployments.chat_receiver import DOWN
-from rules.findings import Finding, diff_findings
+from rules.findings import Coverage, Finding, diff_findings
 from rules.messages import findings_digest
 from tasks.notify import EVENT_CHAT_REFUSED
 from tests.server_search import all_events
@@ -105,18 +105,18 @@ def test_retry_after_zero_still_waits_a_second_and_messages_keep_chats_pace(chat
 def test_a_refused_digest_is_kept_surfaced_and_its_findings_are_due_again(chat, store):
     now = datetime.now(timezone.utc)
     found = [Finding(kind="planted", resource_id="vol-1", reason="idle")]
-    transitions = diff_findings({}, found, now, timedelta(hours=24))
+    transitions = diff_findings({}, found, now, timedelta(hours=24), Coverage({""}))
     store.save_transitions("job", transitions, now)
     subject, text = findings_digest("job", transitions)
     store.record_announcement("job", subject, text, transitions, now)
-    assert diff_findings(store.open_findings("job"), found, now, timedelta(hours=24)).is_quiet
+    assert diff_findings(store.open_findings("job"), found, now, timedelta(hours=24), Coverage({""})).is_quiet
 
     chat.respond_with(400, 400)  # as a card, then as plain text
     with pytest.raises(Refused):
         block(chat, outbox=store).notify(text, subject=subject)
     assert [r.status for r in chat.received] == [400, 400] and "cardsV2" not in chat.received[1].message
     assert store.pending_message_count() == 0  # kept, but never retried
-    again = diff_findings(store.open_findings("job"), found, now, timedelta(hours=24))
+    again = diff_findings(store.open_findings("job"), found, now, timedelta(hours=24), Coverage({""}))
     assert [f.key for f in again.reminded] == [found[0].key]  # the next run announces it again
 
     block(chat, outbox=store).notify("next", subject="[t] next")
