@@ -19,6 +19,7 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
+from prefect.exceptions import ObjectNotFound
 from prefect.runner import Runner
 from prefect.states import Late, Scheduled
 
@@ -47,6 +48,11 @@ from tests import third_party_pipelines as third_party
 def runner() -> Iterator[dict[str, UUID]]:
     """A runner in a background thread, polling every second, serving the report deployment
     and the third-party deployments; yields deployment name -> id."""
+    with get_client(sync_client=True) as client:  # tests/test_deploy.py registers this name from prefect.yaml
+        try:  # with a pull step: served here it must be the in-process flow instead
+            client.delete_deployment(client.read_deployment_by_name(f"{JOB}/{JOB}").id)
+        except ObjectNotFound:
+            pass
     runner = Runner(name="pipeline-failures-test", query_seconds=1, pause_on_shutdown=False, limit=None)
     deployments = [
         pipeline_failure_report.to_deployment(name=JOB, tags=["dataplatform-ops", "pipeline-watch"]),

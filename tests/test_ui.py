@@ -103,8 +103,8 @@ def wait_for(browser: webdriver.Chrome, what: str, condition) -> None:
 
 
 def test_demo_ui_shows_runs_findings_summary_and_automations(browser, demo_run, shots):
-    results = {r.job: r.status for r in demo_run.summary.results}
-    assert results == dict.fromkeys(DEMO_JOBS, "Completed")
+    results = {r.job: r.status for r in demo_run.summary.results if r.status != "skipped"}
+    assert results == dict.fromkeys(DEMO_JOBS, "Completed")  # the rest are skipped with a note
     ui = demo_run.server.ui_url
 
     # The address the demo prints: the UI loads and reaches this server's API.
