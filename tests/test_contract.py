@@ -70,7 +70,7 @@ def test_an_account_that_cannot_be_read_resolves_nothing_and_fails_once_in_chat(
     queue_health(regions=["us-east-1"], aws_credentials=creds(region_name="us-east-1"),
                  store=store._block_document_name, now=NOW)
     assert open_keys(store) == {("123456789012/us-east-1", "orders-dlq")}
-    routed.wait_for(1)  # the finding's own message
+    routed.wait_for(1, timeout=120)  # the finding's own message (a busy server is slow)
 
     # Nothing listens there: every call fails to connect (an endpoint down, a VPC endpoint gone).
     bad = creds(region_name="us-east-1", aws_client_parameters=AwsClientParameters(
@@ -79,7 +79,7 @@ def test_an_account_that_cannot_be_read_resolves_nothing_and_fails_once_in_chat(
 
     assert state.is_failed() and "could not read anything" in state.message
     assert open_keys(store) == {("123456789012/us-east-1", "orders-dlq")}  # nothing "resolved"
-    messages = routed.wait_for(2)
+    messages = routed.wait_for(2, timeout=120)
     assert len(messages) == 2 and "resolved" not in messages[1].text.lower()
     assert "could not read anything" in messages[1].text and "credentials' account" in messages[1].text
 
@@ -94,7 +94,7 @@ def test_a_rule_that_raises_fails_the_run_with_its_traceback(aws, store, routed,
     state = queue_health(regions=["us-east-1"], aws_credentials=creds(region_name="us-east-1"),
                          store=store._block_document_name, now=NOW, return_state=True)
     assert state.is_failed() and "ZeroDivisionError" in state.message
-    [alert] = routed.wait_for(1)
+    [alert] = routed.wait_for(1, timeout=120)
     assert "ZeroDivisionError" in alert.text and "broken_rule" in alert.text  # the traceback's frame
     assert store.findings_of(JOB, "open") == []  # the run judged nothing: it stored nothing either
 
