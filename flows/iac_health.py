@@ -54,7 +54,17 @@ from tasks.aws.iac import (
     remove_locks,
     state_md5,
 )
-from tasks.runner import Action, AwsTarget, Job, Judgement, Partial, RunContext, RunResult, job_flow, run_aws
+from tasks.runner import (
+    Action,
+    AwsTarget,
+    Job,
+    Judgement,
+    Partial,
+    RunContext,
+    RunResult,
+    job_flow,
+    run_aws,
+)
 
 JOB = "iac-health"
 BUCKET_KINDS = {UNVERSIONED, UNENCRYPTED, PUBLIC, VERSIONS_KEPT}

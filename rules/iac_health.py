@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
+from rules.config import OPT_OUT_TAG, ActingPolicy
 from rules.findings import Finding, Severity
 from rules.iac_state import StateBackend, StateObject
 from rules.pricing import PriceTable, s3_monthly
