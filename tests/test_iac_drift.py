@@ -15,7 +15,7 @@ from prefect_aws import AwsCredentials
 from pydantic import ValidationError
 
 from rules.iac_drift import DriftPolicy, ManagedIndex
-from rules.iac_state import StateError, StateObject, parse_pulumi, parse_state, parse_terraform
+from rules.iac_state import StateError, StateObject, parse_state, parse_terraform
 from tests.iac_fixtures import (
     ACCOUNT,
     aws_db_instance,
@@ -194,7 +194,7 @@ def plant_drift_world(password: str = STATE_PASSWORD) -> World:
     """An account in two regions, half managed by Terraform (two workspaces), a Pulumi stack and
     a Serverless service, with planted unmanaged, missing and drifted resources."""
     w = World()
-    ec2, ec2_eu = boto3.client("ec2", region_name=US), boto3.client("ec2", region_name=EU)
+    ec2 = boto3.client("ec2", region_name=US)
     s3, s3_eu = boto3.client("s3", region_name=US), boto3.client("s3", region_name=EU)
     iam = boto3.client("iam", region_name=US)
 
@@ -391,3 +391,87 @@ def test_flow_reports_exactly_the_planted_drift_and_the_managed_share(drift_worl
     assert got == COVERAGE
     [share] = store.metric_history("iac-drift", "iac.managed_share", f"{ACCOUNT}/{US}/aws_iam_role")
     assert share["value"] == 0.5
+
+
+KMS_DENIED = ("User: arn:aws:sts::123456789012:assumed-role/dataplatform-ops/run is not authorized to perform: "
+              "kms:Decrypt on resource: arn:aws:kms:us-east-1:123456789012:key/1f2e3d4c because no "
+              "identity-based policy allows the kms:Decrypt action")
+
+
+def test_bad_states_are_named_the_rest_is_still_read_and_nothing_resolves_falsely(drift_world, store, monkeypatch):
+    """A truncated state, an unknown format version, a state the role cannot decrypt, an empty
+    backend. moto does not enforce KMS on S3 reads, so that one GetObject is answered the way
+    AWS answers it (the error text is AWS's); everything else is moto."""
+    import botocore.client
+    from botocore.exceptions import ClientError
+
+    from flows.iac_drift import iac_drift
+
+    w = drift_world
+    kw = dict(policy=DriftPolicy(ignore=IGNORE), regions=[US, EU], aws_credentials=w.creds,
+              store=store._block_document_name, now=NOW)
+    first = iac_drift(backends=BACKEND, **kw)
+    unmanaged = {f.resource_id for f in first.findings if f.kind == "unmanaged-resource"}
+    assert len(unmanaged) == 9
+
+    s3 = boto3.client("s3", region_name=US)
+    good = s3.get_object(Bucket="acme-tfstate", Key="env:/staging/platform/terraform.tfstate")["Body"].read()
+    s3.put_object(Bucket="acme-tfstate", Key="broken/terraform.tfstate", Body=good[: len(good) * 2 // 5])
+    s3.put_object(Bucket="acme-tfstate", Key="future/terraform.tfstate", Body=good.replace(b'"version": 4', b'"version": 5', 1))
+    s3.put_object(Bucket="acme-tfstate", Key="secure/terraform.tfstate", Body=good, ServerSideEncryption="aws:kms")
+    s3.create_bucket(Bucket="acme-empty-states")
+    real_call = botocore.client.BaseClient._make_api_call
+
+    def kms_denies(client, operation, params):
+        if operation == "GetObject" and params.get("Key") == "secure/terraform.tfstate":
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": KMS_DENIED}}, operation)
+        return real_call(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", kms_denies)
+    second = iac_drift(backends=[*BACKEND, {"bucket": "acme-empty-states", "prefix": "states/"}], **kw)
+
+    bad = {f.resource_id: f.reason for f in second.findings if f.kind in ("unreadable-state", "state-backend-empty")}
+    assert set(bad) == {"s3://acme-tfstate/broken/terraform.tfstate", "s3://acme-tfstate/future/terraform.tfstate",
+                        "s3://acme-tfstate/secure/terraform.tfstate", "s3://acme-empty-states/states/"}
+    assert "not valid JSON at byte" in bad["s3://acme-tfstate/broken/terraform.tfstate"]
+    assert "state format version 5 is not supported" in bad["s3://acme-tfstate/future/terraform.tfstate"]
+    assert "AccessDenied" in bad["s3://acme-tfstate/secure/terraform.tfstate"] and "kms:Decrypt" in \
+        bad["s3://acme-tfstate/secure/terraform.tfstate"]
+    assert "no state found there" in bad["s3://acme-empty-states/states/"]
+    # The other states were read: missing and drifted are reported as before.
+    before = {(f.kind, f.resource_id) for f in first.findings if f.kind != "unmanaged-resource"}
+    assert {(f.kind, f.resource_id) for f in second.findings if f.kind in ("missing-resource", "drifted-resource")} \
+        == before
+    # An unreadable state may manage anything: nothing is called unmanaged, and nothing resolves.
+    assert not [f for f in second.findings if f.kind == "unmanaged-resource"]
+    assert any("3 state(s) could not be read" in why for why in second.errors.values())
+    assert {f["resource_id"] for f in store.findings_of("iac-drift", "open")} >= unmanaged
+    assert not store.findings_of("iac-drift", "resolved")
+
+
+def test_a_password_in_a_state_stays_in_the_state(aws, store, routed):
+    """Both IaC jobs read a state holding a database password (an attribute and a sensitive
+    output): it reaches no log, event, artifact, flow or task run, store row or chat message."""
+    from datetime import timedelta
+
+    from flows.iac_drift import iac_drift
+    from flows.iac_health import iac_health
+    from tests.server_search import server_haystack, store_haystack
+
+    since = datetime.now(timezone.utc) - timedelta(seconds=5)
+    password = "planted-state-password-" + uuid.uuid4().hex
+    w = plant_drift_world(password)
+    kw = dict(regions=[US, EU], aws_credentials=w.creds, store=store._block_document_name, backends=BACKEND)
+    drift = iac_drift(policy=DriftPolicy(ignore=IGNORE), **kw)
+    health = iac_health(**kw)
+    assert drift.findings and health.findings
+    routed.settle(quiet=3, timeout=60)
+
+    haystack = "\n".join([m.raw.decode() for m in routed.received] + server_haystack(since)
+                         + store_haystack(store.engine))
+    # The search saw both runs' findings and the state they read: it is not vacuous.
+    assert "aws_db_instance/reports-db" in haystack and "s3://acme-tfstate/" in haystack
+    assert "iac-drift" in haystack and "iac-health" in haystack and routed.received
+    assert password not in haystack
+    state = boto3.client("s3", region_name=US).get_object(Bucket="acme-tfstate", Key="platform/terraform.tfstate")
+    assert password in state["Body"].read().decode()  # it stays where it was
