@@ -33,6 +33,12 @@ from tests.iac_fixtures import (
     tf_resource,
     tf_state,
 )
+from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
+    Scenario,
+    scenario_for,
+    test_one_read_permission_short_is_named,
+    test_read_only_policy_finds_the_same,
+)
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 US, EU = "us-east-1", "eu-west-1"
@@ -475,3 +481,13 @@ def test_a_password_in_a_state_stays_in_the_state(aws, store, routed):
     assert password not in haystack
     state = boto3.client("s3", region_name=US).get_object(Bucket="acme-tfstate", Key="platform/terraform.tfstate")
     assert password in state["Body"].read().decode()  # it stays where it was
+
+
+@scenario_for("iac-drift")
+def least_privilege_scenario(drift_world):
+    from flows.iac_drift import iac_drift
+
+    w = drift_world
+    return Scenario(iac_drift, w.creds, dict(policy=DriftPolicy(ignore=IGNORE), backends=BACKEND, regions=[US, EU],
+                                             now=NOW),
+                    {rid for _, rid, _ in _expected(w)}, drop="cloudformation:ListStackResources")

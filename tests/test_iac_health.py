@@ -36,6 +36,13 @@ from tests.iac_fixtures import (
     tf_resource,
     tf_state,
 )
+from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
+    Scenario,
+    scenario_for,
+    test_apply_with_its_policy_changes_exactly_the_approved,
+    test_one_read_permission_short_is_named,
+    test_read_only_policy_finds_the_same,
+)
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
 REGIONS = ["us-east-1", "eu-west-1"]
@@ -287,3 +294,23 @@ def test_md5_of_a_state_comes_from_its_etag_or_its_bytes(iac_world):
     stored = s3.get_object(Bucket="acme-tfstate", Key="apps/api/terraform.tfstate")["Body"].read()
     assert state_md5(account, plain) == md5(stored)  # from the ETag (single part, no KMS)
     assert state_md5(account, kms) == md5(body)  # computed: a KMS object's ETag is not its MD5
+
+
+@scenario_for("iac-health")
+def least_privilege_scenario(iac_world):
+    from flows.iac_health import iac_health
+
+    creds, _ = iac_world
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    s3 = boto3.client("s3", region_name="us-east-1")
+    table_lock = f"dynamodb:tf-locks/acme-tfstate/{PROD}"
+    lock_file = "s3://acme-tfstate/apps/api/terraform.tfstate.tflock"
+
+    def state():
+        item = ddb.get_item(TableName="tf-locks", Key={"LockID": {"S": f"acme-tfstate/{PROD}"}}).get("Item")
+        files = {o["Key"] for o in s3.list_objects_v2(Bucket="acme-tfstate").get("Contents", [])}
+        return {table_lock: item is not None, lock_file: "apps/api/terraform.tfstate.tflock" in files}
+
+    return Scenario(iac_health, creds, dict(backends=BACKENDS, regions=REGIONS, now=NOW),
+                    {rid for _, rid, _ in EXPECTED}, drop="dynamodb:Scan", approve=[table_lock, lock_file],
+                    withhold="dynamodb:DeleteItem", withheld={table_lock}, state=state)
