@@ -204,10 +204,7 @@ def iac_drift(
     account holds.
 
     Args:
-        backends: Terraform S3 backends (`bucket`, `key`, `workspace_key_prefix`) or folders of
-            states (`bucket`, `prefix`), read by every account (a central state bucket must be
-            readable by each role); states are also discovered by key unless
-            `policy.discover_states` is off.
+        backends: Terraform S3 backends (`bucket`, `key`, `workspace_key_prefix`) or folders of states (`bucket`, `prefix`), read by every account (a central state bucket must be readable by each role); states are also discovered by key unless `policy.discover_states` is off.
     """
     return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, now=now, options={"backends": list(backends or []), "regions": regions,

@@ -188,9 +188,7 @@ def iac_health(
     person approves (the run pauses and asks).
 
     Args:
-        backends: Terraform S3 backends (`bucket`, `key`, `workspace_key_prefix`, `lock_table`,
-            `use_lockfile`) or folders of states (`bucket`, `prefix`); states are also discovered
-            by key unless `policy.discover_states` is off.
+        backends: Terraform S3 backends (`bucket`, `key`, `workspace_key_prefix`, `lock_table`, `use_lockfile`) or folders of states (`bucket`, `prefix`) in the account's own buckets; states are also discovered by key unless `policy.discover_states` is off.
     """
     return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, apply=apply, now=now,
