@@ -126,7 +126,10 @@ def collect(target: AwsTarget, policy: DriftPolicy, ctx: RunContext) -> Read | P
     home = target.region == ctx.options["home_region"]
     buckets = [b for b, r in shared.regions.items() if r == target.region]
     compared = {b for b in buckets if shared.index.manages("aws_s3_bucket", shared.account_id, target.region, b)}
-    inventory = regional_inventory(target.account, target.region, shared.account_id, policy.kinds, buckets, compared)
+    # Ten kinds, paged, in a large region take longer than one target's default bound: their own.
+    with deadline(policy.region_read_seconds, target.scope):
+        inventory = regional_inventory(target.account, target.region, shared.account_id, policy.kinds, buckets,
+                                       compared)
     gaps: list[tuple[set[str], str, str]] = [(set(DRIFT_KINDS), f"{kind}: {error}", f"{kind}/")
                                              for kind, error in inventory.errors.items()]
     live, listed = inventory.live, inventory.listed

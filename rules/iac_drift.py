@@ -50,6 +50,9 @@ class DriftPolicy(JobPolicy, StateSearch):
     state_read_seconds: int = Field(
         default=600, ge=30, le=3600,
         description="The most reading and parsing every state of one account may take (states can be large).")
+    region_read_seconds: int = Field(
+        default=300, ge=30, le=3600,
+        description="The most listing one region's resources of every compared kind may take.")
 
     @field_validator("kinds")
     @classmethod
