@@ -2,8 +2,8 @@
 
     uv run python bench/iac_drift.py [--states 50 --resources 2000 --live 20000] [--scales 0.5,1]
 
-Seeds one region: `--live` resources (half EBS volumes, a fifth security groups, the rest SQS
-queues; 90% of them managed), and `--states` Terraform states (format version 4, as Terraform
+Seeds two regions: `--live` resources (a quarter EBS volumes, a tenth security groups, the
+rest SQS queues; 90% of them managed), and `--states` Terraform states (format version 4, as Terraform
 1.x writes them) of `--resources` resource instances each: the managed ones, 10 per state that
 are gone (missing), 1% of volumes resized by hand (drifted), and the rest of other types with
 realistic attributes (DNS records, alarms, policy attachments), so the bytes are those of real
@@ -32,6 +32,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
+REGIONS = ["us-east-1", "us-west-2"]
 ACCOUNT = "123456789012"
 BUCKET = "bench-tfstate"
 
@@ -78,7 +79,7 @@ def run_flow() -> dict:
     with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         start = time.perf_counter()
         state = iac_drift(policy=DriftPolicy(discover_states=False, ignore=[f"aws_s3_bucket/{BUCKET}"]),
-                          backends=[{"bucket": BUCKET, "prefix": "states/"}], regions=[REGION],
+                          backends=[{"bucket": BUCKET, "prefix": "states/"}], regions=REGIONS,
                           aws_credentials=f"bench-aws-{suffix}", store=f"bench-store-{suffix}",
                           return_state=True, now=datetime.now(timezone.utc))
         wall = time.perf_counter() - start
@@ -122,7 +123,11 @@ def _other(n: int, state: int) -> dict:
 
 
 def seed(endpoint: str, states: int, per_state: int, live: int) -> dict:
-    """Fill the moto backends directly (same process), then upload the states through S3."""
+    """Fill the moto backends directly (same process), then upload the states through S3.
+
+    Two regions, each with half the live resources: moto answers an EC2 describe call in one
+    page whatever its size (real EC2 pages), and one page of 10,000 volumes takes it longer
+    than the client's read timeout on a busy machine."""
     import boto3
     from moto.ec2.models import ec2_backends
     from moto.sqs.models import sqs_backends
@@ -137,35 +142,42 @@ def seed(endpoint: str, states: int, per_state: int, live: int) -> dict:
         tf_state,
     )
 
-    ec2 = ec2_backends[ACCOUNT][REGION]
-    sqs = sqs_backends[ACCOUNT][REGION]
-    volumes, groups = live // 2, live // 5
-    queues = live - volumes - groups
-    vol_ids = [ec2.create_volume(size=20, zone_name=f"{REGION}a", volume_type="gp3").id for _ in range(volumes)]
-    sg_ids = [ec2.create_security_group(f"bench-{i}", "bench", force=True).id for i in range(groups)]
-    names = [f"bench-q{i}" for i in range(queues)]
-    for name in names:
-        sqs.create_queue(name)
-    # 90% managed, spread over the states; 1% of the managed volumes resized by hand (state says 10).
-    managed = {"vol": vol_ids[: volumes * 9 // 10], "sg": sg_ids[: groups * 9 // 10], "q": names[: queues * 9 // 10]}
+    managed: dict[str, dict[str, list[str]]] = {}
+    for region in REGIONS:
+        ec2, sqs = ec2_backends[ACCOUNT][region], sqs_backends[ACCOUNT][region]
+        share = live // len(REGIONS)
+        volumes, groups = share // 4, share // 10
+        queues = share - volumes - groups
+        vol_ids = [ec2.create_volume(size=20, zone_name=f"{region}a", volume_type="gp3").id for _ in range(volumes)]
+        sg_ids = [ec2.create_security_group(f"bench-{i}", "bench", force=True).id for i in range(groups)]
+        names = [f"bench-{region}-q{i}" for i in range(queues)]
+        for name in names:
+            sqs.create_queue(name)
+        # 90% managed, spread over the region's states.
+        managed[region] = {"vol": vol_ids[: volumes * 9 // 10], "sg": sg_ids[: groups * 9 // 10],
+                           "q": names[: queues * 9 // 10]}
     s3 = boto3.client("s3", region_name=REGION, endpoint_url=endpoint)
     s3.create_bucket(Bucket=BUCKET)
     total_bytes = 0
     for s in range(states):
-        resources = []
-        mine = {k: v[s::states] for k, v in managed.items()}
-        resources.append(tf_resource("aws_ebs_volume", "data", [
-            tf_instance(aws_ebs_volume(v, 10 if (s + i) % 100 == 0 else 20, "gp3", REGION), index_key=i)
-            for i, v in enumerate(mine["vol"])]))
-        resources.append(tf_resource("aws_security_group", "svc", [
-            tf_instance(aws_security_group(g, f"bench-{g}", REGION, [], "vpc-bench"), index_key=f"g{i}")
-            for i, g in enumerate(mine["sg"])], module=f'module.svc["{s}"]', each="map"))
-        gone = [f"bench-gone-{s}-{i}" for i in range(10)]
-        resources.append(tf_resource("aws_sqs_queue", "work", [
-            tf_instance(aws_sqs_queue(q, REGION), index_key=i) for i, q in enumerate(mine["q"] + gone)]))
+        region = REGIONS[s % len(REGIONS)]
+        in_region = len(range(s % len(REGIONS), states, len(REGIONS)))  # the region's states share its resources
+        mine = {k: v[s // len(REGIONS)::in_region] for k, v in managed[region].items()}
+        resources = [
+            # 1% of the managed volumes were resized by hand: the state still says 10 GiB.
+            tf_resource("aws_ebs_volume", "data", [
+                tf_instance(aws_ebs_volume(v, 10 if (s + i) % 100 == 0 else 20, "gp3", region), index_key=i)
+                for i, v in enumerate(mine["vol"])]),
+            tf_resource("aws_security_group", "svc", [
+                tf_instance(aws_security_group(g, f"bench-{g}", region, [], "vpc-bench"), index_key=f"g{i}")
+                for i, g in enumerate(mine["sg"])], module=f'module.svc["{s}"]', each="map"),
+            tf_resource("aws_sqs_queue", "work", [  # and 10 queues per state are gone
+                tf_instance(aws_sqs_queue(q, region), index_key=i)
+                for i, q in enumerate(mine["q"] + [f"bench-gone-{s}-{n}" for n in range(10)])]),
+        ]
         used = sum(len(r["instances"]) for r in resources)
         resources += [_other(n, s) for n in range(max(0, per_state - used))]
-        if s == 0:  # one inline ingress rule list, as most groups have
+        if s == 0 and resources[1]["instances"]:  # one inline ingress rule list, as most groups have
             resources[1]["instances"][0]["attributes"]["ingress"] = [sg_rule("tcp", 443, 443, ["10.0.0.0/8"])]
         body = tf_state(resources, serial=s + 1)
         total_bytes += len(body)
@@ -177,7 +189,7 @@ def seed(endpoint: str, states: int, per_state: int, live: int) -> dict:
                           ("dynamodb", "list_tables"), ("resourcegroupstaggingapi", "get_resources"),
                           ("sts", "get_caller_identity")):
         getattr(boto3.client(service, region_name=REGION, endpoint_url=endpoint), call)()
-    return {"live": volumes + groups + queues, "states": states, "resources_per_state": per_state,
+    return {"live": live // len(REGIONS) * len(REGIONS), "states": states, "resources_per_state": per_state,
             "state_mib": round(total_bytes / 1024**2, 1)}
 
 
