@@ -3,8 +3,9 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
 # Parallel test processes (pytest-xdist), each with its own Prefect server. The suite mostly
-# waits on servers, subprocesses and chat deliveries, so 4 suit two cores.
-TEST_WORKERS ?= 4
+# waits on servers, subprocesses and chat deliveries; each worker also pays for its own
+# collection and server start (about 45 CPU-seconds), so 3 suit two cores.
+TEST_WORKERS ?= 3
 
 .PHONY: install test demo lint automations serve bench
 

@@ -58,7 +58,7 @@ def prefect_server() -> Iterator[None]:
     with temporary_settings(
         {PREFECT_SERVER_ANALYTICS_ENABLED: False, PREFECT_UI_URL: "http://prefect.test"}
     ):
-        with prefect_test_harness(server_startup_timeout=300):
+        with prefect_test_harness(server_startup_timeout=900):  # counts polls, not seconds: generous under load
             with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
                 yield
 
