@@ -220,8 +220,12 @@ class PrefectServer:
 
 
 @contextmanager
-def prefect_server(home: Path) -> Iterator[PrefectServer]:
-    """`prefect server start` on SQLite under `home`, on a free port, in its own process group.
+def prefect_server(
+    home: Path, database_url: str | None = None, scheduler: bool = False, **settings: str
+) -> Iterator[PrefectServer]:
+    """`prefect server start` on a free port, in its own process group: on SQLite under `home`
+    unless `database_url` names another database (`postgresql+asyncpg://...`); its scheduler
+    only if asked; `settings` are more PREFECT_* variables for it.
 
     Yields as soon as the process is started, so other services can start meanwhile; call
     `wait_healthy()` before using it. On exit the whole process group is stopped.
@@ -231,18 +235,19 @@ def prefect_server(home: Path) -> Iterator[PrefectServer]:
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_API_DATABASE_CONNECTION_URL": database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_URL": ui_url,
         # The UI asks `/ui-settings` where the API is; unset, that says port 4200, not this one.
         "PREFECT_SERVER_UI_API_URL": f"{ui_url}/api",
         "DO_NOT_TRACK": "1",
+        **settings,
     }
     env.pop("PREFECT_API_URL", None)
     with open(home / "server.log", "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-             "--port", str(port), "--no-scheduler", "--analytics-off"],
+             "--port", str(port), *([] if scheduler else ["--no-scheduler"]), "--analytics-off"],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches the demo, which stops the server in order
         )
