@@ -11,6 +11,7 @@ plus every `role_arns` account, every enabled region unless `regions` lists them
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
@@ -209,9 +210,14 @@ def _read_accounts(job: Job, targets: list[AwsTarget], policy: BaseModel, ctx: R
     return kept
 
 
+def _slot(target: Any) -> AbstractContextManager:
+    """An AWS target waits for a slot of its account's global limit; other targets need none here."""
+    return aws_account_slot(target.account_id) if isinstance(target, AwsTarget) else nullcontext()
+
+
 @task(name="collect", cache_policy=NO_CACHE, task_run_name="collect-{target.scope}")
 def _collect(job: Job, target: AwsTarget, policy: BaseModel, ctx: RunContext) -> Any:
-    with aws_account_slot(target.account_id), deadline(TARGET_SECONDS, target.scope):
+    with _slot(target), deadline(TARGET_SECONDS, target.scope):
         return job.collect(target, policy, ctx)
 
 
