@@ -20,7 +20,12 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from pydantic import Field
 
-from rules.snowflake import SnowflakePolicy, SnowflakePricing, billed_cloud_services, credits_per_hour
+from rules.snowflake import (
+    SnowflakePolicy,
+    SnowflakePricing,
+    billed_cloud_services,
+    credits_per_hour,
+)
 from rules.text import mask_sql_literals
 
 IDLE = "(idle)"
