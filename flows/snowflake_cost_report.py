@@ -46,8 +46,7 @@ def snowflake_cost_report(
     Args:
         accounts: Names of prefect-snowflake `SnowflakeConnector` blocks, one per account.
         policy: Price per credit, period length, attribution, top queries.
-        endpoints: Per block name, a URL to reach that account at instead of its public host
-            (PrivateLink; `fakesnow://host:port` for the local stand-in in tests and the demo).
+        endpoints: Per block name, a URL for that account instead of its public host (PrivateLink; `fakesnow://host:port` in tests and the demo).
         store: Name of the `OpsStore` block.
         last_day: The last reported day (UTC); unset means yesterday.
     """
