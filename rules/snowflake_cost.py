@@ -20,6 +20,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from pydantic import Field
 
+from rules.findings import Finding, Severity
 from rules.snowflake import (
     SnowflakePolicy,
     SnowflakePricing,
@@ -320,3 +321,52 @@ def metric_rows(lines: Sequence[CostLine], account: str) -> list[dict]:
              "labels": {"account": c.account, "warehouse": c.warehouse, "method": c.method,
                         "queries": c.queries, "credits": round(c.credits, 6)}}
             for c in lines if c.account == account]
+
+
+# --- the expensive-query watch ---------------------------------------------------------------
+
+KIND_EXPENSIVE_QUERY = "snowflake-expensive-query"
+
+
+class SnowflakeQueryCostPolicy(SnowflakePolicy):
+    """When a single finished Snowflake query is too expensive."""
+
+    pricing: SnowflakePricing = Field(default_factory=SnowflakePricing, description="Price per credit.")
+    threshold_usd: float = Field(default=5.0, gt=0, description="A query costing more is announced, once.")
+    critical_usd: float = Field(default=50.0, gt=0, description="A query costing more is announced as critical.")
+    lookback_hours: int = Field(
+        default=9, ge=1, le=48,
+        description="Queries started this long before the watermark are read again: attribution lags up to 8 h.",
+    )
+    query_chars: int = Field(default=500, ge=20, le=5000, description="Query text shown (literals masked).")
+
+
+def watch_start(watermark: datetime | None, now: datetime, lookback_hours: int) -> datetime:
+    """First start time to read: the watermark (or now) minus the lookback."""
+    return min((watermark or now) - timedelta(hours=lookback_hours), now)
+
+
+def expensive_query_findings(queries: Iterable[CostlyQuery], policy: SnowflakeQueryCostPolicy) -> list[Finding]:
+    """One finding per query whose credits x price exceed the threshold; attribution wins over
+    an estimate of the same query id."""
+    best: dict[tuple[str, str], CostlyQuery] = {}
+    for q in queries:
+        key = (q.account, q.query_id)
+        if key not in best or (best[key].credits is None and q.credits is not None):
+            best[key] = q
+    found = []
+    for (account, query_id), q in sorted(best.items()):
+        credits, estimated = q.credits_used()
+        usd = credits * policy.pricing.price(account)
+        if usd <= policy.threshold_usd:
+            continue
+        text = mask_sql_literals(q.query_text, policy.query_chars)
+        how = "estimated from execution time x warehouse size" if estimated else "attributed"
+        found.append(Finding(
+            kind=KIND_EXPENSIVE_QUERY, resource_id=query_id, scope=account,
+            severity=Severity.CRITICAL if usd > policy.critical_usd else Severity.WARNING,
+            reason=f"${usd:,.2f} query by {q.user} on {q.warehouse}: {credits:,.3f} credits ({how}) — {text}",
+            numbers={"usd": round(usd, 2), "credits": round(credits, 6), "estimated": estimated, "user": q.user,
+                     "warehouse": q.warehouse, "started": q.start.isoformat(), "query": text},
+        ))
+    return found

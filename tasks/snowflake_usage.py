@@ -123,3 +123,48 @@ def read_usage(
                 for r in session.rows(TOP_EXECUTED_SQL, window)
             ], account)
     return read
+
+
+EXPENSIVE_ATTRIBUTED_SQL = f"""
+SELECT a.query_id, a.warehouse_name, a.user_name, a.start_time,
+       a.credits_attributed_compute + COALESCE(a.credits_used_query_acceleration, 0) AS credits,
+       SUBSTR(h.query_text, 1, %(chars)s) AS query_text
+FROM {ACCOUNT_USAGE}.QUERY_ATTRIBUTION_HISTORY a
+LEFT JOIN {ACCOUNT_USAGE}.QUERY_HISTORY h ON h.query_id = a.query_id AND h.start_time >= %(start)s
+WHERE a.start_time >= %(start)s
+  AND a.credits_attributed_compute + COALESCE(a.credits_used_query_acceleration, 0) >= %(min_credits)s
+"""
+EXPENSIVE_EXECUTED_SQL = f"""
+SELECT query_id, warehouse_name, warehouse_size, user_name, start_time, execution_time,
+       SUBSTR(query_text, 1, %(chars)s) AS query_text
+FROM {ACCOUNT_USAGE}.QUERY_HISTORY
+WHERE start_time >= %(start)s AND warehouse_name IS NOT NULL
+  AND execution_time * CASE UPPER(REPLACE(warehouse_size, '-', '')) {_SIZE_CREDITS} ELSE 0 END / 3600000 >= %(min_credits)s
+"""
+
+
+@task(name="snowflake-read-expensive-queries", task_run_name="read-expensive-{account.block}", cache_policy=NONE)
+@grants(USAGE_VIEWER, GOVERNANCE_VIEWER, USE_WAREHOUSE)
+def read_expensive_queries(
+    account: SnowflakeAccount, start: datetime, min_credits: float, query_chars: int, login_timeout: int,
+) -> AccountRead:
+    """Finished queries started since `start` using at least `min_credits`: reads `attributed`
+    (QUERY_ATTRIBUTION_HISTORY) and `executed` (QUERY_HISTORY, for an estimate); one is enough."""
+    read = AccountRead(account.scope)
+    name = account.scope
+    params = {"start": start, "min_credits": min_credits, "chars": query_chars}
+    with open_session(account, login_timeout, read) as session:
+        if session is None:
+            return read
+        read_into(read, "attributed", "QUERY_ATTRIBUTION_HISTORY", USAGE_VIEWER, lambda: [
+            CostlyQuery(name, r["query_id"], r["warehouse_name"] or "", r["user_name"] or "", r["start_time"],
+                        r["query_text"] or "", credits=_num(r["credits"]))
+            for r in session.rows(EXPENSIVE_ATTRIBUTED_SQL, params)
+        ], account)
+        read_into(read, "executed", "QUERY_HISTORY", GOVERNANCE_VIEWER, lambda: [
+            CostlyQuery(name, r["query_id"], r["warehouse_name"] or "", r["user_name"] or "", r["start_time"],
+                        r["query_text"] or "", execution_ms=_num(r["execution_time"]),
+                        warehouse_size=r["warehouse_size"] or "")
+            for r in session.rows(EXPENSIVE_EXECUTED_SQL, params)
+        ], account)
+    return read
