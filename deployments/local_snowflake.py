@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -186,3 +187,50 @@ def save_connector(name: str, account: str, *, user: str = "DATAPLATFORM_OPS", r
     ).save(name, overwrite=True)
     return name
 
+
+
+def seed_usage(conn: Any, day: date) -> None:
+    """A realistic day of one account's ACCOUNT_USAGE (the demo and the dashboards test):
+    ETL_WH (Medium) attributed to two users, BI_WH (X-Small) not attributed yet (estimated),
+    cloud services above 10 % of compute, and an X-Large query worth announcing."""
+    t0 = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
+
+    def at(hour: int, minute: int = 0) -> datetime:
+        return t0 + timedelta(hours=hour, minutes=minute)
+
+    def meter(warehouse: str, start: datetime, compute: float, services: float) -> dict[str, Any]:
+        return {"START_TIME": start, "END_TIME": start + timedelta(hours=1), "WAREHOUSE_ID": len(warehouse),
+                "WAREHOUSE_NAME": warehouse, "CREDITS_USED": compute + services, "CREDITS_USED_COMPUTE": compute,
+                "CREDITS_USED_CLOUD_SERVICES": services, "CREDITS_ATTRIBUTED_COMPUTE_QUERIES": None}
+
+    def attributed(query_id: str, warehouse: str, user: str, start: datetime, credits: float) -> dict[str, Any]:
+        return {"QUERY_ID": query_id, "PARENT_QUERY_ID": None, "ROOT_QUERY_ID": None, "WAREHOUSE_ID": 1,
+                "WAREHOUSE_NAME": warehouse, "QUERY_HASH": query_id, "QUERY_PARAMETERIZED_HASH": query_id,
+                "QUERY_TAG": "", "USER_NAME": user, "START_TIME": start, "END_TIME": start + timedelta(minutes=5),
+                "CREDITS_ATTRIBUTED_COMPUTE": credits, "CREDITS_USED_QUERY_ACCELERATION": None}
+
+    def executed(query_id: str, warehouse: str, size: str, user: str, start: datetime, minutes: float,
+                 text: str) -> dict[str, Any]:
+        ms = int(minutes * 60_000)
+        return {"QUERY_ID": query_id, "QUERY_TEXT": text, "DATABASE_NAME": "ANALYTICS", "SCHEMA_NAME": "PUBLIC",
+                "QUERY_TYPE": "SELECT", "SESSION_ID": 1, "USER_NAME": user, "ROLE_NAME": "ANALYST",
+                "WAREHOUSE_ID": 1, "WAREHOUSE_NAME": warehouse, "WAREHOUSE_SIZE": size,
+                "WAREHOUSE_TYPE": "STANDARD", "CLUSTER_NUMBER": 1, "QUERY_TAG": "", "EXECUTION_STATUS": "SUCCESS",
+                "ERROR_CODE": None, "ERROR_MESSAGE": None, "START_TIME": start,
+                "END_TIME": start + timedelta(milliseconds=ms), "TOTAL_ELAPSED_TIME": ms, "BYTES_SCANNED": 10**9,
+                "ROWS_PRODUCED": 1000, "COMPILATION_TIME": 300, "EXECUTION_TIME": ms,
+                "QUEUED_PROVISIONING_TIME": 0, "QUEUED_REPAIR_TIME": 0, "QUEUED_OVERLOAD_TIME": 0,
+                "TRANSACTION_BLOCKED_TIME": 0, "CREDITS_USED_CLOUD_SERVICES": 0.01, "TRANSACTION_ID": 1}
+
+    insert_rows(conn, "SNOWFLAKE.ACCOUNT_USAGE.WAREHOUSE_METERING_HISTORY", [
+        meter("ETL_WH", at(1), 4.0, 0.6), meter("ETL_WH", at(2), 2.0, 0.4),
+        meter("BI_WH", at(9), 1.0, 0.3), meter("BI_WH", at(10), 1.0, 0.1), meter("REPORTING_WH", at(11), 16.0, 0.2)])
+    insert_rows(conn, "SNOWFLAKE.ACCOUNT_USAGE.QUERY_ATTRIBUTION_HISTORY", [
+        attributed("etl-1", "ETL_WH", "ALICE", at(1, 5), 3.0), attributed("etl-2", "ETL_WH", "BOB", at(2, 10), 1.5)])
+    insert_rows(conn, "SNOWFLAKE.ACCOUNT_USAGE.QUERY_HISTORY", [
+        executed("etl-1", "ETL_WH", "Medium", "ALICE", at(1, 5), 45, "MERGE INTO marts.orders USING raw.orders ON id = 1"),
+        executed("etl-2", "ETL_WH", "Medium", "BOB", at(2, 10), 22, "INSERT INTO marts.daily SELECT 1"),
+        executed("bi-1", "BI_WH", "X-Small", "CAROL", at(9, 0), 40, "SELECT region, sum(amount) FROM sales GROUP BY 1"),
+        executed("rep-1", "REPORTING_WH", "X-Large", "DAVE", at(11, 0), 50,
+                 "SELECT * FROM events e JOIN sessions s ON s.id = e.session_id WHERE e.day > '2026-01-01'"),
+    ])
