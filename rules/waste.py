@@ -1,0 +1,221 @@
+"""Waste checks as data: each check is a `Rule` (a predicate over one listed resource, and its
+price per month); `judge_rule` applies any rule to what its lister read.
+
+A lister (`tasks/aws/waste/`) turns an AWS listing into `Resource`s: an id, a region, tags, a
+creation time and plain `facts` (the numbers a predicate reads). The predicate returns the reason
+a resource is waste, or None. The opt-out tag, the minimum $/month and the finding itself are
+the same for every rule, here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
+from rules.findings import Finding, Severity
+from rules.pricing import Price, PriceTable, hourly_monthly
+
+GIB = 1024**3
+# The values CloudWatch Logs accepts for a retention (PutRetentionPolicy).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                      2557, 2922, 3288, 3653)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One listed resource, as every check's lister returns it."""
+
+    id: str  # what a finding names; a check that acts uses one unique across accounts (an ARN)
+    region: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    created: datetime | None = None
+    facts: Mapping[str, Any] = field(default_factory=dict)  # JSON-able: they land in the finding
+    arn: str = ""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The pure part of a waste check: when a resource is waste, and what it costs per month."""
+
+    kind: str
+    title: str  # one line for the docs and the plan
+    waste: Callable[[Resource, WastePolicy, datetime], str | None]  # the reason, or None
+    monthly: Callable[[Resource, PriceTable, WastePolicy], Price] | None = None  # None: not priced
+    action: str | None = None  # the change a person may approve, if any
+    severity: Severity = Severity.WARNING
+
+
+class WastePolicy(ActingPolicy):
+    """Thresholds of the waste checks (rendered as a form in the Prefect UI)."""
+
+    checks: list[str] | None = Field(
+        default=None, description="Check kinds to run (see the job's page); unset runs every check.")
+    opt_out_tag: str = Field(
+        default=OPT_OUT_TAG, min_length=1,
+        description="Resources carrying this tag key are never reported or touched.")
+    min_monthly_usd: float = Field(
+        default=1.0, ge=0, description="Priced findings below this many USD per month are not reported.")
+    min_age_days: int = Field(
+        default=7, ge=0, description="Resources created less than this many days ago are left alone.")
+    nat_idle_days: int = Field(
+        default=7, ge=1, le=455, description="A NAT gateway is idle when it moved no traffic for this many days.")
+    nat_max_bytes: int = Field(
+        default=0, ge=0, description="Bytes a NAT gateway may move in `nat_idle_days` and still count as idle.")
+    log_retention_days: int = Field(
+        default=30, description="The retention offered for log groups that keep logs forever "
+                                "(a value CloudWatch Logs accepts: 1, 3, 5, 7, 14, 30, 60, 90, ...).")
+
+    @field_validator("checks")
+    @classmethod
+    def _known_checks(cls, checks: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(checks or []) - set(RULES))
+        if unknown:
+            raise ValueError(f"unknown check(s) {', '.join(unknown)}; known: {', '.join(sorted(RULES))}. "
+                             "Leave `checks` unset to run every check.")
+        if checks is not None and not checks:
+            raise ValueError("`checks` is empty: leave it unset to run every check, or list some.")
+        return checks
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _accepted_retention(cls, days: int) -> int:
+        if days not in LOG_RETENTION_DAYS:
+            raise ValueError(f"{days} is not a retention CloudWatch Logs accepts; pick one of "
+                             f"{', '.join(map(str, LOG_RETENTION_DAYS))}.")
+        return days
+
+    def runs(self, kind: str) -> bool:
+        return self.checks is None or kind in self.checks
+
+
+def _young(r: Resource, policy: WastePolicy, now: datetime) -> bool:
+    return r.created is not None and now - r.created < timedelta(days=policy.min_age_days)
+
+
+def _hourly(key: Callable[[Resource], str]) -> Callable[[Resource, PriceTable, WastePolicy], Price]:
+    def monthly(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
+        return hourly_monthly(prices, r.region, key(r))
+    return monthly
+
+
+def _size(n_bytes: float) -> str:
+    if n_bytes >= GIB:
+        return f"{n_bytes / GIB:,.1f} GiB"
+    return f"{n_bytes / 1024**2:,.1f} MiB"
+
+
+# --- network ----------------------------------------------------------------------------
+
+
+def _idle_nat(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    if r.facts["state"] != "available" or _young(r, policy, now):
+        return None
+    moved = r.facts["bytes"]
+    if moved > policy.nat_max_bytes:
+        return None
+    seen = "no CloudWatch datapoints" if not r.facts["datapoints"] else f"{moved:,.0f} bytes"
+    return f"NAT gateway moved no traffic in {policy.nat_idle_days} days ({seen}) yet bills every hour"
+
+
+IDLE_NAT = Rule("idle-nat-gateway", "NAT gateways with no traffic for `nat_idle_days` days", _idle_nat,
+                _hourly(lambda r: "nat:hour"))
+
+# Target states that mean the load balancer has something to send to (`unavailable`: health
+# checks are off, `initial`: still registering).
+SERVING_STATES = frozenset({"healthy", "unavailable", "initial"})
+
+
+def _unused_lb(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    if r.facts["state"] not in ("active", "active_impaired") or _young(r, policy, now):
+        return None
+    states: dict[str, int] = r.facts["targets"]
+    if not states:
+        return f"{r.facts['type']} load balancer with no registered targets"
+    if any(states.get(s) for s in SERVING_STATES):
+        return None
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    return f"{r.facts['type']} load balancer with no healthy target ({counts})"
+
+
+UNUSED_LB = Rule("unused-load-balancer", "Load balancers (ALB, NLB, GWLB, CLB) with no registered or healthy targets",
+                 _unused_lb, _hourly(lambda r: f"elb:{r.facts['type']}:hour"))
+
+
+# --- logs -------------------------------------------------------------------------------
+
+
+def _no_retention(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    if r.facts["retention_days"] is not None or not r.facts["stored_bytes"]:
+        return None
+    return (f"log group {r.facts['name']} keeps {_size(r.facts['stored_bytes'])} forever (no retention); "
+            f"offer: keep {policy.log_retention_days} days")
+
+
+def _log_storage(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
+    p = prices.get(r.region, "logs:stored:gb")
+    return Price(round(p.usd * r.facts["stored_bytes"] / GIB, 4), p.estimated)
+
+
+LOG_NO_RETENTION = Rule("log-group-without-retention", "CloudWatch log groups that never expire their logs",
+                        _no_retention, _log_storage, action="set-log-retention")
+
+
+# --- the catalogue, in the order of what they save a data platform ------------------------
+
+RULES: dict[str, Rule] = {r.kind: r for r in (IDLE_NAT, UNUSED_LB, LOG_NO_RETENTION)}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def judge_rule(rule: Rule, resources: Iterable[Resource], scope: str, policy: WastePolicy,
+               prices: PriceTable, now: datetime) -> list[Finding]:
+    """One finding per resource the rule calls waste, priced, unless opted out or too cheap."""
+    found = []
+    for r in resources:
+        if opted_out(dict(r.tags), policy.opt_out_tag):
+            continue
+        reason = rule.waste(r, policy, now)
+        if reason is None:
+            continue
+        price = rule.monthly(r, prices, policy) if rule.monthly else None
+        if price is not None and price.usd < policy.min_monthly_usd:
+            continue
+        numbers = {**_jsonable(dict(r.facts)), "region": r.region}
+        if r.created is not None:
+            numbers["age_days"] = (now - r.created).days
+        if price is not None:
+            numbers["price_estimated"] = price.estimated
+        found.append(Finding(
+            kind=rule.kind, resource_id=r.id, scope=scope,
+            severity=rule.severity if price is not None else Severity.INFO,
+            reason=reason, numbers=numbers, monthly_cost_usd=price.usd if price is not None else None))
+    return found
+
+
+def metric_rows(findings: Iterable[Finding], scope: str, kinds: Iterable[str], now: datetime) -> list[dict]:
+    """History per check and target: how many findings and what they cost per month (0 when none)."""
+    totals = {k: [0, 0.0] for k in kinds}
+    for f in findings:
+        count_usd = totals.setdefault(f.kind, [0, 0.0])
+        count_usd[0] += 1
+        count_usd[1] += f.monthly_cost_usd or 0.0
+    rows = []
+    for kind, (count, usd) in sorted(totals.items()):
+        subject = f"{scope}/{kind}"
+        rows += [{"name": "waste.findings", "subject": subject, "ts": now, "value": count},
+                 {"name": "waste.monthly_usd", "subject": subject, "ts": now, "value": round(usd, 2)}]
+    return rows
+
