@@ -36,7 +36,7 @@ import httpx
 import sqlalchemy as sa
 
 from deployments.demo_seed import BQ_JOBS_TABLE, BQ_PROJECTS, REGIONS
-from deployments.serve import deployment_specs, load_flow
+from flows.registry import contracts, deployment_specs, load_flow
 
 # Block names the demo creates; the jobs' defaults (`aws`, `ops-store`) already point at them.
 AWS_BLOCK = "aws"
@@ -93,21 +93,16 @@ def _bigquery(env: DemoEnv) -> dict[str, Any]:
             "jobs_table": BQ_JOBS_TABLE}
 
 
-# THE one place that says how each job runs in the demo, keyed by flow name: parameters on top
-# of its prefect.yaml entry (all jobs report only: `apply` stays False). A flow in prefect.yaml
-# but not here is skipped with a note; an entry whose flow is not in prefect.yaml is noted.
+# How each job runs in the demo, keyed by flow name: parameters on top of its prefect.yaml entry
+# (all jobs report only: `apply` stays False). Every AWS job on the runner sweeps the seeded
+# regions with no entry here; a job that needs more (a warehouse, an emulator) gets an entry.
+# A flow in prefect.yaml with no entry is skipped with a note.
 DEMO_JOBS: dict[str, DemoJob] = {
-    # AWS (moto, seeded by deployments/demo_seed.py in two regions)
+    **{name: DemoJob({"regions": list(REGIONS)}) for name in contracts()},
     "idle-resources": DemoJob({"regions": list(REGIONS), "policy": {
         "s3_age_rules": [{"bucket": "*", "max_age_days": 365}],
         "refresh_prices": False,  # moto has no Pricing API: the bundled table it is
     }}),
-    "dev-parking": DemoJob({"regions": list(REGIONS)}),
-    "ebs-rightsizing": DemoJob({"regions": list(REGIONS)}),
-    "graviton-advisor": DemoJob({"regions": list(REGIONS)}),
-    "s3-intelligent-tiering": DemoJob({"regions": list(REGIONS)}),
-    "lambda-health": DemoJob({"regions": [REGIONS[0]]}),
-    "queue-health": DemoJob({"regions": [REGIONS[0]]}),
     # PostgreSQL: the trouble on the warehouse is seconds old, so the thresholds are seconds too
     "query-watch": DemoJob({"warehouse": WAREHOUSE_BLOCK, "policy": {
         "long_query_warn_minutes": 0.1, "lock_wait_warn_minutes": 0.05}}, needs=frozenset({POSTGRES})),

@@ -34,7 +34,7 @@ from deployments.demo import (
     run_job,
 )
 from deployments.demo_seed import REGIONS
-from deployments.serve import deployment_specs
+from flows.registry import contracts, deployment_specs
 from tests.server_search import server_haystack, store_haystack
 
 PLANTED = DemoCredentials(
@@ -49,8 +49,7 @@ GCP_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048).private
 ).decode()
 GCP_KEY_LINE = GCP_KEY.splitlines()[3]  # 64 characters of key material
 
-AWS_FLOWS = ("idle-resources", "dev-parking", "ebs-rightsizing", "graviton-advisor",
-             "s3-intelligent-tiering", "lambda-health", "queue-health")
+AWS_FLOWS = tuple(contracts())
 
 
 class _RejectingTokenEndpoint(BaseHTTPRequestHandler):
