@@ -25,7 +25,6 @@ from prefect.flow_runs import resume_flow_run
 from prefect_aws import AwsCredentials
 
 import flows.waste_checks as waste_module
-import tasks.aws.waste as catalogue
 from deployments.iam import flow_actions
 from flows.waste_checks import JOB, waste_checks
 from rules.findings import Severity
@@ -40,6 +39,15 @@ from rules.waste import (
     judge_rule,
 )
 from tests.approvals import paused_run_id, run_and_answer
+from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
+    Scenario,
+    iam_user_with,
+    plain_creds,
+    scenario_for,
+    test_apply_with_its_policy_changes_exactly_the_approved,
+    test_one_read_permission_short_is_named,
+    test_read_only_policy_finds_the_same,
+)
 
 REGION = "us-east-1"
 SCOPE = f"{DEFAULT_ACCOUNT_ID}/{REGION}"
@@ -235,29 +243,20 @@ def test_checks_find_exactly_the_planted_waste_at_list_price(creds, store):
     assert (f"{SCOPE}/log-group-without-retention", 1.5) in history
 
 
-def test_a_check_that_is_denied_hides_only_its_own_findings(creds, store, monkeypatch):
+def test_a_check_that_is_denied_hides_only_its_own_findings(creds, store):
     waste = plant_network_and_logs()
     waste_checks(regions=[REGION], aws_credentials=creds, store=store._block_document_name, now=NOW)
-
-    def denied(*_):
-        raise PermissionError("AccessDenied: elasticloadbalancing:DescribeLoadBalancers")
-
-    # The lister is swapped inside the catalogue (moto's IAM enforcement is exercised in
-    # tests/test_least_privilege.py); everything else runs as it would.
-    monkeypatch.setattr(catalogue, "CHECKS", tuple(
-        c._replace(lister=denied) if c.rule.kind == "unused-load-balancer" else c for c in catalogue.CHECKS))
-    boto3.client("ec2", region_name=REGION).delete_nat_gateway(NatGatewayId=next(
-        k for k in waste if k.startswith("nat-")))
-    result = waste_checks(regions=[REGION], aws_credentials=creds, store=store._block_document_name,
-                          now=NOW + timedelta(hours=1))
-    assert result.errors == {f"{SCOPE} unused-load-balancer":
-                             "unused-load-balancer: PermissionError: AccessDenied: "
-                             "elasticloadbalancing:DescribeLoadBalancers"}
-    still_open = {f["resource_id"] for f in store.findings_of(JOB, "open")}
+    nat = next(k for k in waste if k.startswith("nat-"))
+    boto3.client("ec2", region_name=REGION).delete_nat_gateway(NatGatewayId=nat)
+    denied = "elasticloadbalancing:DescribeLoadBalancers"
+    with iam_user_with(flow_actions(waste_module, read_only=True) - {denied}) as limited:
+        result = waste_checks(regions=[REGION], aws_credentials=limited, store=store._block_document_name,
+                              now=NOW + timedelta(hours=1))
+    [(where, why)] = result.errors.items()
+    assert where == f"{SCOPE} unused-load-balancer" and f"not authorized to perform: {denied}" in why
     # The load balancers were not read: still open. The deleted NAT gateway was: resolved.
-    assert still_open == set(waste) - {k for k in waste if k.startswith("nat-")}
-    assert [f["resource_id"] for f in store.findings_of(JOB, "resolved")] == [
-        k for k in waste if k.startswith("nat-")]
+    assert {f["resource_id"] for f in store.findings_of(JOB, "open")} == set(waste) - {nat}
+    assert [f["resource_id"] for f in store.findings_of(JOB, "resolved")] == [nat]
 
 
 def test_leaving_a_check_out_keeps_its_open_findings_open(creds, store):
@@ -316,3 +315,13 @@ def test_least_privilege_policy_is_generated_from_the_declarations():
     assert {"ec2:DescribeNatGateways", "cloudwatch:GetMetricData", "elasticloadbalancing:DescribeTargetHealth",
             "elasticloadbalancing:DescribeInstanceHealth", "logs:DescribeLogGroups", "tag:GetResources"} <= read
     assert flow_actions(waste_module) - read == {"logs:ListTagsForResource", "logs:PutRetentionPolicy"}
+
+
+@scenario_for("waste-checks")
+def least_privilege_scenario(aws):
+    waste = plant_network_and_logs()
+    groups = ("/pipelines/ingest", "/pipelines/retained")
+    ingest = f"arn:aws:logs:{REGION}:{DEFAULT_ACCOUNT_ID}:log-group:/pipelines/ingest"
+    return Scenario(waste_checks, plain_creds(), dict(regions=[REGION], now=NOW), set(waste),
+                    drop="ec2:DescribeNatGateways", approve=[ingest], withhold="logs:PutRetentionPolicy",
+                    withheld={ingest}, state=lambda: {ingest: _retention(groups[0]), groups[1]: _retention(groups[1])})
