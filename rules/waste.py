@@ -18,7 +18,8 @@ from pydantic import Field, field_validator
 
 from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
 from rules.findings import Finding, Severity
-from rules.pricing import Price, PriceTable, hourly_monthly
+from rules.idle import rule_prefix
+from rules.pricing import Price, PriceTable, hourly_monthly, s3_monthly
 
 GIB = 1024**3
 # The values CloudWatch Logs accepts for a retention (PutRetentionPolicy).
@@ -69,6 +70,15 @@ class WastePolicy(ActingPolicy):
     log_retention_days: int = Field(
         default=30, description="The retention offered for log groups that keep logs forever "
                                 "(a value CloudWatch Logs accepts: 1, 3, 5, 7, 14, 30, 60, 90, ...).")
+    multipart_min_age_days: int = Field(
+        default=7, ge=1, description="Incomplete multipart uploads older than this many days are waste; "
+                                     "the rule offered aborts them after this many days.")
+    noncurrent_days: int = Field(
+        default=30, ge=1, description="The offered lifecycle rule expires noncurrent versions this many "
+                                      "days after they stop being current.")
+    s3_max_pages: int = Field(
+        default=200, ge=1, description="S3 listing pages (uploads, parts, versions) read per region per run; "
+                                       "past it a finding says `at least`.")
 
     @field_validator("checks")
     @classmethod
@@ -165,9 +175,73 @@ LOG_NO_RETENTION = Rule("log-group-without-retention", "CloudWatch log groups th
                         _no_retention, _log_storage, action="set-log-retention")
 
 
+# --- S3 ---------------------------------------------------------------------------------
+
+
+def lifecycle_rule_for(rules: Iterable[Mapping[str, Any]], key: str, action: str) -> Mapping[str, Any] | None:
+    """The enabled lifecycle rule with `action` (e.g. `AbortIncompleteMultipartUpload`) that
+    applies to `key`, or None. Rules filtering on tags or sizes are not counted: they may miss it."""
+    for rule in rules:
+        prefix = rule_prefix(rule)
+        if rule.get("Status") == "Enabled" and rule.get(action) and prefix is not None and key.startswith(prefix):
+            return rule
+    return None
+
+
+def stale_upload(initiated: datetime, policy: WastePolicy, now: datetime) -> bool:
+    return now - initiated > timedelta(days=policy.multipart_min_age_days)
+
+
+def _s3_bytes(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
+    usd, estimated = 0.0, False
+    for storage_class, size in r.facts["bytes_by_class"].items():
+        known = storage_class if prices.has(r.region, f"s3:{storage_class}:gb") else "STANDARD"
+        p = s3_monthly(prices, r.region, known, size)
+        usd, estimated = usd + p.usd, estimated or p.estimated
+    return Price(round(usd, 4), estimated)
+
+
+def _at_least(r: Resource) -> str:
+    return "at least " if r.facts["truncated"] else ""
+
+
+def _stale_uploads(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    if not r.facts["uploads"]:
+        return None
+    return (f"{_at_least(r)}{r.facts['uploads']:,} incomplete multipart uploads older than "
+            f"{policy.multipart_min_age_days} days hold {_size(sum(r.facts['bytes_by_class'].values()))} "
+            f"(oldest {r.facts['oldest'][:10]}) and no lifecycle rule aborts them")
+
+
+S3_MULTIPART = Rule("s3-incomplete-multipart-uploads",
+                    "S3 incomplete multipart uploads older than `multipart_min_age_days` that no lifecycle rule aborts",
+                    _stale_uploads, _s3_bytes, action="add-abort-multipart-rule")
+
+
+def _noncurrent(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    if not r.facts["versions"]:
+        return None
+    return (f"{_at_least(r)}{r.facts['versions']:,} noncurrent versions hold "
+            f"{_size(sum(r.facts['bytes_by_class'].values()))} and no lifecycle rule ever expires them "
+            f"(versioning {r.facts['versioning'].lower()}); offer: expire {policy.noncurrent_days} days after")
+
+
+S3_NONCURRENT = Rule("s3-noncurrent-versions-kept", "S3 noncurrent object versions that no lifecycle rule expires",
+                     _noncurrent, _s3_bytes, action="add-noncurrent-expiration-rule")
+
+
+def _no_lifecycle(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    return None if r.facts["lifecycle_rules"] else "bucket has no lifecycle rule at all"
+
+
+S3_NO_LIFECYCLE = Rule("s3-bucket-without-lifecycle", "S3 buckets with no lifecycle rule at all (information)",
+                       _no_lifecycle, severity=Severity.INFO)
+
+
 # --- the catalogue, in the order of what they save a data platform ------------------------
 
-RULES: dict[str, Rule] = {r.kind: r for r in (IDLE_NAT, UNUSED_LB, LOG_NO_RETENTION)}
+RULES: dict[str, Rule] = {r.kind: r for r in (IDLE_NAT, UNUSED_LB, LOG_NO_RETENTION, S3_MULTIPART, S3_NONCURRENT,
+                                              S3_NO_LIFECYCLE)}
 
 
 def _jsonable(value: Any) -> Any:

@@ -17,14 +17,30 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks.store import OpsStore
-from rules.waste import IDLE_NAT, LOG_NO_RETENTION, UNUSED_LB, Resource, Rule, WastePolicy
+from rules.waste import (
+    IDLE_NAT,
+    LOG_NO_RETENTION,
+    S3_MULTIPART,
+    S3_NO_LIFECYCLE,
+    S3_NONCURRENT,
+    UNUSED_LB,
+    Resource,
+    Rule,
+    WastePolicy,
+)
 from tasks.approval import Offer
 from tasks.aws.actions import Outcome
 from tasks.aws.clients import Account, error_summary
 from tasks.aws.permissions import requires
-from tasks.aws.s3 import Bucket
 from tasks.aws.waste.logs import list_log_groups, set_log_retention
 from tasks.aws.waste.network import list_load_balancers, list_nat_gateways
+from tasks.aws.waste.s3 import (
+    add_abort_multipart_rule,
+    add_noncurrent_expiration_rule,
+    list_bucket_lifecycles,
+    list_multipart_uploads,
+    list_noncurrent_versions,
+)
 from tasks.aws.waste.scan import Listing, Scan
 
 
@@ -42,6 +58,9 @@ CHECKS: tuple[Check, ...] = (
     Check(IDLE_NAT, list_nat_gateways),
     Check(UNUSED_LB, list_load_balancers, service="elbv2"),
     Check(LOG_NO_RETENTION, list_log_groups, set_log_retention, service="logs"),
+    Check(S3_MULTIPART, list_multipart_uploads, add_abort_multipart_rule, service="s3", account_wide=True),
+    Check(S3_NONCURRENT, list_noncurrent_versions, add_noncurrent_expiration_rule, service="s3", account_wide=True),
+    Check(S3_NO_LIFECYCLE, list_bucket_lifecycles, service="s3", account_wide=True),
 )
 BY_KIND = {c.rule.kind: c for c in CHECKS}
 # Findings the account-wide bucket listing decides: hidden everywhere when it fails.
@@ -126,5 +145,5 @@ def apply_offers(account: Account, region: str, offers: Sequence[Offer], policy:
     return rows
 
 
-__all__ = ["ACCOUNT_KINDS", "BY_KIND", "CHECKS", "Bucket", "Check", "Read", "Scan", "apply_offers",
-           "offers_for", "scan_region"]
+__all__ = ["ACCOUNT_KINDS", "BY_KIND", "CHECKS", "Check", "Read", "Scan", "apply_offers", "offers_for",
+           "scan_region"]

@@ -1,4 +1,4 @@
-"""waste-checks: each rule pure, then the whole catalogue on moto under the real Prefect server.
+"""waste-checks on moto under the real Prefect server: the catalogue, coverage per check, the approval path.
 
 Every check has planted positives and look-alikes that are not waste (a NAT gateway with
 traffic, a load balancer with a healthy target, a log group with a retention, an opted-out
@@ -27,17 +27,7 @@ from prefect_aws import AwsCredentials
 import flows.waste_checks as waste_module
 from deployments.iam import flow_actions
 from flows.waste_checks import JOB, waste_checks
-from rules.findings import Severity
-from rules.pricing import BUNDLED
-from rules.waste import (
-    IDLE_NAT,
-    LOG_NO_RETENTION,
-    RULES,
-    UNUSED_LB,
-    Resource,
-    WastePolicy,
-    judge_rule,
-)
+from rules.waste import WastePolicy
 from tests.approvals import paused_run_id, run_and_answer
 from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
     Scenario,
@@ -55,94 +45,11 @@ KEEP = {"Key": "dataplatform-ops:keep", "Value": "yes"}
 GIB = 1024**3
 # Resources are created now (real time); the checks run ten days later, so they are not "young".
 NOW = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=10)
-OLD = NOW - timedelta(days=30)
 
 # us-east-1 list prices x 730 hours: NAT $0.045/h, ALB and NLB $0.0225/h, CLB $0.025/h;
 # CloudWatch Logs storage $0.03 per GB-month.
 NAT_MONTH, ALB_MONTH, CLB_MONTH = 32.85, 16.425, 18.25
 
-
-def r(id_: str, created: datetime | None = OLD, tags: dict | None = None, **facts) -> Resource:
-    return Resource(id=id_, region=REGION, tags=tags or {}, created=created, facts=facts)
-
-
-def judged(rule, *resources, **policy) -> list[tuple[str, str, float | None]]:
-    found = judge_rule(rule, resources, SCOPE, WastePolicy(**policy), BUNDLED, NOW)
-    return [(f.resource_id, f.reason, f.monthly_cost_usd) for f in found]
-
-
-# --- rules --------------------------------------------------------------------------------
-
-
-def test_idle_nat_gateway():
-    nat = {"state": "available", "vpc_id": "vpc-1", "subnet_id": "s-1", "connectivity": "public"}
-    assert judged(IDLE_NAT,
-                  r("nat-idle", bytes=0, datapoints=7, **nat),
-                  r("nat-silent", bytes=0, datapoints=0, **nat),
-                  r("nat-busy", bytes=10, datapoints=7, **nat),
-                  r("nat-young", created=NOW - timedelta(days=2), bytes=0, datapoints=0, **nat),
-                  r("nat-kept", tags={"Dataplatform-Ops:Keep": ""}, bytes=0, datapoints=0, **nat)) == [
-        ("nat-idle", "NAT gateway moved no traffic in 7 days (0 bytes) yet bills every hour", NAT_MONTH),
-        ("nat-silent", "NAT gateway moved no traffic in 7 days (no CloudWatch datapoints) yet bills every hour",
-         NAT_MONTH)]
-    # A little keep-alive traffic can be allowed for.
-    assert [f[0] for f in judged(IDLE_NAT, r("nat-busy", bytes=10, datapoints=7, **nat), nat_max_bytes=100)] == [
-        "nat-busy"]
-
-
-def test_unused_load_balancer():
-    lb = {"state": "active", "target_groups": 1, "dns_name": ""}
-    assert judged(UNUSED_LB,
-                  r("app/empty", type="application", targets={}, **lb),
-                  r("net/stopped", type="network", targets={"unused": 2, "unhealthy": 1}, **lb),
-                  r("classic/old", type="classic", targets={}, **lb),
-                  r("app/serving", type="application", targets={"healthy": 1, "unhealthy": 3}, **lb),
-                  r("gwy/no-checks", type="gateway", targets={"unavailable": 1}, **lb),
-                  r("app/new", created=NOW - timedelta(days=1), type="application", targets={}, **lb)) == [
-        ("app/empty", "application load balancer with no registered targets", ALB_MONTH),
-        ("net/stopped", "network load balancer with no healthy target (1 unhealthy, 2 unused)", ALB_MONTH),
-        ("classic/old", "classic load balancer with no registered targets", CLB_MONTH)]
-
-
-def group(name: str, stored: int, retention: int | None = None) -> Resource:
-    return r(f"arn:{name}", name=name, stored_bytes=stored, retention_days=retention, log_class="STANDARD")
-
-
-def test_log_group_without_retention_is_priced_by_stored_bytes():
-    assert judged(LOG_NO_RETENTION,
-                  group("/forever", 50 * GIB), group("/kept-30d", 50 * GIB, 30), group("/empty", 0),
-                  group("/small", GIB)) == [
-        ("arn:/forever", "log group /forever keeps 50.0 GiB forever (no retention); offer: keep 30 days", 1.5)]
-    # Below the $/month floor it is not reported; with the floor at 0 it is, at its exact price.
-    assert judged(LOG_NO_RETENTION, group("/small", GIB), min_monthly_usd=0, log_retention_days=14) == [
-        ("arn:/small", "log group /small keeps 1.0 GiB forever (no retention); offer: keep 14 days", 0.03)]
-
-
-def test_a_finding_carries_its_numbers_and_a_price_outside_us_east_1_is_marked_estimated():
-    nat = Resource(id="nat-1", region="eu-west-1", created=OLD,
-                   facts={"state": "available", "bytes": 0, "datapoints": 0, "vpc_id": "v", "subnet_id": "s",
-                          "connectivity": "public"})
-    [f] = judge_rule(IDLE_NAT, [nat], "1/eu-west-1", WastePolicy(), BUNDLED, NOW)
-    assert f.severity == Severity.WARNING and f.scope == "1/eu-west-1"
-    assert f.numbers == {"state": "available", "bytes": 0, "datapoints": 0, "vpc_id": "v", "subnet_id": "s",
-                         "connectivity": "public", "region": "eu-west-1", "age_days": 30, "price_estimated": True}
-
-
-@pytest.mark.parametrize(("policy", "message"), [
-    ({"checks": ["idle-nat-gateway", "unused-vpc"]}, "unknown check.*unused-vpc.*known: "),
-    ({"checks": []}, "`checks` is empty"),
-    ({"log_retention_days": 10}, "10 is not a retention CloudWatch Logs accepts"),
-])
-def test_bad_policy_names_the_field_and_the_fix(policy, message):
-    with pytest.raises(ValueError, match=message):
-        WastePolicy(**policy)
-
-
-def test_every_rule_says_what_it_is():
-    assert all(rule.kind == kind and rule.title for kind, rule in RULES.items())
-
-
-# --- moto ---------------------------------------------------------------------------------
 
 
 def _tags(resource_type: str, *tags: dict) -> list[dict]:

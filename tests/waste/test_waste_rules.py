@@ -1,0 +1,168 @@
+"""waste-checks: each rule of `rules/waste.py` without I/O, on plain `Resource`s and a fixed `now`.
+
+Prices are the bundled us-east-1 list prices, worked out by hand: NAT gateway $0.045/h, ALB and
+NLB $0.0225/h, CLB $0.025/h (x 730 h); CloudWatch Logs storage $0.03 per GB-month.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from rules.findings import Severity
+from rules.pricing import BUNDLED
+from rules.waste import (
+    IDLE_NAT,
+    LOG_NO_RETENTION,
+    RULES,
+    S3_MULTIPART,
+    S3_NO_LIFECYCLE,
+    S3_NONCURRENT,
+    UNUSED_LB,
+    Resource,
+    WastePolicy,
+    judge_rule,
+    lifecycle_rule_for,
+    stale_upload,
+)
+
+REGION = "us-east-1"
+SCOPE = f"123456789012/{REGION}"
+GIB = 1024**3
+NOW = datetime(2026, 11, 20, 6, 0, tzinfo=timezone.utc)
+OLD = NOW - timedelta(days=30)
+NAT_MONTH, ALB_MONTH, CLB_MONTH = 32.85, 16.425, 18.25
+
+
+def r(id_: str, created: datetime | None = OLD, tags: dict | None = None, **facts) -> Resource:
+    return Resource(id=id_, region=REGION, tags=tags or {}, created=created, facts=facts)
+
+
+def judged(rule, *resources, **policy) -> list[tuple[str, str, float | None]]:
+    found = judge_rule(rule, resources, SCOPE, WastePolicy(**policy), BUNDLED, NOW)
+    return [(f.resource_id, f.reason, f.monthly_cost_usd) for f in found]
+
+
+def test_idle_nat_gateway():
+    nat = {"state": "available", "vpc_id": "vpc-1", "subnet_id": "s-1", "connectivity": "public"}
+    assert judged(IDLE_NAT,
+                  r("nat-idle", bytes=0, datapoints=7, **nat),
+                  r("nat-silent", bytes=0, datapoints=0, **nat),
+                  r("nat-busy", bytes=10, datapoints=7, **nat),
+                  r("nat-young", created=NOW - timedelta(days=2), bytes=0, datapoints=0, **nat),
+                  r("nat-kept", tags={"Dataplatform-Ops:Keep": ""}, bytes=0, datapoints=0, **nat)) == [
+        ("nat-idle", "NAT gateway moved no traffic in 7 days (0 bytes) yet bills every hour", NAT_MONTH),
+        ("nat-silent", "NAT gateway moved no traffic in 7 days (no CloudWatch datapoints) yet bills every hour",
+         NAT_MONTH)]
+    # A little keep-alive traffic can be allowed for.
+    assert [f[0] for f in judged(IDLE_NAT, r("nat-busy", bytes=10, datapoints=7, **nat), nat_max_bytes=100)] == [
+        "nat-busy"]
+
+
+def test_unused_load_balancer():
+    lb = {"state": "active", "target_groups": 1, "dns_name": ""}
+    assert judged(UNUSED_LB,
+                  r("app/empty", type="application", targets={}, **lb),
+                  r("net/stopped", type="network", targets={"unused": 2, "unhealthy": 1}, **lb),
+                  r("classic/old", type="classic", targets={}, **lb),
+                  r("app/serving", type="application", targets={"healthy": 1, "unhealthy": 3}, **lb),
+                  r("gwy/no-checks", type="gateway", targets={"unavailable": 1}, **lb),
+                  r("app/new", created=NOW - timedelta(days=1), type="application", targets={}, **lb)) == [
+        ("app/empty", "application load balancer with no registered targets", ALB_MONTH),
+        ("net/stopped", "network load balancer with no healthy target (1 unhealthy, 2 unused)", ALB_MONTH),
+        ("classic/old", "classic load balancer with no registered targets", CLB_MONTH)]
+
+
+def group(name: str, stored: int, retention: int | None = None) -> Resource:
+    return r(f"arn:{name}", name=name, stored_bytes=stored, retention_days=retention, log_class="STANDARD")
+
+
+def test_log_group_without_retention_is_priced_by_stored_bytes():
+    assert judged(LOG_NO_RETENTION,
+                  group("/forever", 50 * GIB), group("/kept-30d", 50 * GIB, 30), group("/empty", 0),
+                  group("/small", GIB)) == [
+        ("arn:/forever", "log group /forever keeps 50.0 GiB forever (no retention); offer: keep 30 days", 1.5)]
+    # Below the $/month floor it is not reported; with the floor at 0 it is, at its exact price.
+    assert judged(LOG_NO_RETENTION, group("/small", GIB), min_monthly_usd=0, log_retention_days=14) == [
+        ("arn:/small", "log group /small keeps 1.0 GiB forever (no retention); offer: keep 14 days", 0.03)]
+
+
+def test_a_finding_carries_its_numbers_and_a_price_outside_us_east_1_is_marked_estimated():
+    nat = Resource(id="nat-1", region="eu-west-1", created=OLD,
+                   facts={"state": "available", "bytes": 0, "datapoints": 0, "vpc_id": "v", "subnet_id": "s",
+                          "connectivity": "public"})
+    [f] = judge_rule(IDLE_NAT, [nat], "1/eu-west-1", WastePolicy(), BUNDLED, NOW)
+    assert f.severity == Severity.WARNING and f.scope == "1/eu-west-1"
+    assert f.numbers == {"state": "available", "bytes": 0, "datapoints": 0, "vpc_id": "v", "subnet_id": "s",
+                         "connectivity": "public", "region": "eu-west-1", "age_days": 30, "price_estimated": True}
+
+
+@pytest.mark.parametrize(("policy", "message"), [
+    ({"checks": ["idle-nat-gateway", "unused-vpc"]}, "unknown check.*unused-vpc.*known: "),
+    ({"checks": []}, "`checks` is empty"),
+    ({"log_retention_days": 10}, "10 is not a retention CloudWatch Logs accepts"),
+])
+def test_bad_policy_names_the_field_and_the_fix(policy, message):
+    with pytest.raises(ValueError, match=message):
+        WastePolicy(**policy)
+
+
+def test_every_rule_says_what_it_is():
+    assert all(rule.kind == kind and rule.title for kind, rule in RULES.items())
+
+
+
+
+# --- S3 -----------------------------------------------------------------------------------
+
+ABORT = {"ID": "abort", "Status": "Enabled", "Filter": {"Prefix": "tmp/"},
+         "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 3}}
+
+
+@pytest.mark.parametrize(("rules", "key", "found"), [
+    ([ABORT], "tmp/a.parquet", "abort"),
+    ([ABORT], "raw/a.parquet", None),  # the rule covers tmp/ only
+    ([{**ABORT, "Status": "Disabled"}], "tmp/a.parquet", None),
+    ([{**ABORT, "Filter": {"And": {"Prefix": "tmp/", "Tags": [{"Key": "k", "Value": "v"}]}}}], "tmp/a", None),
+    ([{"ID": "old-style", "Status": "Enabled", "Prefix": "", "AbortIncompleteMultipartUpload": {
+        "DaysAfterInitiation": 7}}], "any/key", "old-style"),
+    ([{"ID": "expire", "Status": "Enabled", "Filter": {}, "Expiration": {"Days": 9}}], "tmp/a", None),
+])
+def test_which_lifecycle_rule_applies_to_a_key(rules, key, found):
+    rule = lifecycle_rule_for(rules, key, "AbortIncompleteMultipartUpload")
+    assert (rule["ID"] if rule else None) == found
+
+
+def test_an_upload_is_stale_after_multipart_min_age_days():
+    policy = WastePolicy()
+    assert not stale_upload(NOW - timedelta(days=7), policy, NOW)
+    assert stale_upload(NOW - timedelta(days=7, seconds=1), policy, NOW)
+    assert not stale_upload(NOW - timedelta(days=8), WastePolicy(multipart_min_age_days=9), NOW)
+
+
+def bucket_part(kind: str, count_key: str, count: int, truncated: bool = False, **by_class) -> Resource:
+    return r(f"s3://b/#{kind}", bucket="b", truncated=truncated, bytes_by_class=by_class,
+             **{count_key: count}, oldest="2026-10-01T00:00:00+00:00", versioning="Enabled")
+
+
+def test_s3_uploads_and_noncurrent_versions_are_priced_by_storage_class():
+    assert judged(S3_MULTIPART, bucket_part("multipart", "uploads", 3, STANDARD=100 * GIB),
+                  bucket_part("multipart", "uploads", 0)) == [
+        ("s3://b/#multipart", "3 incomplete multipart uploads older than 7 days hold 100.0 GiB (oldest 2026-10-01) "
+                              "and no lifecycle rule aborts them", 2.3)]
+    # $0.023 STANDARD + $0.0125 STANDARD_IA per GB-month; a class without a price counts as STANDARD.
+    assert judged(S3_NONCURRENT, bucket_part("noncurrent", "versions", 1200, True, STANDARD=40 * GIB,
+                                             STANDARD_IA=80 * GIB, REDUCED_REDUNDANCY=10 * GIB)) == [
+        ("s3://b/#noncurrent", "at least 1,200 noncurrent versions hold 130.0 GiB and no lifecycle rule ever "
+                               "expires them (versioning enabled); offer: expire 30 days after",
+         round(40 * 0.023 + 80 * 0.0125 + 10 * 0.023, 4))]
+
+
+def test_a_bucket_without_lifecycle_rules_is_information_without_a_price():
+    found = judge_rule(S3_NO_LIFECYCLE, [r("s3://b/", bucket="b", lifecycle_rules=0),
+                                        r("s3://c/", bucket="c", lifecycle_rules=2),
+                                        r("s3://d/", tags={"dataplatform-ops:keep": ""}, bucket="d",
+                                          lifecycle_rules=0)], SCOPE, WastePolicy(), BUNDLED, NOW)
+    assert [(f.resource_id, f.severity, f.monthly_cost_usd, f.reason) for f in found] == [
+        ("s3://b/", Severity.INFO, None, "bucket has no lifecycle rule at all")]
