@@ -48,6 +48,14 @@ _US_EAST_1: dict[str, float] = {
     "ec2:c6g.large:hour": 0.068, "ec2:c7g.large:hour": 0.0725, "ec2:c7g.xlarge:hour": 0.145,
     "ec2:c7g.2xlarge:hour": 0.29,
     "ec2:r5.large:hour": 0.126, "ec2:r5.xlarge:hour": 0.252, "ec2:r5.2xlarge:hour": 0.504,
+    # Previous generations (waste-checks suggests the same size one generation on)
+    "ec2:t2.micro:hour": 0.0116, "ec2:t2.small:hour": 0.023, "ec2:t2.medium:hour": 0.0464,
+    "ec2:t2.large:hour": 0.0928, "ec2:t2.xlarge:hour": 0.1856, "ec2:t2.2xlarge:hour": 0.3712,
+    "ec2:m4.large:hour": 0.10, "ec2:m4.xlarge:hour": 0.20, "ec2:m4.2xlarge:hour": 0.40,
+    "ec2:m4.4xlarge:hour": 0.80, "ec2:c4.large:hour": 0.10, "ec2:c4.xlarge:hour": 0.199,
+    "ec2:c4.2xlarge:hour": 0.398, "ec2:r4.large:hour": 0.133, "ec2:r4.xlarge:hour": 0.266,
+    "ec2:r4.2xlarge:hour": 0.532, "ec2:m3.medium:hour": 0.067, "ec2:m3.large:hour": 0.133,
+    "ec2:c3.large:hour": 0.105, "ec2:r3.large:hour": 0.166,
     "ec2:r6g.large:hour": 0.1008, "ec2:r7g.large:hour": 0.1071, "ec2:r7g.xlarge:hour": 0.2142,
     "ec2:r7g.2xlarge:hour": 0.4284,
     # RDS PostgreSQL single-AZ on-demand

@@ -19,7 +19,15 @@ from pydantic import Field, field_validator
 from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
 from rules.findings import Finding, Severity
 from rules.idle import rule_prefix
-from rules.pricing import Price, PriceTable, hourly_monthly, s3_monthly
+from rules.pricing import (
+    Price,
+    PriceTable,
+    ebs_volume_monthly,
+    hourly_monthly,
+    public_ipv4_monthly,
+    s3_monthly,
+    snapshot_monthly,
+)
 
 GIB = 1024**3
 # The values CloudWatch Logs accepts for a retention (PutRetentionPolicy).
@@ -46,7 +54,8 @@ class Rule:
     kind: str
     title: str  # one line for the docs and the plan
     waste: Callable[[Resource, WastePolicy, datetime], str | None]  # the reason, or None
-    monthly: Callable[[Resource, PriceTable, WastePolicy], Price] | None = None  # None: not priced
+    # What it costs (or what the change saves) per month; None: not priced, or no price known.
+    monthly: Callable[[Resource, PriceTable, WastePolicy], Price | None] | None = None
     action: str | None = None  # the change a person may approve, if any
     severity: Severity = Severity.WARNING
 
@@ -76,6 +85,18 @@ class WastePolicy(ActingPolicy):
     noncurrent_days: int = Field(
         default=30, ge=1, description="The offered lifecycle rule expires noncurrent versions this many "
                                       "days after they stop being current.")
+    rds_snapshot_max_age_days: int = Field(
+        default=90, ge=1, description="Manual RDS snapshots older than this many days are reported "
+                                      "(those whose database is gone, from `min_age_days`).")
+    snapshot_max_age_days: int = Field(
+        default=90, ge=1, description="EBS snapshots of existing volumes older than this many days are reported "
+                                      "(orphaned ones are idle-resources' finding).")
+    ami_unused_days: int = Field(
+        default=90, ge=1, description="Own AMIs older than this, used by no instance and not launched for this "
+                                      "many days, are reported with their snapshots.")
+    stopped_days: int = Field(
+        default=30, ge=1, description="Instances stopped for more than this many days are reported (their "
+                                      "volumes and addresses still bill).")
     s3_max_pages: int = Field(
         default=200, ge=1, description="S3 listing pages (uploads, parts, versions) read per region per run; "
                                        "past it a finding says `at least`.")
@@ -238,10 +259,157 @@ S3_NO_LIFECYCLE = Rule("s3-bucket-without-lifecycle", "S3 buckets with no lifecy
                        _no_lifecycle, severity=Severity.INFO)
 
 
+# --- EC2, EBS and RDS ----------------------------------------------------------------------
+
+# Previous-generation family -> the same size one generation on, at a lower list price.
+NEXT_GENERATION = {"t2": "t3", "m3": "m5", "m4": "m5", "c3": "c5", "c4": "c5", "r3": "r5", "r4": "r5"}
+# Managed snapshots keep their own retention: AWS Backup and Data Lifecycle Manager tag theirs.
+MANAGED_SNAPSHOT_TAGS = ("aws:backup:source-resource", "aws:dlm:lifecycle-policy-id")
+GP3_MAX_IOPS, GP3_MAX_THROUGHPUT = 16_000, 1_000
+IO1_KIB_PER_IO = 16  # io1 throughput is IOPS x 16 KiB, so gp3 gets the same
+
+
+def _age_days(r: Resource, now: datetime) -> int:
+    return (now - r.created).days if r.created else 0
+
+
+def _old_rds_snapshot(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    age = _age_days(r, now)
+    if r.facts["status"] != "available" or _young(r, policy, now):
+        return None
+    source = r.facts["db_instance"]
+    if not r.facts["db_exists"]:
+        return f"manual snapshot, {age} days old, of {source} which no longer exists"
+    if age > policy.rds_snapshot_max_age_days:
+        return f"manual snapshot of {source}, {age} days old (over {policy.rds_snapshot_max_age_days})"
+    return None
+
+
+def _rds_snapshot_price(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
+    # An upper bound: backup storage up to the region's provisioned database storage is free,
+    # and a snapshot bills for the blocks it holds, at most the allocated size.
+    p = prices.get(r.region, "rds-snapshot:gb")
+    return Price(round(p.usd * r.facts["allocated_gb"], 4), p.estimated)
+
+
+OLD_RDS_SNAPSHOT = Rule("old-rds-snapshot",
+                        "RDS manual snapshots older than `rds_snapshot_max_age_days` or whose database is gone",
+                        _old_rds_snapshot, _rds_snapshot_price)
+
+
+def _old_ebs_snapshot(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    age = _age_days(r, now)
+    if (r.facts["state"] != "completed" or not r.facts["volume_exists"] or r.facts["ami"]
+            or any(t in r.tags for t in MANAGED_SNAPSHOT_TAGS) or age <= policy.snapshot_max_age_days):
+        return None
+    return f"{r.facts['size_gb']} GiB snapshot of {r.facts['volume_id']}, {age} days old (over {policy.snapshot_max_age_days})"
+
+
+def _ebs_snapshot_price(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
+    return snapshot_monthly(prices, r.region, r.facts["size_gb"], r.facts["tier"])
+
+
+OLD_EBS_SNAPSHOT = Rule("old-ebs-snapshot", "EBS snapshots of existing volumes older than `snapshot_max_age_days`",
+                        _old_ebs_snapshot, _ebs_snapshot_price)
+
+
+def _unused_ami(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    unused_for = timedelta(days=policy.ami_unused_days)
+    last = r.facts["last_launched"]
+    if (r.facts["instances"] or r.created is None or now - r.created <= unused_for
+            or (last and now - datetime.fromisoformat(last) <= unused_for)):
+        return None
+    launched = f"last launched {last[:10]}" if last else "no launch recorded"
+    return (f"AMI {r.facts['name']!r}, {_age_days(r, now)} days old, used by no instance ({launched}); "
+            f"its {len(r.facts['snapshots'])} snapshots hold {r.facts['size_gb']} GiB")
+
+
+def _ami_price(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
+    return snapshot_monthly(prices, r.region, r.facts["size_gb"])
+
+
+UNUSED_AMI = Rule("unused-ami", "Own AMIs used by no instance for `ami_unused_days`, with their snapshots",
+                  _unused_ami, _ami_price)
+
+
+def _long_stopped(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    since = r.facts["stopped_since"]
+    if r.facts["state"] != "stopped" or not since:
+        return None
+    days = (now - datetime.fromisoformat(since)).days
+    if days <= policy.stopped_days:
+        return None
+    gb = sum(v["size_gb"] for v in r.facts["volumes"])
+    ips = f" and {r.facts['public_ips']} Elastic IPs" if r.facts["public_ips"] else ""
+    return f"{r.facts['instance_type']} stopped for {days} days; its {len(r.facts['volumes'])} volumes ({gb} GiB){ips} still bill"
+
+
+def _stopped_price(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
+    parts = [ebs_volume_monthly(prices, r.region, v["type"], v["size_gb"], v.get("iops"), v.get("throughput"))
+             for v in r.facts["volumes"]]
+    parts += [public_ipv4_monthly(prices, r.region)] * r.facts["public_ips"]
+    return Price(round(sum(p.usd for p in parts), 4), any(p.estimated for p in parts))
+
+
+LONG_STOPPED = Rule("long-stopped-instance", "EC2 instances stopped for more than `stopped_days`",
+                    _long_stopped, _stopped_price)
+
+
+def next_generation(instance_type: str) -> str | None:
+    family, _, size = instance_type.partition(".")
+    return f"{NEXT_GENERATION[family]}.{size}" if family in NEXT_GENERATION and size else None
+
+
+def _previous_generation(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    target = next_generation(r.facts["instance_type"])
+    if r.facts["state"] != "running" or target is None:
+        return None
+    return f"{r.facts['instance_type']} is a previous generation; {target} is the same size for less"
+
+
+def _generation_saving(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price | None:
+    old, new = r.facts["instance_type"], next_generation(r.facts["instance_type"])
+    if not (prices.has(r.region, f"ec2:{old}:hour") and prices.has(r.region, f"ec2:{new}:hour")):
+        return None
+    before, after = hourly_monthly(prices, r.region, f"ec2:{old}:hour"), hourly_monthly(prices, r.region, f"ec2:{new}:hour")
+    return Price(round(before.usd - after.usd, 4), before.estimated or after.estimated)
+
+
+PREVIOUS_GENERATION = Rule("previous-generation-instance",
+                           "Running EC2 instances of a previous generation (t2, m3, m4, c3, c4, r3, r4)",
+                           _previous_generation, _generation_saving)
+
+
+def gp3_equivalent(iops: int) -> tuple[int, int]:
+    """(IOPS, MiB/s) a gp3 volume needs to match an io1 volume of `iops`."""
+    return iops, max(125, min(GP3_MAX_THROUGHPUT, iops * IO1_KIB_PER_IO // 1024))
+
+
+def _io1(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    iops = r.facts["iops"]
+    if r.facts["volume_type"] != "io1" or iops > GP3_MAX_IOPS:
+        return None
+    gp3_iops, throughput = gp3_equivalent(iops)
+    return (f"{r.facts['size_gb']} GiB io1 with {iops:,} IOPS; gp3 gives the same {gp3_iops:,} IOPS and "
+            f"{throughput} MiB/s for less")
+
+
+def _io1_saving(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
+    size, iops = r.facts["size_gb"], r.facts["iops"]
+    before = ebs_volume_monthly(prices, r.region, "io1", size, iops)
+    after = ebs_volume_monthly(prices, r.region, "gp3", size, *gp3_equivalent(iops))
+    return Price(round(before.usd - after.usd, 4), before.estimated or after.estimated)
+
+
+IO1_VOLUME = Rule("io1-volume", "io1 volumes with at most 16,000 IOPS, cheaper as gp3 with the same IOPS",
+                  _io1, _io1_saving)
+
+
 # --- the catalogue, in the order of what they save a data platform ------------------------
 
-RULES: dict[str, Rule] = {r.kind: r for r in (IDLE_NAT, UNUSED_LB, LOG_NO_RETENTION, S3_MULTIPART, S3_NONCURRENT,
-                                              S3_NO_LIFECYCLE)}
+RULES: dict[str, Rule] = {r.kind: r for r in (
+    IDLE_NAT, UNUSED_LB, LOG_NO_RETENTION, S3_MULTIPART, S3_NONCURRENT, S3_NO_LIFECYCLE, OLD_RDS_SNAPSHOT,
+    OLD_EBS_SNAPSHOT, UNUSED_AMI, LONG_STOPPED, PREVIOUS_GENERATION, IO1_VOLUME)}
 
 
 def _jsonable(value: Any) -> Any:
@@ -272,6 +440,8 @@ def judge_rule(rule: Rule, resources: Iterable[Resource], scope: str, policy: Wa
             numbers["age_days"] = (now - r.created).days
         if price is not None:
             numbers["price_estimated"] = price.estimated
+        elif rule.monthly:  # a priced check without a price for this one: said, never invented
+            numbers["price_unknown"] = True
         found.append(Finding(
             kind=rule.kind, resource_id=r.id, scope=scope,
             severity=rule.severity if price is not None else Severity.INFO,

@@ -14,11 +14,17 @@ from rules.findings import Severity
 from rules.pricing import BUNDLED
 from rules.waste import (
     IDLE_NAT,
+    IO1_VOLUME,
     LOG_NO_RETENTION,
+    LONG_STOPPED,
+    OLD_EBS_SNAPSHOT,
+    OLD_RDS_SNAPSHOT,
+    PREVIOUS_GENERATION,
     RULES,
     S3_MULTIPART,
     S3_NO_LIFECYCLE,
     S3_NONCURRENT,
+    UNUSED_AMI,
     UNUSED_LB,
     Resource,
     WastePolicy,
@@ -166,3 +172,78 @@ def test_a_bucket_without_lifecycle_rules_is_information_without_a_price():
                                           lifecycle_rules=0)], SCOPE, WastePolicy(), BUNDLED, NOW)
     assert [(f.resource_id, f.severity, f.monthly_cost_usd, f.reason) for f in found] == [
         ("s3://b/", Severity.INFO, None, "bucket has no lifecycle rule at all")]
+
+
+# --- EC2, EBS, RDS --------------------------------------------------------------------------
+
+
+def test_an_ami_launched_recently_or_in_use_is_not_unused():
+    ami = {"name": "etl", "snapshots": ["snap-1", "snap-2"], "size_gb": 40}
+    assert judged(UNUSED_AMI,
+                  r("ami-old", created=NOW - timedelta(days=200), instances=0, last_launched=None, **ami),
+                  r("ami-launched", created=NOW - timedelta(days=200), instances=0,
+                    last_launched=(NOW - timedelta(days=10)).isoformat(), **ami),
+                  r("ami-in-use", created=NOW - timedelta(days=200), instances=1, last_launched=None, **ami),
+                  r("ami-young", created=NOW - timedelta(days=30), instances=0, last_launched=None, **ami)) == [
+        ("ami-old", "AMI 'etl', 200 days old, used by no instance (no launch recorded); its 2 snapshots hold "
+                    "40 GiB", 2.0)]
+
+
+def test_snapshots_past_retention_skip_orphans_amis_and_managed_backups():
+    snap = {"volume_id": "vol-1", "size_gb": 100, "tier": "standard", "state": "completed"}
+    old = NOW - timedelta(days=91)
+    assert judged(OLD_EBS_SNAPSHOT,
+                  r("snap-old", created=old, volume_exists=True, ami=None, **snap),
+                  r("snap-orphan", created=old, volume_exists=False, ami=None, **snap),
+                  r("snap-ami", created=old, volume_exists=True, ami="ami-1", **snap),
+                  r("snap-backup", created=old, tags={"aws:backup:source-resource": "x"}, volume_exists=True,
+                    ami=None, **snap),
+                  r("snap-90d", created=NOW - timedelta(days=90), volume_exists=True, ami=None, **snap)) == [
+        ("snap-old", "100 GiB snapshot of vol-1, 91 days old (over 90)", 5.0)]
+
+
+def test_rds_manual_snapshots_old_or_of_a_database_that_is_gone():
+    snap = {"engine": "postgres", "allocated_gb": 100, "status": "available"}
+    assert judged(OLD_RDS_SNAPSHOT,
+                  r("s-old", created=NOW - timedelta(days=91), db_instance="orders", db_exists=True, **snap),
+                  r("s-gone", created=NOW - timedelta(days=8), db_instance="legacy", db_exists=False, **snap),
+                  r("s-recent", created=NOW - timedelta(days=8), db_instance="orders", db_exists=True, **snap),
+                  r("s-gone-today", created=NOW - timedelta(days=1), db_instance="legacy", db_exists=False,
+                    **snap)) == [
+        ("s-old", "manual snapshot of orders, 91 days old (over 90)", 9.5),
+        ("s-gone", "manual snapshot, 8 days old, of legacy which no longer exists", 9.5)]
+
+
+def test_a_long_stopped_instance_costs_its_volumes_and_addresses():
+    volumes = [{"id": "vol-1", "type": "gp2", "size_gb": 100, "iops": None, "throughput": None},
+               {"id": "vol-2", "type": "io1", "size_gb": 10, "iops": 1000, "throughput": None}]
+    assert judged(LONG_STOPPED,
+                  r("i-1", state="stopped", instance_type="m5.large", volumes=volumes, public_ips=2,
+                    stopped_since=(NOW - timedelta(days=31)).isoformat()),
+                  r("i-2", state="stopped", instance_type="m5.large", volumes=volumes, public_ips=0,
+                    stopped_since=(NOW - timedelta(days=30)).isoformat()),
+                  r("i-3", state="stopped", instance_type="m5.large", volumes=volumes, public_ips=0,
+                    stopped_since=None)) == [
+        # 100 x $0.10 + (10 x $0.125 + 1,000 x $0.065) + 2 x $3.65
+        ("i-1", "m5.large stopped for 31 days; its 2 volumes (110 GiB) and 2 Elastic IPs still bill",
+         10 + 1.25 + 65 + 7.3)]
+
+
+def test_previous_generation_saving_and_a_type_without_a_price_is_said_not_invented():
+    found = judge_rule(PREVIOUS_GENERATION, [
+        r("i-r4", state="running", instance_type="r4.xlarge", auto_scaling_group=None),
+        r("i-c3", state="running", instance_type="c3.8xlarge", auto_scaling_group=None),
+        r("i-m5", state="running", instance_type="m5.large", auto_scaling_group=None),
+        r("i-stopped", state="stopped", instance_type="t2.micro", auto_scaling_group=None)],
+        SCOPE, WastePolicy(), BUNDLED, NOW)
+    assert [(f.resource_id, f.monthly_cost_usd, f.severity, f.numbers.get("price_unknown")) for f in found] == [
+        ("i-r4", round((0.266 - 0.252) * 730, 4), Severity.WARNING, None),
+        ("i-c3", None, Severity.INFO, True)]
+
+
+def test_io1_up_to_16000_iops_moves_to_gp3_with_matching_throughput():
+    assert judged(IO1_VOLUME, r("vol-a", volume_type="io1", size_gb=100, iops=16000, state="in-use",
+                                attached_to=[]),
+                  r("vol-b", volume_type="io1", size_gb=100, iops=16001, state="in-use", attached_to=[])) == [
+        # io1: 100 x 0.125 + 16,000 x 0.065 = 1,052.50; gp3: 100 x 0.08 + 13,000 x 0.005 + (250 - 125) x 0.04 = 78
+        ("vol-a", "100 GiB io1 with 16,000 IOPS; gp3 gives the same 16,000 IOPS and 250 MiB/s for less", 974.5)]

@@ -19,10 +19,16 @@ from prefect.cache_policies import NO_CACHE
 from blocks.store import OpsStore
 from rules.waste import (
     IDLE_NAT,
+    IO1_VOLUME,
     LOG_NO_RETENTION,
+    LONG_STOPPED,
+    OLD_EBS_SNAPSHOT,
+    OLD_RDS_SNAPSHOT,
+    PREVIOUS_GENERATION,
     S3_MULTIPART,
     S3_NO_LIFECYCLE,
     S3_NONCURRENT,
+    UNUSED_AMI,
     UNUSED_LB,
     Resource,
     Rule,
@@ -32,6 +38,14 @@ from tasks.approval import Offer
 from tasks.aws.actions import Outcome
 from tasks.aws.clients import Account, error_summary
 from tasks.aws.permissions import requires
+from tasks.aws.waste.compute import (
+    list_images,
+    list_instance_types,
+    list_provisioned_iops_volumes,
+    list_rds_snapshots,
+    list_stopped_instances,
+    list_volume_snapshots,
+)
 from tasks.aws.waste.logs import list_log_groups, set_log_retention
 from tasks.aws.waste.network import list_load_balancers, list_nat_gateways
 from tasks.aws.waste.s3 import (
@@ -61,6 +75,12 @@ CHECKS: tuple[Check, ...] = (
     Check(S3_MULTIPART, list_multipart_uploads, add_abort_multipart_rule, service="s3", account_wide=True),
     Check(S3_NONCURRENT, list_noncurrent_versions, add_noncurrent_expiration_rule, service="s3", account_wide=True),
     Check(S3_NO_LIFECYCLE, list_bucket_lifecycles, service="s3", account_wide=True),
+    Check(OLD_RDS_SNAPSHOT, list_rds_snapshots, service="rds"),
+    Check(OLD_EBS_SNAPSHOT, list_volume_snapshots),
+    Check(UNUSED_AMI, list_images),
+    Check(LONG_STOPPED, list_stopped_instances),
+    Check(PREVIOUS_GENERATION, list_instance_types),
+    Check(IO1_VOLUME, list_provisioned_iops_volumes),
 )
 BY_KIND = {c.rule.kind: c for c in CHECKS}
 # Findings the account-wide bucket listing decides: hidden everywhere when it fails.
