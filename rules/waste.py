@@ -20,6 +20,7 @@ from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
 from rules.findings import Finding, Severity
 from rules.idle import rule_prefix
 from rules.pricing import (
+    HOURS_PER_MONTH,
     Price,
     PriceTable,
     ebs_volume_monthly,
@@ -58,6 +59,7 @@ class Rule:
     monthly: Callable[[Resource, PriceTable, WastePolicy], Price | None] | None = None
     action: str | None = None  # the change a person may approve, if any
     severity: Severity = Severity.WARNING
+    below_floor: bool = False  # reported even under `min_monthly_usd` (a stale secret is a risk at any price)
 
 
 class WastePolicy(ActingPolicy):
@@ -97,6 +99,15 @@ class WastePolicy(ActingPolicy):
     stopped_days: int = Field(
         default=30, ge=1, description="Instances stopped for more than this many days are reported (their "
                                       "volumes and addresses still bill).")
+    ecr_untagged_days: int = Field(
+        default=14, ge=1, description="Untagged ECR images pushed more than this many days ago are waste.")
+    dynamodb_lookback_days: int = Field(
+        default=14, ge=1, le=63, description="Days of consumed capacity a provisioned DynamoDB table is judged on.")
+    dynamodb_max_utilization: float = Field(
+        default=0.3, gt=0, le=1, description="A provisioned table using less than this share of its capacity is "
+                                             "offered on-demand, when on-demand would cost less.")
+    secret_unused_days: int = Field(
+        default=90, ge=1, description="Secrets not read for this many days (or never, and this old) are reported.")
     s3_max_pages: int = Field(
         default=200, ge=1, description="S3 listing pages (uploads, parts, versions) read per region per run; "
                                        "past it a finding says `at least`.")
@@ -405,11 +416,102 @@ IO1_VOLUME = Rule("io1-volume", "io1 volumes with at most 16,000 IOPS, cheaper a
                   _io1, _io1_saving)
 
 
+# --- ECR, DynamoDB, Secrets Manager ---------------------------------------------------------
+
+
+def _untagged_images(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    if not r.facts["untagged_images"]:
+        return None
+    policy_note = "" if r.facts["lifecycle_policy"] else "; the repository has no lifecycle policy"
+    return (f"{r.facts['untagged_images']:,} untagged images pushed over {policy.ecr_untagged_days} days ago hold "
+            f"{_size(r.facts['untagged_bytes'])}{policy_note}")
+
+
+def _ecr_price(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
+    p = prices.get(r.region, "ecr:gb")
+    return Price(round(p.usd * r.facts["untagged_bytes"] / GIB, 4), p.estimated)
+
+
+ECR_UNTAGGED = Rule("ecr-untagged-images", "ECR repositories holding untagged images older than `ecr_untagged_days`",
+                    _untagged_images, _ecr_price)
+
+
+def _ecr_no_policy(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    if r.facts["lifecycle_policy"]:
+        return None
+    return f"repository has no lifecycle policy ({r.facts['images']:,} images, {_size(r.facts['bytes'])})"
+
+
+ECR_NO_LIFECYCLE = Rule("ecr-repository-without-lifecycle", "ECR repositories with no lifecycle policy (information)",
+                        _ecr_no_policy, severity=Severity.INFO)
+
+
+def dynamodb_monthly(r: Resource, prices: PriceTable, lookback_days: int) -> tuple[Price, Price]:
+    """(provisioned, on-demand) $/month: capacity-unit hours now, vs the request units consumed
+    over the lookback, scaled to a month."""
+    rcu, wcu = prices.get(r.region, "dynamodb:rcu:hour"), prices.get(r.region, "dynamodb:wcu:hour")
+    rru, wru = prices.get(r.region, "dynamodb:rru:million"), prices.get(r.region, "dynamodb:wru:million")
+    provisioned = (r.facts["rcu"] * rcu.usd + r.facts["wcu"] * wcu.usd) * HOURS_PER_MONTH
+    per_month = HOURS_PER_MONTH / 24 / lookback_days
+    on_demand = (r.facts["consumed_reads"] / 1e6 * rru.usd + r.facts["consumed_writes"] / 1e6 * wru.usd) * per_month
+    estimated = any(p.estimated for p in (rcu, wcu, rru, wru))
+    return Price(round(provisioned, 4), estimated), Price(round(on_demand, 4), estimated)
+
+
+def utilization(r: Resource, lookback_days: int) -> float:
+    """The share of provisioned capacity consumed over the lookback (reads and writes, the higher)."""
+    seconds = lookback_days * 86_400
+    shares = [r.facts[used] / (r.facts[units] * seconds)
+              for used, units in (("consumed_reads", "rcu"), ("consumed_writes", "wcu")) if r.facts[units]]
+    return max(shares, default=0.0)
+
+
+def _underused_table(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    if r.facts["billing_mode"] != "PROVISIONED" or _young(r, policy, now):
+        return None
+    used = utilization(r, policy.dynamodb_lookback_days)
+    if used >= policy.dynamodb_max_utilization:
+        return None
+    return (f"provisioned {r.facts['rcu']:,} RCU / {r.facts['wcu']:,} WCU used at {used:.1%} over "
+            f"{policy.dynamodb_lookback_days} days; on-demand would cost less")
+
+
+def _on_demand_saving(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
+    provisioned, on_demand = dynamodb_monthly(r, prices, policy.dynamodb_lookback_days)
+    return Price(round(max(0.0, provisioned.usd - on_demand.usd), 4), provisioned.estimated)
+
+
+DYNAMODB_PROVISIONED = Rule("dynamodb-underused-provisioned",
+                            "Provisioned DynamoDB tables using a small share of their capacity, cheaper on-demand",
+                            _underused_table, _on_demand_saving, action="switch-to-on-demand")
+
+
+def _unused_secret(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    if r.facts["deleted"]:
+        return None
+    last, limit = r.facts["last_accessed"], timedelta(days=policy.secret_unused_days)
+    if last:
+        idle = now - datetime.fromisoformat(last)
+        return f"secret not read for {idle.days} days" if idle > limit else None
+    if r.created is not None and now - r.created > limit:
+        return f"secret never read in its {_age_days(r, now)} days"
+    return None
+
+
+def _secret_price(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
+    return prices.get(r.region, "secretsmanager:secret:month")
+
+
+UNUSED_SECRET = Rule("unused-secret", "Secrets Manager secrets not read for `secret_unused_days`",
+                     _unused_secret, _secret_price, below_floor=True)
+
+
 # --- the catalogue, in the order of what they save a data platform ------------------------
 
 RULES: dict[str, Rule] = {r.kind: r for r in (
     IDLE_NAT, UNUSED_LB, LOG_NO_RETENTION, S3_MULTIPART, S3_NONCURRENT, S3_NO_LIFECYCLE, OLD_RDS_SNAPSHOT,
-    OLD_EBS_SNAPSHOT, UNUSED_AMI, LONG_STOPPED, PREVIOUS_GENERATION, IO1_VOLUME)}
+    OLD_EBS_SNAPSHOT, UNUSED_AMI, LONG_STOPPED, PREVIOUS_GENERATION, IO1_VOLUME, ECR_UNTAGGED, ECR_NO_LIFECYCLE,
+    DYNAMODB_PROVISIONED, UNUSED_SECRET)}
 
 
 def _jsonable(value: Any) -> Any:
@@ -433,7 +535,7 @@ def judge_rule(rule: Rule, resources: Iterable[Resource], scope: str, policy: Wa
         if reason is None:
             continue
         price = rule.monthly(r, prices, policy) if rule.monthly else None
-        if price is not None and price.usd < policy.min_monthly_usd:
+        if price is not None and price.usd < policy.min_monthly_usd and not rule.below_floor:
             continue
         numbers = {**_jsonable(dict(r.facts)), "region": r.region}
         if r.created is not None:

@@ -13,6 +13,7 @@ import pytest
 from rules.findings import Severity
 from rules.pricing import BUNDLED
 from rules.waste import (
+    DYNAMODB_PROVISIONED,
     IDLE_NAT,
     IO1_VOLUME,
     LOG_NO_RETENTION,
@@ -26,6 +27,7 @@ from rules.waste import (
     S3_NONCURRENT,
     UNUSED_AMI,
     UNUSED_LB,
+    UNUSED_SECRET,
     Resource,
     WastePolicy,
     judge_rule,
@@ -247,3 +249,33 @@ def test_io1_up_to_16000_iops_moves_to_gp3_with_matching_throughput():
                   r("vol-b", volume_type="io1", size_gb=100, iops=16001, state="in-use", attached_to=[])) == [
         # io1: 100 x 0.125 + 16,000 x 0.065 = 1,052.50; gp3: 100 x 0.08 + 13,000 x 0.005 + (250 - 125) x 0.04 = 78
         ("vol-a", "100 GiB io1 with 16,000 IOPS; gp3 gives the same 16,000 IOPS and 250 MiB/s for less", 974.5)]
+
+
+# --- DynamoDB, Secrets Manager ---------------------------------------------------------------
+
+
+def test_a_secret_read_recently_is_in_use():
+    assert judged(UNUSED_SECRET,
+                  r("s-read", name="a", deleted=False, last_accessed=(NOW - timedelta(days=10)).isoformat()),
+                  r("s-stale", name="b", deleted=False, last_accessed=(NOW - timedelta(days=91)).isoformat()),
+                  r("s-never", created=NOW - timedelta(days=91), name="c", deleted=False, last_accessed=None),
+                  r("s-new", created=NOW - timedelta(days=89), name="d", deleted=False, last_accessed=None),
+                  r("s-deleting", created=NOW - timedelta(days=300), name="e", deleted=True, last_accessed=None)) == [
+        ("s-stale", "secret not read for 91 days", 0.4), ("s-never", "secret never read in its 91 days", 0.4)]
+
+
+def table(name: str, rcu: int, wcu: int, reads: float, writes: float) -> Resource:
+    return r(name, table=name, billing_mode="PROVISIONED", rcu=rcu, wcu=wcu, indexes=0,
+             consumed_reads=reads, consumed_writes=writes)
+
+
+def test_a_table_is_offered_on_demand_only_when_underused_and_cheaper():
+    seconds = 14 * 86_400
+    found = judged(DYNAMODB_PROVISIONED,
+                   table("idle", 100, 100, 0, 0),
+                   table("writes-busy", 100, 100, 0, 100 * seconds * 0.5),  # writes at 50%
+                   table("just-under", 100, 100, 100 * seconds * 0.29, 0))
+    # Provisioned 100 RCU + 100 WCU: (0.013 + 0.065) x 730 = $56.94; idle on-demand costs nothing.
+    assert [(f[0], f[2]) for f in found] == [
+        ("idle", 56.94),
+        ("just-under", round(56.94 - 100 * seconds * 0.29 / 1e6 * 0.125 * 730 / 24 / 14, 4))]

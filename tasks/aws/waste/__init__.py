@@ -18,6 +18,9 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.store import OpsStore
 from rules.waste import (
+    DYNAMODB_PROVISIONED,
+    ECR_NO_LIFECYCLE,
+    ECR_UNTAGGED,
     IDLE_NAT,
     IO1_VOLUME,
     LOG_NO_RETENTION,
@@ -30,6 +33,7 @@ from rules.waste import (
     S3_NONCURRENT,
     UNUSED_AMI,
     UNUSED_LB,
+    UNUSED_SECRET,
     Resource,
     Rule,
     WastePolicy,
@@ -56,6 +60,12 @@ from tasks.aws.waste.s3 import (
     list_noncurrent_versions,
 )
 from tasks.aws.waste.scan import Listing, Scan
+from tasks.aws.waste.services import (
+    list_repositories,
+    list_secrets,
+    list_tables,
+    switch_to_on_demand,
+)
 
 
 class Check(NamedTuple):
@@ -81,6 +91,10 @@ CHECKS: tuple[Check, ...] = (
     Check(LONG_STOPPED, list_stopped_instances),
     Check(PREVIOUS_GENERATION, list_instance_types),
     Check(IO1_VOLUME, list_provisioned_iops_volumes),
+    Check(ECR_UNTAGGED, list_repositories, service="ecr"),
+    Check(ECR_NO_LIFECYCLE, list_repositories, service="ecr"),
+    Check(DYNAMODB_PROVISIONED, list_tables, switch_to_on_demand, service="dynamodb"),
+    Check(UNUSED_SECRET, list_secrets, service="secretsmanager"),
 )
 BY_KIND = {c.rule.kind: c for c in CHECKS}
 # Findings the account-wide bucket listing decides: hidden everywhere when it fails.
