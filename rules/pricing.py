@@ -85,11 +85,14 @@ _US_EAST_1: dict[str, float] = {
     "dynamodb:rru:million": 0.125, "dynamodb:wru:million": 0.625,
     "secretsmanager:secret:month": 0.40,
     "kinesis:shard:hour": 0.015,
+    # SageMaker notebook instances
+    "sagemaker:ml.t2.medium:hour": 0.0464, "sagemaker:ml.t3.medium:hour": 0.05,
+    "sagemaker:ml.t3.large:hour": 0.10, "sagemaker:ml.t3.xlarge:hour": 0.20, "sagemaker:ml.m5.xlarge:hour": 0.23,
 }
 
 # Keys priced here for us-east-1 only: elsewhere they fall back to it, marked estimated.
 _US_EAST_1_ONLY = ("ec2:", "rds:", "elasticache:", "nat:", "elb:", "logs:", "rds-snapshot:", "ecr:",
-                   "dynamodb:", "secretsmanager:", "kinesis:")
+                   "dynamodb:", "secretsmanager:", "kinesis:", "sagemaker:")
 
 # Storage and IPv4 list prices that differ from us-east-1 (instances fall back, marked estimated).
 _REGIONAL: dict[str, dict[str, float]] = {

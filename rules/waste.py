@@ -108,6 +108,13 @@ class WastePolicy(ActingPolicy):
                                              "offered on-demand, when on-demand would cost less.")
     secret_unused_days: int = Field(
         default=90, ge=1, description="Secrets not read for this many days (or never, and this old) are reported.")
+    emr_idle_minutes: int = Field(
+        default=30, ge=10, le=1440, description="An EMR cluster reporting IsIdle for this many minutes is idle.")
+    kinesis_lookback_days: int = Field(
+        default=7, ge=1, le=15, description="Days of incoming traffic a provisioned stream's shard count is judged on.")
+    notebook_max_hours: int = Field(
+        default=24, ge=1, description="SageMaker notebook instances in service this many hours since their last "
+                                      "start or change are reported (and offered a stop).")
     s3_max_pages: int = Field(
         default=200, ge=1, description="S3 listing pages (uploads, parts, versions) read per region per run; "
                                        "past it a finding says `at least`.")
@@ -506,12 +513,86 @@ UNUSED_SECRET = Rule("unused-secret", "Secrets Manager secrets not read for `sec
                      _unused_secret, _secret_price, below_floor=True)
 
 
+# --- EMR, Kinesis, SageMaker ---------------------------------------------------------------
+
+EMR_METRIC_MINUTES = 5  # IsIdle is published every five minutes
+KINESIS_SHARD_BYTES, KINESIS_SHARD_RECORDS = 1024**2, 1000  # what one shard takes in per second
+
+
+def _idle_emr(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    points = r.facts["is_idle"]
+    if r.facts["state"] not in ("WAITING", "RUNNING") or len(points) < policy.emr_idle_minutes // EMR_METRIC_MINUTES:
+        return None  # too few datapoints to say it was idle the whole time
+    if min(points) < 1:
+        return None
+    nodes = ", ".join(f"{n} x {t}" for t, n in sorted(r.facts["instances"].items()))
+    return f"EMR cluster {r.facts['name']!r} idle (IsIdle) for the last {policy.emr_idle_minutes} min; {nodes}"
+
+
+def _emr_price(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price | None:
+    # The EC2 part only, a lower bound: the EMR fee per instance-hour is on top.
+    if not all(prices.has(r.region, f"ec2:{t}:hour") for t in r.facts["instances"]):
+        return None
+    parts = [hourly_monthly(prices, r.region, f"ec2:{t}:hour", HOURS_PER_MONTH * n)
+             for t, n in r.facts["instances"].items()]
+    return Price(round(sum(p.usd for p in parts), 4), any(p.estimated for p in parts))
+
+
+IDLE_EMR = Rule("idle-emr-cluster", "EMR clusters idle (IsIdle) for `emr_idle_minutes`", _idle_emr, _emr_price)
+
+
+def shards_needed(r: Resource) -> int:
+    """Shards the stream's busiest 5 minutes of the lookback needed (at least one)."""
+    by_bytes = -(-r.facts["peak_bytes_per_second"] // KINESIS_SHARD_BYTES)
+    by_records = -(-r.facts["peak_records_per_second"] // KINESIS_SHARD_RECORDS)
+    return max(1, int(by_bytes), int(by_records))
+
+
+def _idle_shards(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    if r.facts["mode"] != "PROVISIONED" or r.facts["status"] != "ACTIVE" or _young(r, policy, now):
+        return None
+    needed = shards_needed(r)
+    if r.facts["shards"] <= needed:
+        return None
+    return (f"{r.facts['shards']} shards; the busiest 5 min of {policy.kinesis_lookback_days} days needed {needed} "
+            f"({r.facts['peak_records_per_second']:,.0f} records/s, {_size(r.facts['peak_bytes_per_second'])}/s)")
+
+
+def _idle_shard_price(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
+    idle = r.facts["shards"] - shards_needed(r)
+    return hourly_monthly(prices, r.region, "kinesis:shard:hour", HOURS_PER_MONTH * idle)
+
+
+KINESIS_IDLE_SHARDS = Rule("kinesis-idle-shards", "Provisioned Kinesis streams with more shards than their peak needs",
+                           _idle_shards, _idle_shard_price)
+
+
+def _notebook_running(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    since = r.facts["since"]
+    if r.facts["status"] != "InService" or not since:
+        return None
+    hours = (now - datetime.fromisoformat(since)).total_seconds() / 3600
+    if hours <= policy.notebook_max_hours:
+        return None
+    return f"{r.facts['instance_type']} notebook in service for {hours:,.0f} h since its last start or change"
+
+
+def _notebook_price(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price | None:
+    key = f"sagemaker:{r.facts['instance_type']}:hour"
+    return hourly_monthly(prices, r.region, key) if prices.has(r.region, key) else None
+
+
+NOTEBOOK_RUNNING = Rule("sagemaker-notebook-left-running",
+                        "SageMaker notebook instances in service for more than `notebook_max_hours`",
+                        _notebook_running, _notebook_price, action="stop-notebook-instance")
+
+
 # --- the catalogue, in the order of what they save a data platform ------------------------
 
 RULES: dict[str, Rule] = {r.kind: r for r in (
     IDLE_NAT, UNUSED_LB, LOG_NO_RETENTION, S3_MULTIPART, S3_NONCURRENT, S3_NO_LIFECYCLE, OLD_RDS_SNAPSHOT,
     OLD_EBS_SNAPSHOT, UNUSED_AMI, LONG_STOPPED, PREVIOUS_GENERATION, IO1_VOLUME, ECR_UNTAGGED, ECR_NO_LIFECYCLE,
-    DYNAMODB_PROVISIONED, UNUSED_SECRET)}
+    DYNAMODB_PROVISIONED, UNUSED_SECRET, IDLE_EMR, KINESIS_IDLE_SHARDS, NOTEBOOK_RUNNING)}
 
 
 def _jsonable(value: Any) -> Any:

@@ -14,10 +14,13 @@ from rules.findings import Severity
 from rules.pricing import BUNDLED
 from rules.waste import (
     DYNAMODB_PROVISIONED,
+    IDLE_EMR,
     IDLE_NAT,
     IO1_VOLUME,
+    KINESIS_IDLE_SHARDS,
     LOG_NO_RETENTION,
     LONG_STOPPED,
+    NOTEBOOK_RUNNING,
     OLD_EBS_SNAPSHOT,
     OLD_RDS_SNAPSHOT,
     PREVIOUS_GENERATION,
@@ -279,3 +282,37 @@ def test_a_table_is_offered_on_demand_only_when_underused_and_cheaper():
     assert [(f[0], f[2]) for f in found] == [
         ("idle", 56.94),
         ("just-under", round(56.94 - 100 * seconds * 0.29 / 1e6 * 0.125 * 730 / 24 / 14, 4))]
+
+
+# --- EMR, Kinesis, SageMaker -----------------------------------------------------------------
+
+
+def test_an_emr_cluster_is_idle_only_when_every_datapoint_of_the_window_says_so():
+    c = {"name": "etl", "state": "WAITING", "instances": {"m5.xlarge": 3}}
+    found = judged(IDLE_EMR, r("j-idle", is_idle=[1] * 6, **c), r("j-busy", is_idle=[1, 1, 0, 1, 1, 1], **c),
+                   r("j-short", is_idle=[1] * 5, **c),
+                   r("j-unpriced", is_idle=[1] * 6, **{**c, "instances": {"x2iedn.32xlarge": 1}}),
+                   min_monthly_usd=0)
+    assert [(f[0], f[2]) for f in found] == [("j-idle", 420.48), ("j-unpriced", None)]
+
+
+def stream(name: str, shards: int, bytes_s: float, records_s: float, mode: str = "PROVISIONED") -> Resource:
+    return r(name, name=name, status="ACTIVE", mode=mode, shards=shards, peak_bytes_per_second=bytes_s,
+             peak_records_per_second=records_s)
+
+
+def test_kinesis_shards_needed_by_bytes_or_records():
+    assert judged(KINESIS_IDLE_SHARDS,
+                  stream("by-bytes", 4, 2.5 * 1024**2, 10),  # 3 needed
+                  stream("by-records", 4, 0, 3001),  # 4 needed
+                  stream("silent", 2, 0, 0),  # 1 needed
+                  stream("on-demand", 8, 0, 0, mode="ON_DEMAND")) == [
+        ("by-bytes", "4 shards; the busiest 5 min of 7 days needed 3 (10 records/s, 2.5 MiB/s)", 10.95),
+        ("silent", "2 shards; the busiest 5 min of 7 days needed 1 (0 records/s, 0.0 MiB/s)", 10.95)]
+
+
+def test_a_notebook_in_service_past_the_limit():
+    nb = {"name": "n", "status": "InService", "instance_type": "ml.t3.large"}
+    assert judged(NOTEBOOK_RUNNING, r("nb-1", since=(NOW - timedelta(hours=25)).isoformat(), **nb),
+                  r("nb-2", since=(NOW - timedelta(hours=23)).isoformat(), **nb)) == [
+        ("nb-1", "ml.t3.large notebook in service for 25 h since its last start or change", 73.0)]

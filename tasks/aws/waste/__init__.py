@@ -21,10 +21,13 @@ from rules.waste import (
     DYNAMODB_PROVISIONED,
     ECR_NO_LIFECYCLE,
     ECR_UNTAGGED,
+    IDLE_EMR,
     IDLE_NAT,
     IO1_VOLUME,
+    KINESIS_IDLE_SHARDS,
     LOG_NO_RETENTION,
     LONG_STOPPED,
+    NOTEBOOK_RUNNING,
     OLD_EBS_SNAPSHOT,
     OLD_RDS_SNAPSHOT,
     PREVIOUS_GENERATION,
@@ -42,6 +45,7 @@ from tasks.approval import Offer
 from tasks.aws.actions import Outcome
 from tasks.aws.clients import Account, error_summary
 from tasks.aws.permissions import requires
+from tasks.aws.waste.analytics import list_emr_clusters, list_notebooks, list_streams, stop_notebook
 from tasks.aws.waste.compute import (
     list_images,
     list_instance_types,
@@ -95,6 +99,9 @@ CHECKS: tuple[Check, ...] = (
     Check(ECR_NO_LIFECYCLE, list_repositories, service="ecr"),
     Check(DYNAMODB_PROVISIONED, list_tables, switch_to_on_demand, service="dynamodb"),
     Check(UNUSED_SECRET, list_secrets, service="secretsmanager"),
+    Check(IDLE_EMR, list_emr_clusters, service="emr"),
+    Check(KINESIS_IDLE_SHARDS, list_streams, service="kinesis"),
+    Check(NOTEBOOK_RUNNING, list_notebooks, stop_notebook, service="sagemaker"),
 )
 BY_KIND = {c.rule.kind: c for c in CHECKS}
 # Findings the account-wide bucket listing decides: hidden everywhere when it fails.
