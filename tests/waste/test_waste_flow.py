@@ -220,8 +220,15 @@ def test_apply_sets_the_approved_retention_once_and_skips_a_group_tagged_since(c
 def test_least_privilege_policy_is_generated_from_the_declarations():
     read = flow_actions(waste_module, read_only=True)
     assert {"ec2:DescribeNatGateways", "cloudwatch:GetMetricData", "elasticloadbalancing:DescribeTargetHealth",
-            "elasticloadbalancing:DescribeInstanceHealth", "logs:DescribeLogGroups", "tag:GetResources"} <= read
-    assert flow_actions(waste_module) - read == {"logs:ListTagsForResource", "logs:PutRetentionPolicy"}
+            "elasticloadbalancing:DescribeInstanceHealth", "logs:DescribeLogGroups", "tag:GetResources",
+            "s3:ListBucketMultipartUploads", "rds:DescribeDBSnapshots", "ecr:DescribeImages", "dynamodb:DescribeTable",
+            "secretsmanager:ListSecrets", "elasticmapreduce:ListClusters", "kinesis:DescribeStreamSummary",
+            "sagemaker:ListNotebookInstances"} <= read
+    # Only the approved changes write, and each asks for what it calls (re-reads included).
+    assert flow_actions(waste_module) - read == {
+        "logs:ListTagsForResource", "logs:PutRetentionPolicy", "s3:PutLifecycleConfiguration", "dynamodb:UpdateTable",
+        "sagemaker:DescribeNotebookInstance", "sagemaker:StopNotebookInstance"}
+    assert not any(a.split(":")[1].startswith(("Delete", "Terminate", "Release")) for a in flow_actions(waste_module))
 
 
 @scenario_for("waste-checks")
