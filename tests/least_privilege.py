@@ -5,8 +5,9 @@ the run names the missing permission.
 
 moto 5.2.5 gaps, bridged here and nowhere else (`iam_user_with`):
 - it checks CloudWatch and Resource Groups Tagging calls under their signing names
-  (`monitoring:`, `tagging:`) instead of the IAM prefixes `cloudwatch:` and `tag:`, and a PUT of a
-  bucket's Intelligent-Tiering configuration as `s3:CreateBucket`: the user is granted each
+  (`monitoring:`, `tagging:`) instead of the IAM prefixes `cloudwatch:` and `tag:`, a PUT of a
+  bucket's Intelligent-Tiering configuration as `s3:CreateBucket`, and the account's public access
+  block (S3 Control) as `s3:GetPublicAccessBlock`: the user is granted each
   generated action under the name moto checks too (`moto_names`), and a denial names moto's name;
 - it cannot verify the SigV4 signature of Lambda's REST calls (SignatureDoesNotMatch for every
   user): the signature check is skipped for Lambda only; authorization is still checked;
@@ -59,7 +60,8 @@ from tests.approvals import run_and_answer
 
 # The names moto checks instead of the IAM ones (see the module docstring).
 MOTO_SERVICE = {"cloudwatch": "monitoring", "tag": "tagging"}
-MOTO_ACTION = {"s3:PutIntelligentTieringConfiguration": "s3:CreateBucket"}
+MOTO_ACTION = {"s3:PutIntelligentTieringConfiguration": "s3:CreateBucket",
+               "s3:GetAccountPublicAccessBlock": "s3:GetPublicAccessBlock"}
 
 
 def moto_names(action: str) -> set[str]:
