@@ -9,6 +9,7 @@
 - `emit_flow_failure`: that event; `flows/pipeline_failure_report.py` emits it too, for runs
   of flows without the hook, so one automation routes both and the event marks a run as
   announced.
+- `messages_of`: the messages a flow run of this process emitted (the command line prints them).
 
 Owners come from the run's tags (a deployment's tags are its runs' tags): `owner:<chat
 user id>` or `owner:all`.
@@ -48,6 +49,27 @@ _RETRY = re.compile(r" - Retry (\d+)/(\d+) will start")
 _SECRET_PARAM_WORDS = ("password", "secret", "token", "key", "credential", "url", "dsn")
 
 
+_SENT: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()  # flow run id -> message payloads
+_SENT_LOCK = threading.Lock()
+_SENT_RUNS = 64
+
+
+def _remember(flow_run_id: Any, payload: dict[str, Any]) -> None:
+    if not flow_run_id:
+        return
+    with _SENT_LOCK:
+        _SENT.setdefault(str(flow_run_id), []).append(payload)
+        _SENT.move_to_end(str(flow_run_id))
+        while len(_SENT) > _SENT_RUNS:
+            _SENT.popitem(last=False)
+
+
+def messages_of(flow_run_id: Any) -> list[dict[str, Any]]:
+    """The message payloads (`subject`, `text`, ...) a flow run in this process emitted, in order."""
+    with _SENT_LOCK:
+        return list(_SENT.get(str(flow_run_id), ()))
+
+
 def run_url(flow_run_id: Any = None) -> str | None:
     """Link to a flow run in the Prefect UI (needs PREFECT_UI_URL), or None."""
     flow_run_id = flow_run_id or runtime_flow_run.id
@@ -70,31 +92,35 @@ def emit_findings_digest(job: str, transitions: Transitions, store: OpsStore | N
         (f.severity.rank for f in transitions.opened + transitions.escalated + transitions.reminded),
         default=0,
     )
+    payload = {
+        "job": job,
+        "subject": subject,
+        "text": text,
+        "worst_severity_rank": worst,
+        "opened": [f.key for f in transitions.opened][:200],
+        "escalated": [f.key for f in transitions.escalated][:200],
+        "reminded": [f.key for f in transitions.reminded][:200],
+        "resolved": transitions.resolved[:200],
+    }
     emit_event(
         event=EVENT_FINDINGS,
         resource={"prefect.resource.id": f"dataplatform-ops.job.{job}", "prefect.resource.name": job},
-        payload={
-            "job": job,
-            "subject": subject,
-            "text": text,
-            "worst_severity_rank": worst,
-            "opened": [f.key for f in transitions.opened][:200],
-            "escalated": [f.key for f in transitions.escalated][:200],
-            "reminded": [f.key for f in transitions.reminded][:200],
-            "resolved": transitions.resolved[:200],
-        },
+        payload=payload,
     )
+    _remember(runtime_flow_run.id, payload)
     return True
 
 
 def emit_job_message(job: str, subject: str, text: str) -> None:
     """A message from a job that is not a findings digest (an approval waiting, its outcome);
     it takes the digest's route to chat, threaded with the job's other messages."""
+    payload = {"job": job, "subject": subject, "text": redact(text)}
     emit_event(
         event=EVENT_FINDINGS,
         resource={"prefect.resource.id": f"dataplatform-ops.job.{job}", "prefect.resource.name": job},
-        payload={"job": job, "subject": subject, "text": redact(text)},
+        payload=payload,
     )
+    _remember(runtime_flow_run.id, payload)
 
 
 def _refusal(subject: str, error: str) -> dict[str, Any]:
@@ -276,6 +302,14 @@ def emit_flow_failure(
     state_name: str, task_name: str | None, subject: str, text: str,
 ) -> None:
     """The one event that announces a failed run (the "flow run failed" automation sends it)."""
+    payload = {
+        "flow": flow_name,
+        "deployment": deployment,
+        "state": state_name,
+        "task": task_name,
+        "subject": redact(subject),
+        "text": redact(text),
+    }
     emit_event(
         event=EVENT_FLOW_FAILED,
         resource={
@@ -289,12 +323,6 @@ def emit_flow_failure(
                 "prefect.resource.name": flow_name,
             }
         ],
-        payload={
-            "flow": flow_name,
-            "deployment": deployment,
-            "state": state_name,
-            "task": task_name,
-            "subject": redact(subject),
-            "text": redact(text),
-        },
+        payload=payload,
     )
+    _remember(runtime_flow_run.id or flow_run_id, payload)  # the report flow's own run, or the hook's
