@@ -22,7 +22,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from cyclopts import App, Parameter
@@ -236,6 +236,7 @@ def run(
     regions: Regions = None,
     apply: bool = False,
     show: int = 50,
+    language: Literal["en", "ko"] = "en",
 ) -> int:
     """Run one job once and print its findings and the chat message it sends.
 
@@ -247,6 +248,8 @@ def run(
         Change things: the run publishes its plan and waits for a person's approval in the UI.
     show
         Findings rows to print.
+    language
+        Language of the chat message printed (the automations send the chat block's).
     """
     from deployments.blocks import wait_for_api
     from tasks.notify import messages_of
@@ -272,6 +275,7 @@ def run(
         _print_table(json.loads(table) if isinstance(table, str) else table, show)
     messages = messages_of(run_id)
     for m in messages:
+        m = (m.get("i18n") or {}).get(language) or m
         print(f"\n## Chat message\n\n{m.get('subject', '')}\n{m.get('text', '')}")
     if not messages:
         print("\n(no chat message: nothing new, escalated, due for a reminder or resolved)")
