@@ -293,17 +293,18 @@ def _check_blocks(needed: dict[tuple[str, str], list[str]]) -> tuple[dict[tuple[
     """Load each (parameter, block name) once; print ok or the error. -> loaded blocks, all ok."""
     from blocks.loading import load_block
     from blocks.store import load_store
-    from tasks.aws.clients import require_region
 
     loaded, ok = {}, True
     for (parameter, name), users in sorted(needed.items()):
         cls = _block_class(parameter)
         try:
             block = load_store(name) if parameter == "store" else load_block(cls, name, parameter)
-            if parameter == "aws_credentials":
-                require_region(block, name)
             loaded[(parameter, name)] = block
-            print(f"  ok     {name} ({cls.__name__}), for {', '.join(users)}")
+            region = ""
+            if parameter == "aws_credentials":
+                region = f", region {block.region_name}" if block.region_name else (
+                    ", no region: regions are discovered from us-east-1 (`setup --aws-region` sets one)")
+            print(f"  ok     {name} ({cls.__name__}{region}), for {', '.join(users)}")
         except (ConfigError, ValidationError) as exc:
             ok = False
             print(f"  error  {name} ({cls.__name__}), for {', '.join(users)}: {exc}")

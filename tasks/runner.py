@@ -29,7 +29,7 @@ from rules.config import validate_aws_targets
 from rules.findings import Coverage, Finding
 from rules.pricing import BUNDLED, PriceTable
 from tasks.approval import ApprovalExpired, Offer, ask_approval, cancelled, outcome_message
-from tasks.aws.clients import Account, deadline, enabled_regions, error_summary, require_region
+from tasks.aws.clients import Account, deadline, enabled_regions, error_summary
 from tasks.aws.permissions import requires
 from tasks.notify import on_flow_failure
 from tasks.report import write_table
@@ -261,7 +261,6 @@ def run_aws(
     validate_aws_targets(regions, role_arns)
     ops_store = load_store(store)
     creds = load_block(AwsCredentials, aws_credentials, "aws_credentials")
-    require_region(creds, aws_credentials)
     ctx = RunContext(job.name, now or datetime.now(timezone.utc), ops_store, apply,
                      first_seen=ops_store.first_seen(job.name), options=dict(options or {}))
     coverage = Coverage()

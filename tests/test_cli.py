@@ -22,7 +22,6 @@ from blocks.google_chat import GoogleChatWebhook
 from deployments.demo import free_port, moto_server
 from deployments.iam import flow_actions, policies
 from flows import idle_resources as idle_module
-from flows.idle_resources import idle_resources
 from flows.registry import JOBS
 from tasks.aws.probe import ENTERED, PROBES
 from tests.test_least_privilege import iam_user_with
@@ -103,7 +102,7 @@ def test_check_names_a_missing_permission_under_iam_enforcement(moto, store, cha
     [line] = [ln for ln in done.stdout.splitlines() if ln.strip().startswith("idle-resources ")]
     assert "/us-east-1" in line and "missing ec2:DescribeVolumes" in line
     assert line.count("missing") == 1 and "," not in line.split("missing", 1)[1].split(";")[0]
-    assert f"ok     {creds} (AwsCredentials)" in done.stdout and "problems found" in done.stdout
+    assert f"ok     {creds} (AwsCredentials, region us-east-1)" in done.stdout and "problems found" in done.stdout
 
 
 def test_every_read_permission_of_every_job_has_a_harmless_probe():
@@ -137,19 +136,3 @@ def test_setup_without_a_region_is_refused_before_anything_is_saved(tmp_path):
     env = {k: "" for k in ("AWS_REGION", "AWS_DEFAULT_REGION")}
     done = cli("setup", "--store-url", f"sqlite:///{tmp_path / 'store.db'}", **env)
     assert done.returncode == 2 and done.stderr.startswith("error: --aws-region: the `aws` credentials block")
-
-
-def test_a_credentials_block_without_a_region_fails_the_run_before_any_aws_call(monkeypatch, store):
-    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    name = f"aws-{uuid.uuid4().hex[:8]}"
-    AwsCredentials(aws_client_parameters={"endpoint_url": "http://127.0.0.1:9"}).save(name)
-
-    state = idle_resources(aws_credentials=name, store=store._block_document_name, regions=["eu-west-1"],
-                           return_state=True)
-
-    assert state.is_failed()
-    assert f"AwsCredentials block '{name}' (parameter `aws_credentials`) has no region" in state.message
-    assert "--aws-region" in state.message
-    assert "127.0.0.1:9" not in state.message  # no call was attempted

@@ -21,7 +21,6 @@ from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 from prefect_aws import AwsCredentials
 
-from rules.config import ConfigError
 from tasks.aws.permissions import requires
 
 # Throttling is retried with adaptive backoff; an endpoint that accepts and never answers costs
@@ -61,19 +60,6 @@ def _check_deadline(**_: Any) -> None:
         except MissingContextError:
             logger = log
         logger.warning("%s: AWS has not answered for %.0f s; giving up at %.0f s", where, waited, seconds)
-
-
-def require_region(credentials: AwsCredentials, block_name: str) -> str:
-    """The region the credentials' own calls go to; without one, every call would fail later with
-    botocore's `NoRegionError`, so this fails first, naming the fix. No API call is made."""
-    region = credentials.region_name or credentials.get_boto3_session().region_name
-    if not region:
-        raise ConfigError(
-            f"AwsCredentials block {block_name!r} (parameter `aws_credentials`) has no region: set its "
-            "`region_name` (e.g. eu-west-1) in the Prefect UI, or save it again with `dataplatform-ops "
-            "setup --aws-region eu-west-1 --overwrite`, or set AWS_DEFAULT_REGION where the flows run."
-        )
-    return region
 
 
 @dataclass
