@@ -29,6 +29,7 @@ from cyclopts import App, Parameter
 from pydantic import ValidationError
 
 from rules.config import ConfigError
+from rules.text import redact
 
 app = App(name="dataplatform-ops", help="Run, check and set up the dataplatform-ops jobs.",
           version_flags=[], help_format="plaintext")
@@ -310,7 +311,7 @@ def _check_blocks(needed: dict[tuple[str, str], list[str]]) -> tuple[dict[tuple[
             print(f"  error  {name} ({cls.__name__}), for {', '.join(users)}: {exc}")
         except Exception as exc:  # e.g. the store's database refusing connections
             ok = False
-            print(f"  error  {name} ({cls.__name__}): {type(exc).__name__}: {exc}")
+            print(f"  error  {name} ({cls.__name__}): {type(exc).__name__}: {redact(str(exc))}")
     return loaded, ok
 
 
