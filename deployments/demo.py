@@ -60,6 +60,9 @@ class DemoEnv:
     home: Path
     postgres: dict[str, str] = field(default_factory=dict)  # demo database -> conninfo
     bigquery_endpoint: str | None = None
+    # The one time everything is seeded at and every job runs at (`now`), so windows, ages and
+    # metric periods, and so the findings, are the same on every run of the demo.
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property
     def available(self) -> set[str]:
@@ -103,8 +106,9 @@ DEMO_JOBS: dict[str, DemoJob] = {
         "s3_age_rules": [{"bucket": "*", "max_age_days": 365}],
         "refresh_prices": False,  # moto has no Pricing API: the bundled table it is
     }}),
-    # PostgreSQL: the trouble on the warehouse is seconds old, so the thresholds are seconds too
-    "query-watch": DemoJob({"warehouse": WAREHOUSE_BLOCK, "policy": {
+    # PostgreSQL: the trouble on the warehouse is seconds old, so the thresholds are seconds too;
+    # live sessions are judged at the real time (`now: None`), not the demo's pinned one
+    "query-watch": DemoJob({"warehouse": WAREHOUSE_BLOCK, "now": None, "policy": {
         "long_query_warn_minutes": 0.1, "lock_wait_warn_minutes": 0.05}}, needs=frozenset({POSTGRES})),
     "redshift-health": DemoJob({"warehouse": REDSHIFT_BLOCK}, needs=frozenset({POSTGRES})),
     # BigQuery (the emulator, with seeded job history) and data integrity (PostgreSQL)
@@ -355,13 +359,13 @@ def demo_databases(names: Sequence[str]) -> Iterator[dict[str, str]]:
 
 
 @contextmanager
-def bigquery_with_history(scale: int) -> Iterator[str]:
+def bigquery_with_history(scale: int, now: datetime | None = None) -> Iterator[str]:
     """The BigQuery emulator (deployments/local_bigquery.py) with seeded job history."""
     from deployments.demo_seed import seed_bigquery
     from deployments.local_bigquery import bigquery_emulator
 
     with bigquery_emulator(project=BQ_PROJECTS[0]) as endpoint:
-        seed_bigquery(endpoint, datetime.now(timezone.utc), scale)
+        seed_bigquery(endpoint, now or datetime.now(timezone.utc), scale)
         yield endpoint
 
 
@@ -405,7 +409,8 @@ def plan(specs: Sequence[Mapping[str, Any]], jobs: Mapping[str, DemoJob],
         elif missing := sorted(job.needs - env.available):
             skipped.append(JobResult(fl.name, "skipped", note=f"needs {', '.join(missing)}, not available"))
         else:
-            runs.append((fl.name, fl, {**(spec.get("parameters") or {}), **job.parameters_for(env)}))
+            pinned = {"now": env.now} if "now" in fl.parameters.properties else {}
+            runs.append((fl.name, fl, {**pinned, **(spec.get("parameters") or {}), **job.parameters_for(env)}))
     for name in sorted(set(jobs) - seen):
         notes.append(f"{name}: in DEMO_JOBS but not in prefect.yaml yet")
     return runs, skipped, notes
@@ -482,16 +487,16 @@ def demo(
         from deployments.demo_seed import seed_account
 
         out(f"Seeding a messy AWS account in moto ({endpoint}) while the Prefect server starts ...")
-        seeded = seed_account(endpoint, scale=seed_scale)
-        out(f"  planted {seeded.summary()}")
         env, notes = DemoEnv(home), []
+        seeded = seed_account(endpoint, scale=seed_scale, now=env.now)
+        out(f"  planted {seeded.summary()}")
         try:
             env.postgres = stack.enter_context(demo_databases(DEMO_DATABASES))
         except RuntimeError as exc:  # no server and no binaries to start one
             notes.append(f"PostgreSQL unavailable, its jobs are skipped: {exc}")
         if any(BIGQUERY in job.needs for job in jobs.values()):
             try:
-                env.bigquery_endpoint = stack.enter_context(bigquery_with_history(seed_scale))
+                env.bigquery_endpoint = stack.enter_context(bigquery_with_history(seed_scale, env.now))
             except RuntimeError as exc:  # e.g. DuckDB's spatial extension missing
                 notes.append(f"BigQuery emulator unavailable, its jobs are skipped: {exc}")
 
@@ -562,7 +567,7 @@ def setup_postgres(env: DemoEnv, stack: ExitStack) -> str:
             **extra,
         ).save(block, overwrite=True)
     seed_redshift_views(env.postgres["redshift"])
-    counts = seed_pipeline(env.postgres["app"], env.postgres["analytics"], datetime.now(timezone.utc))
+    counts = seed_pipeline(env.postgres["app"], env.postgres["analytics"], env.now)
     IntegrityPipelines(pipelines=[{
         "name": "orders", "owner": "@data-eng", "window_days": 7, "freshness_sla_minutes": 60,
         "source": {"connection": APP_DB_BLOCK, "table": "public.orders", "day_column": "created_at",
