@@ -168,7 +168,8 @@ def test_wrong_account_identifiers_are_refused_with_the_fix(bad):
 
 
 def test_good_account_identifiers_pass():
-    for good in ("acme-prod", "myorg-analytics_eu", "xy12345", "xy12345.eu-west-1", "xy12345.us-east-2.aws"):
+    for good in ("acme-prod", "myorg-analytics_eu", "xy12345", "xy12345.eu-west-1", "xy12345.us-east-2.aws",
+                 "xy12345.west-europe.azure", "xy12345.us-central1.gcp"):
         check_account_identifier(good, "snowflake")
 
 
