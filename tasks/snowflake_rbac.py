@@ -45,6 +45,12 @@ def _flag(value: object) -> bool:
     return str(value).strip().lower() in ("true", "1", "yes", "y")
 
 
+def _since(last_used: datetime | None, since: datetime) -> datetime | None:
+    """A role with no query since `since` has no last use in what was read (the join only matches
+    newer queries; an emulator's MAX over no rows can come back as the epoch instead of NULL)."""
+    return last_used if last_used is not None and last_used >= since else None
+
+
 @task(name="snowflake-read-rbac", task_run_name="read-rbac-{account.block}", cache_policy=NONE)
 @grants(SECURITY_VIEWER, GOVERNANCE_VIEWER, USE_WAREHOUSE)
 def read_rbac(account: SnowflakeAccount, since: datetime, login_timeout: int) -> AccountRead:
@@ -62,6 +68,6 @@ def read_rbac(account: SnowflakeAccount, since: datetime, login_timeout: int) ->
             User(account.scope, r["name"], _flag(r["has_password"]), _flag(r["has_mfa"]) or _flag(r["ext_authn_duo"]),
                  _flag(r["disabled"]), r["type"] or "") for r in session.rows(USERS_SQL)], account)
         read_into(read, "roles", "ROLES and QUERY_HISTORY", GOVERNANCE_VIEWER, lambda: [
-            RoleUse(account.scope, r["name"], r["created_on"], r["last_used"])
+            RoleUse(account.scope, r["name"], r["created_on"], _since(r["last_used"], since))
             for r in session.rows(ROLES_SQL, {"since": since})], account)
     return read
