@@ -32,7 +32,7 @@ ACCOUNT_USAGE = "SNOWFLAKE.ACCOUNT_USAGE"
 
 # orgname-accountname (preferred) or a legacy locator, optionally with region and cloud.
 _ORG_ACCOUNT = re.compile(r"^[A-Za-z][A-Za-z0-9]*-[A-Za-z0-9_]+$")
-_LOCATOR = re.compile(r"^[A-Za-z]{2,}[0-9]+(\.[a-z]+(-[a-z]+)*-[0-9]+)?(\.(aws|azure|gcp))?$")
+_LOCATOR = re.compile(r"^[A-Za-z]{2,}[0-9]+(\.[a-z][a-z0-9-]*[a-z0-9])?(\.(aws|azure|gcp))?$")
 
 
 def normal_size(size: str | None) -> str:

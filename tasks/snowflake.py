@@ -49,8 +49,7 @@ STAND_IN = {
 LIVE_QUERY_HISTORY_SQL = """
 SELECT query_id, query_text, user_name, role_name, warehouse_name, warehouse_size,
        execution_status, start_time, total_elapsed_time, transaction_blocked_time, query_tag
-FROM TABLE(SNOWFLAKE.INFORMATION_SCHEMA.QUERY_HISTORY(
-  END_TIME_RANGE_START => DATEADD('day', -7, CURRENT_TIMESTAMP()), RESULT_LIMIT => 10000))
+FROM TABLE(SNOWFLAKE.INFORMATION_SCHEMA.QUERY_HISTORY(RESULT_LIMIT => 10000))
 WHERE execution_status IN ('RUNNING', 'QUEUED', 'BLOCKED', 'RESUMING_WAREHOUSE')
 """
 

@@ -220,7 +220,7 @@ def filled(pg_store: OpsStore, pipelines_block) -> OpsStore:
         block = save_connector(f"sf-{uuid.uuid4().hex[:8]}", "acme-prod")
         scope = {"accounts": [block], "endpoints": {block: endpoint}, "store": name}
         snowflake.append(snowflake_cost_report(**scope, now=NOW))
-        snowflake_query_cost_watch(**scope, now=NOW)
+        snowflake_query_cost_watch(**scope, now=NOW, policy={"lookback_hours": 48})
     fill_findings(name, "snowflake-warehouse-hygiene", [
         _finding("snowflake-auto-suspend-off", "ETL_WH", "critical", usd=2920.0, scope="acme-prod")], NOW)
     return pg_store
@@ -285,7 +285,8 @@ def test_panels_show_the_exact_figures(filled):
     by_job = {r[0]: r for r in results[("dpo-findings", "Open findings and $ by job")]}
     assert by_job["idle-resources"][1:6] == (2, 0, 2, 0, Decimal("23.65"))  # vol-2 resolved
     assert by_job["redshift-health"][1:3] == (1, 1)
-    assert results[("dpo-findings", "Monthly cost of open findings")] == [(pytest.approx(23.65),)]
+    # idle-resources' two open findings and the Snowflake warehouse left running
+    assert results[("dpo-findings", "Monthly cost of open findings")] == [(pytest.approx(23.65 + 2920.0),)]
     assert sum(r[2] for r in results[("dpo-findings", "Findings resolved per day")]) == 1
 
     # BigQuery: the panels add up to what the report itself computed, per user and in total.
@@ -312,7 +313,8 @@ def test_panels_show_the_exact_figures(filled):
     assert per_user == pytest.approx(expected, abs=0.02) and len(per_user) >= 4
     [(total,)] = results[("dpo-snowflake", "Cost in range")]
     assert total == pytest.approx(sum(line.usd for line in lines)) and total > 0
-    assert len(results[("dpo-snowflake", "Expensive queries")]) == 1  # the X-Large report query
+    # ALICE's attributed $9 merge and DAVE's X-Large report query ($40, estimated)
+    assert sorted(r[2] for r in results[("dpo-snowflake", "Expensive queries")]) == ["etl-1", "rep-1"]
     [(_, _, _, _, usd_per_month, _)] = results[("dpo-snowflake", "Warehouse hygiene: $/month at risk")]
     assert usd_per_month == Decimal("2920.00")
 

@@ -168,7 +168,8 @@ def test_wrong_account_identifiers_are_refused_with_the_fix(bad):
 
 
 def test_good_account_identifiers_pass():
-    for good in ("acme-prod", "myorg-analytics_eu", "xy12345", "xy12345.eu-west-1", "xy12345.us-east-2.aws"):
+    for good in ("acme-prod", "myorg-analytics_eu", "xy12345", "xy12345.eu-west-1", "xy12345.us-east-2.aws",
+                 "xy12345.west-europe.azure", "xy12345.us-central1.gcp"):
         check_account_identifier(good, "snowflake")
 
 
@@ -292,3 +293,30 @@ def test_bad_input_is_refused_before_any_query(store):
     with pytest.raises(ConfigError, match="`endpoints` names"):
         snowflake_cost_report(accounts=[good], endpoints={"other": "fakesnow://127.0.0.1:9"},
                               store=store._block_document_name)
+
+
+def test_each_snowflake_job_role_is_generated_from_its_reads():
+    """Least privilege from code: the grants come from the `@grants` of the tasks each job uses."""
+    import importlib
+
+    from deployments.snowflake_grants import grant_script, snowflake_grants
+
+    def of(job: str, read_only: bool = False) -> set[str]:
+        return snowflake_grants(importlib.import_module(f"flows.{job}"), read_only)
+
+    usage, governance = "DATABASE ROLE SNOWFLAKE.USAGE_VIEWER", "DATABASE ROLE SNOWFLAKE.GOVERNANCE_VIEWER"
+    warehouse = "USAGE ON WAREHOUSE <the connector block's warehouse>"
+    assert of("snowflake_cost_report") == {usage, governance, warehouse}
+    assert of("snowflake_query_cost_watch") == {usage, governance, warehouse}
+    watch = of("snowflake_query_watch")
+    assert "OPERATE ON WAREHOUSE <each warehouse>" in watch  # cancelling, only with apply
+    assert "OPERATE ON WAREHOUSE <each warehouse>" not in of("snowflake_query_watch", read_only=True)
+    assert not any("ACCOUNTADMIN" in g or "IMPORTED PRIVILEGES" in g for g in watch | of("snowflake_warehouse_hygiene"))
+    script = grant_script(of("snowflake_cost_report"), "OPS_MONITOR", "DATAPLATFORM_OPS")
+    assert script.splitlines() == [
+        "CREATE ROLE IF NOT EXISTS OPS_MONITOR;",
+        f"GRANT {governance} TO ROLE OPS_MONITOR;",
+        f"GRANT {usage} TO ROLE OPS_MONITOR;",
+        "GRANT USAGE ON WAREHOUSE <warehouse> TO ROLE OPS_MONITOR;  -- the connector block's warehouse",
+        "GRANT ROLE OPS_MONITOR TO USER DATAPLATFORM_OPS;",
+    ]
