@@ -2,6 +2,10 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PYTEST_ARGS ?=
+# Parallel test processes (pytest-xdist), each with its own Prefect server. The suite mostly
+# waits on servers, subprocesses and chat deliveries; each worker also pays for its own
+# collection and server start (about 45 CPU-seconds), so 3 suit two cores.
+TEST_WORKERS ?= 3
 
 .PHONY: install test demo lint automations serve bench
 
@@ -13,7 +17,7 @@ install: $(UV)
 	$(UV) sync --frozen
 
 test: install
-	$(UV) run --frozen pytest $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 demo: install
 	$(UV) run --frozen python -m deployments.demo

@@ -36,7 +36,7 @@ import httpx
 import sqlalchemy as sa
 
 from deployments.demo_seed import BQ_JOBS_TABLE, BQ_PROJECTS, REGIONS
-from deployments.serve import deployment_specs, load_flow
+from flows.registry import contracts, deployment_specs, load_flow
 
 # Block names the demo creates; the jobs' defaults (`aws`, `ops-store`) already point at them.
 AWS_BLOCK = "aws"
@@ -96,21 +96,16 @@ def _bigquery(env: DemoEnv) -> dict[str, Any]:
             "jobs_table": BQ_JOBS_TABLE}
 
 
-# THE one place that says how each job runs in the demo, keyed by flow name: parameters on top
-# of its prefect.yaml entry (all jobs report only: `apply` stays False). A flow in prefect.yaml
-# but not here is skipped with a note; an entry whose flow is not in prefect.yaml is noted.
+# How each job runs in the demo, keyed by flow name: parameters on top of its prefect.yaml entry
+# (all jobs report only: `apply` stays False). Every AWS job on the runner sweeps the seeded
+# regions with no entry here; a job that needs more (a warehouse, an emulator) gets an entry.
+# A flow in prefect.yaml with no entry is skipped with a note.
 DEMO_JOBS: dict[str, DemoJob] = {
-    # AWS (moto, seeded by deployments/demo_seed.py in two regions)
+    **{name: DemoJob({"regions": list(REGIONS)}) for name in contracts()},
     "idle-resources": DemoJob({"regions": list(REGIONS), "policy": {
         "s3_age_rules": [{"bucket": "*", "max_age_days": 365}],
         "refresh_prices": False,  # moto has no Pricing API: the bundled table it is
     }}),
-    "dev-parking": DemoJob({"regions": list(REGIONS)}),
-    "ebs-rightsizing": DemoJob({"regions": list(REGIONS)}),
-    "graviton-advisor": DemoJob({"regions": list(REGIONS)}),
-    "s3-intelligent-tiering": DemoJob({"regions": list(REGIONS)}),
-    "lambda-health": DemoJob({"regions": [REGIONS[0]]}),
-    "queue-health": DemoJob({"regions": [REGIONS[0]]}),
     # PostgreSQL: the trouble on the warehouse is seconds old, so the thresholds are seconds too;
     # live sessions are judged at the real time (`now: None`), not the demo's pinned one
     "query-watch": DemoJob({"warehouse": WAREHOUSE_BLOCK, "now": None, "policy": {
@@ -229,8 +224,12 @@ class PrefectServer:
 
 
 @contextmanager
-def prefect_server(home: Path) -> Iterator[PrefectServer]:
-    """`prefect server start` on SQLite under `home`, on a free port, in its own process group.
+def prefect_server(
+    home: Path, database_url: str | None = None, scheduler: bool = False, **settings: str
+) -> Iterator[PrefectServer]:
+    """`prefect server start` on a free port, in its own process group: on SQLite under `home`
+    unless `database_url` names another database (`postgresql+asyncpg://...`); its scheduler
+    only if asked; `settings` are more PREFECT_* variables for it.
 
     Yields as soon as the process is started, so other services can start meanwhile; call
     `wait_healthy()` before using it. On exit the whole process group is stopped.
@@ -240,18 +239,19 @@ def prefect_server(home: Path) -> Iterator[PrefectServer]:
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_API_DATABASE_CONNECTION_URL": database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_URL": ui_url,
         # The UI asks `/ui-settings` where the API is; unset, that says port 4200, not this one.
         "PREFECT_SERVER_UI_API_URL": f"{ui_url}/api",
         "DO_NOT_TRACK": "1",
+        **settings,
     }
     env.pop("PREFECT_API_URL", None)
     with open(home / "server.log", "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-             "--port", str(port), "--no-scheduler", "--analytics-off"],
+             "--port", str(port), *([] if scheduler else ["--no-scheduler"]), "--analytics-off"],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches the demo, which stops the server in order
         )

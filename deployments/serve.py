@@ -5,25 +5,11 @@
 
 from __future__ import annotations
 
-import importlib
-from pathlib import Path
-from typing import Any
+from prefect import serve
 
-import yaml
-from prefect import Flow, serve
+from flows.registry import PREFECT_YAML, deployment_specs, load_flow
 
-PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
-
-
-def load_flow(entrypoint: str) -> Flow:
-    """`flows/idle_resources.py:idle_resources` -> the flow object."""
-    path, name = entrypoint.split(":")
-    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-    return getattr(module, name)
-
-
-def deployment_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
-    return yaml.safe_load(path.read_text()).get("deployments") or []
+__all__ = ["PREFECT_YAML", "deployment_specs", "load_flow", "main"]
 
 
 def main(limit: int = 4) -> None:

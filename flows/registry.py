@@ -1,29 +1,56 @@
-"""The job registry: every job of the collection, listed once.
+"""The job registry: prefect.yaml's deployments, read once.
 
-prefect.yaml, the IAM policy generator and the contract tests read it; a new job is its own
-module(s), its tests and one line here.
+A job is its own module(s) under flows/ (plus rules/ and tasks/), its tests, and its deployment
+entry in prefect.yaml: that entry is the one registry line. The IAM policy generator, the docs,
+the demo, the CLI and the contract tests read `JOBS` from here.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
 from prefect import Flow
 
-from flows.bigquery_cost_report import bigquery_cost_report
-from flows.bigquery_query_cost_watch import bigquery_query_cost_watch
-from flows.data_integrity import data_integrity
-from flows.dev_parking import dev_parking
-from flows.ebs_rightsizing import ebs_rightsizing
-from flows.graviton_advisor import graviton_advisor
-from flows.idle_resources import idle_resources
-from flows.lambda_health import lambda_health
-from flows.pipeline_failure_report import pipeline_failure_report
-from flows.query_watch import query_watch
-from flows.queue_health import queue_health
-from flows.redshift_health import redshift_health
-from flows.s3_intelligent_tiering import s3_intelligent_tiering
+from tasks.runner import Job
 
-JOBS: dict[str, Flow] = {f.name: f for f in (
-    bigquery_cost_report, bigquery_query_cost_watch, data_integrity, dev_parking, ebs_rightsizing,
-    graviton_advisor, idle_resources, lambda_health, pipeline_failure_report, query_watch, queue_health, redshift_health,
-    s3_intelligent_tiering,
-)}
+PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
+
+
+def load_flow(entrypoint: str) -> Flow:
+    """`flows/idle_resources.py:idle_resources` -> the flow object."""
+    path, name = entrypoint.split(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return getattr(module, name)
+
+
+@cache
+def _specs(path: Path) -> tuple[dict[str, Any], ...]:
+    return tuple(yaml.safe_load(path.read_text()).get("deployments") or [])
+
+
+def deployment_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
+    """Every deployment entry of prefect.yaml (copies: callers may add to them)."""
+    return [dict(spec) for spec in _specs(path)]
+
+
+def _jobs() -> dict[str, Flow]:
+    jobs: dict[str, Flow] = {}
+    for spec in _specs(PREFECT_YAML):
+        fl = load_flow(spec["entrypoint"])
+        jobs.setdefault(fl.name, fl)
+    return dict(sorted(jobs.items()))
+
+
+# Job name (the flow's name) -> flow; a job with several deployments is listed once.
+JOBS: dict[str, Flow] = _jobs()
+
+
+def contracts() -> dict[str, Job]:
+    """The jobs declared on the runner (every AWS account sweep): name -> its `Job`."""
+    found = {name: getattr(sys.modules[fl.fn.__module__], "CONTRACT", None) for name, fl in JOBS.items()}
+    return {name: job for name, job in found.items() if isinstance(job, Job)}

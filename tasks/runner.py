@@ -1,16 +1,17 @@
-"""The one runner: what every AWS job does, declared once.
+"""The one runner: what every job does, declared once.
 
 A job is a `Job` declaration (policy model, per-target `collect`, pure per-target `judge`,
-optional `act`); `run_aws` executes it: blocks, the run's time, targets (the credentials'
-own account plus every `role_arns` account, every enabled region unless `regions` lists
-them), one collect task per target with its errors captured as typed `Coverage`, judgement
-outside that capture (a rule that raises fails the run), tell, then the one approval path
-before anything changes.
+optional `act`); `run_job` executes it over any targets (each with a `scope`): the run's time,
+one collect task per target with its errors captured as typed `Coverage`, judgement outside
+that capture (a rule that raises fails the run), metrics, tell, then the one approval path
+before anything changes. `run_aws` finds the AWS targets first: the credentials' own account
+plus every `role_arns` account, every enabled region unless `regions` lists them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
@@ -31,11 +32,13 @@ from rules.pricing import BUNDLED, PriceTable
 from tasks.approval import ApprovalExpired, Offer, ask_approval, cancelled, outcome_message
 from tasks.aws.clients import Account, deadline, enabled_regions, error_summary
 from tasks.aws.permissions import requires
+from tasks.limits import aws_account_slot
 from tasks.notify import on_flow_failure
 from tasks.report import write_table
 from tasks.tell import tell
 
-# Bounded fan-out: 17 regions x N accounts must not open that many connections at once.
+# Bounded fan-out: 17 regions x N accounts must not open that many connections at once; across
+# runs and workers, each account's global concurrency limit (tasks/limits.py) bounds it too.
 MAX_CONCURRENT_TARGETS = 16
 # The most one account x region may take before it is "not covered: no answer in N s".
 TARGET_SECONDS = 60
@@ -116,9 +119,9 @@ class Job(Generic[P]):
 
     name: str
     policy: type[P]
-    service: str  # regions are those where this service is offered
-    collect: Callable[[AwsTarget, P, RunContext], Any]
-    judge: Callable[[AwsTarget, Any, P, RunContext], Judgement]
+    collect: Callable[[Any, P, RunContext], Any]  # one target (an `AwsTarget`, a warehouse...) -> data
+    judge: Callable[[Any, Any, P, RunContext], Judgement]
+    service: str = ""  # AWS jobs: regions are those where this service is offered
     act: Action | None = None
     prices: Callable[[list[AwsTarget], P, RunContext], tuple[PriceTable, list[str]]] | None = None
     after: Callable[[Judgement, P, RunContext], None] | None = None  # store what the next run recalls
@@ -182,7 +185,7 @@ def aws_targets(creds: AwsCredentials, role_arns: list[str] | None, regions: lis
 
 @task(name="collect-account", cache_policy=NO_CACHE, task_run_name="collect-account-{account_id}")
 def _collect_account(job: Job, account: Account, account_id: str, policy: BaseModel, ctx: RunContext) -> Any:
-    with deadline(TARGET_SECONDS, account_id):
+    with aws_account_slot(account_id), deadline(TARGET_SECONDS, account_id):
         return job.collect_account(account, policy, ctx)
 
 
@@ -207,9 +210,14 @@ def _read_accounts(job: Job, targets: list[AwsTarget], policy: BaseModel, ctx: R
     return kept
 
 
+def _slot(target: Any) -> AbstractContextManager:
+    """An AWS target waits for a slot of its account's global limit; other targets need none here."""
+    return aws_account_slot(target.account_id) if isinstance(target, AwsTarget) else nullcontext()
+
+
 @task(name="collect", cache_policy=NO_CACHE, task_run_name="collect-{target.scope}")
 def _collect(job: Job, target: AwsTarget, policy: BaseModel, ctx: RunContext) -> Any:
-    with deadline(TARGET_SECONDS, target.scope):
+    with _slot(target), deadline(TARGET_SECONDS, target.scope):
         return job.collect(target, policy, ctx)
 
 
@@ -247,7 +255,7 @@ def _judge(job: Job, read: dict[str, tuple[AwsTarget, Any]], policy: BaseModel, 
 
 def run_aws(
     job: Job[P],
-    policy: P,
+    policy: P | dict[str, Any],
     *,
     regions: list[str] | None,
     role_arns: list[str] | None,
@@ -261,10 +269,26 @@ def run_aws(
     validate_aws_targets(regions, role_arns)
     ops_store = load_store(store)
     creds = load_block(AwsCredentials, aws_credentials, "aws_credentials")
-    ctx = RunContext(job.name, now or datetime.now(timezone.utc), ops_store, apply,
-                     first_seen=ops_store.first_seen(job.name), options=dict(options or {}))
+    return run_job(job, policy, lambda coverage: aws_targets(creds, role_arns, regions, job.service, coverage),
+                   store=ops_store, apply=apply, now=now, options=options)
+
+
+def run_job(
+    job: Job[P],
+    policy: P | dict[str, Any],
+    targets_of: Callable[[Coverage], Sequence[Any]],
+    *,
+    store: OpsStore,
+    apply: bool = False,
+    now: datetime | None = None,
+    options: dict[str, Any] | None = None,
+) -> RunResult | State:
+    """Run a job over the targets `targets_of` finds (a target it cannot reach is a coverage gap)."""
+    policy = job.policy.model_validate(policy)  # a mapping (a CLI, a test) gets the form's checks
+    ctx = RunContext(job.name, now or datetime.now(timezone.utc), store, apply,
+                     first_seen=store.first_seen(job.name), options=dict(options or {}))
     coverage = Coverage()
-    targets = aws_targets(creds, role_arns, regions, job.service, coverage)
+    targets = list(targets_of(coverage))
     notes: list[str] = []
     if job.prices and targets:
         ctx.prices, price_notes = job.prices(targets, policy, ctx)
@@ -276,10 +300,10 @@ def run_aws(
     if job.notes:
         notes += job.notes(list(read.values()), policy, ctx)
     notes += judged.notes
-    ops_store.record_metrics(job.name, judged.metrics)
+    store.record_metrics(job.name, judged.metrics)
     repeat = timedelta(hours=policy.repeat_interval_hours)
     # quote(): Prefect need not walk thousands of findings looking for futures.
-    tell(job.name, quote(judged.findings), ops_store, ctx.now, coverage, repeat, notes=notes)
+    tell(job.name, quote(judged.findings), store, ctx.now, coverage, repeat, notes=notes)
     actions: list[dict[str, Any]] = []
     if job.act and judged.offers:
         write_table(job.name, "plan", [o.row() for o in judged.offers],
@@ -293,7 +317,7 @@ def run_aws(
         done = {a["resource"] for a in actions if a["outcome"] == "done"}
         if done:  # acted-on resources drop out: the digest announces them resolved
             left = [f for f in judged.findings if f.resource_id not in done]
-            tell(job.name, quote(left), ops_store, ctx.now, coverage, repeat, notes=notes)
+            tell(job.name, quote(left), store, ctx.now, coverage, repeat, notes=notes)
     if job.after:
         job.after(judged, policy, ctx)
     return RunResult(judged.findings, judged.offers, actions, coverage.errors,

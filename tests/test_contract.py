@@ -6,15 +6,21 @@ rule fails the run instead of passing as "not covered"."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import boto3
 import pytest
+from prefect import flow
 from prefect_aws import AwsCredentials
 from prefect_aws.client_parameters import AwsClientParameters
+from pydantic import BaseModel
 
 import flows.queue_health as queue_module
+from blocks.store import load_store
 from flows.queue_health import JOB, queue_health
+from rules.findings import Finding, Severity
+from tasks.runner import Job, Judgement, RunResult, run_job
 from tests.test_queue_health import make_queue
 
 NOW = datetime.now(timezone.utc)
@@ -112,3 +118,55 @@ def test_a_block_of_the_wrong_type_names_both_types(store):
 
     with pytest.raises(ConfigError, match="has type Ops Store, not AWS Credentials: give the name of a block of that type"):
         load_block(AwsCredentials, store._block_document_name, "aws_credentials")
+
+
+# --- run_job: the same contract over targets that are not AWS (a warehouse, a Snowflake account) --
+
+class WatchPolicy(BaseModel):
+    repeat_interval_hours: int = 24
+    approval_timeout_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    name: str
+    reachable: bool = True
+
+    @property
+    def scope(self) -> str:
+        return f"warehouse/{self.name}"
+
+
+def _read_warehouse(target: Warehouse, policy: WatchPolicy, ctx) -> list[str]:
+    if not target.reachable:
+        raise ConnectionError(f"{target.name}: connection refused")
+    return ctx.options["queries"][target.name]
+
+
+def _judge_warehouse(target: Warehouse, queries: list[str], policy: WatchPolicy, ctx) -> Judgement:
+    return Judgement(findings=[Finding(kind="long-query", resource_id=q, scope="anything",
+                                       severity=Severity.WARNING, reason=f"{q} runs long") for q in queries])
+
+
+WATCH = Job(name="contract-warehouse-watch", policy=WatchPolicy, collect=_read_warehouse, judge=_judge_warehouse)
+
+
+@flow(name="contract-warehouse-watch")
+def warehouse_watch(reachable: dict[str, bool], queries: dict[str, list[str]], store: str) -> RunResult:
+    warehouses = [Warehouse(name, up) for name, up in reachable.items()]
+    return run_job(WATCH, {}, lambda coverage: warehouses, store=load_store(store), options={"queries": queries})
+
+
+def test_run_job_gives_other_targets_the_same_coverage(store):
+    name = store._block_document_name
+    first = warehouse_watch({"etl": True, "bi": True}, {"etl": ["q1"], "bi": ["q2"]}, name)
+    assert {(f.scope, f.resource_id) for f in first.findings} == {("warehouse/etl", "q1"), ("warehouse/bi", "q2")}
+    # bi cannot be reached and etl's query ended: only etl's finding resolves; bi's stays open.
+    second = warehouse_watch({"etl": True, "bi": False}, {"etl": [], "bi": []}, name)
+    assert second.errors == {"warehouse/bi": "ConnectionError: bi: connection refused"}
+    assert {f["resource_id"] for f in store.findings_of(WATCH.name, "resolved")} == {"q1"}
+    assert {f["resource_id"] for f in store.findings_of(WATCH.name, "open")} == {"q2"}
+    # Nothing readable: the run fails instead of reporting an all-clear.
+    state = warehouse_watch({"bi": False}, {"bi": []}, name, return_state=True)
+    assert state.is_failed() and "could not read anything" in state.message
+    assert {f["resource_id"] for f in store.findings_of(WATCH.name, "open")} == {"q2"}

@@ -10,6 +10,13 @@ from prefect_aws import AwsCredentials
 from rules.parking import Memory, Parkable, ParkingPolicy, memory_key, plan_parking
 from rules.pricing import BUNDLED
 from tests.approvals import run_and_answer
+from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
+    Scenario,
+    scenario_for,
+    test_apply_with_its_policy_changes_exactly_the_approved,
+    test_one_read_permission_short_is_named,
+    test_read_only_policy_finds_the_same,
+)
 
 UTC = timezone.utc
 WED_NIGHT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # 21:00 in Seoul, off-hours
@@ -218,3 +225,16 @@ def test_calendar_files(tmp_path):
         load_calendars.fn(str(tmp_path))
     with pytest.raises(ConfigError, match="calendars_dir"):
         load_calendars.fn(str(tmp_path / "missing"))
+
+
+@scenario_for("dev-parking")
+def least_privilege_scenario(planted):
+    from flows.dev_parking import dev_parking
+
+    ids, creds, ec2c, rds = planted
+    policy = ParkingPolicy(default_schedules={"dev": "weekdays 08:00-20:00 Asia/Seoul"})
+    return Scenario(dev_parking, creds,
+                    dict(policy=policy, regions=["us-east-1"], now=WED_NIGHT), {ids["bad"], ids["asg"]},
+                    drop="rds:DescribeDBInstances", approve=[ids["dev"], "dev-db", "dev-aurora"],
+                    withhold="ec2:StopInstances", withheld={ids["dev"]},
+                    state=lambda: {ids.get(k, k): v for k, v in _states(ec2c, rds, ids).items()})

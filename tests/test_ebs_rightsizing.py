@@ -9,6 +9,13 @@ from prefect_aws import AwsCredentials
 
 from rules.rightsizing import ShrinkCandidate, gp2_baseline, gp3_target, shrink_plan_markdown
 from tests.approvals import run_and_answer
+from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
+    Scenario,
+    scenario_for,
+    test_apply_with_its_policy_changes_exactly_the_approved,
+    test_one_read_permission_short_is_named,
+    test_read_only_policy_finds_the_same,
+)
 
 
 def test_gp3_keeps_the_gp2_baseline():
@@ -127,3 +134,16 @@ def test_least_privilege_policy():
     assert read == {"ec2:DescribeVolumes", "ec2:DescribeVolumesModifications", "cloudwatch:GetMetricData",
                     "cloudwatch:ListMetrics"} | TARGETS
     assert flow_actions(module) - read == {"ec2:ModifyVolume"}
+
+
+@scenario_for("ebs-rightsizing")
+def least_privilege_scenario(planted_volumes):
+    from flows.ebs_rightsizing import ebs_rightsizing
+
+    ids, creds, now = planted_volumes
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    approve = [ids["busy"], ids["piops"]]
+    return Scenario(ebs_rightsizing, creds, dict(regions=["us-east-1"], now=now), set(ids.values()),
+                    drop="ec2:DescribeVolumesModifications", approve=approve, withhold="ec2:ModifyVolume",
+                    withheld=set(approve),
+                    state=lambda: {v["VolumeId"]: (v["VolumeType"], v.get("Iops")) for v in ec2.describe_volumes()["Volumes"]})

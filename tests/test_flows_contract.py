@@ -6,7 +6,7 @@ import pkgutil
 from prefect import Flow
 
 import flows
-from deployments.serve import deployment_specs, load_flow
+from flows.registry import deployment_specs, load_flow
 from tasks.notify import on_flow_failure
 
 
@@ -38,12 +38,11 @@ def test_every_deployment_parameters_validate_against_its_flow():
         assert "dataplatform-ops" in (spec.get("tags") or []), spec["name"]
 
 
-def test_registry_and_prefect_yaml_agree():
+def test_every_flow_module_is_a_registered_job():
+    """prefect.yaml is the registry: a flow without a deployment entry is not a job yet."""
     from flows.registry import JOBS
 
-    deployed = {load_flow(spec["entrypoint"]).name for spec in deployment_specs()}
-    assert deployed == set(JOBS), "prefect.yaml and flows/registry.py must list the same jobs"
-    assert {f.name for f in collection_flows()} == set(JOBS), "add the new flow to flows/registry.py"
+    assert {f.name for f in collection_flows()} == set(JOBS), "add a deployment for the new flow to prefect.yaml"
 
 
 # A report with no findings, and one-off events announced once ever: nothing to remind.

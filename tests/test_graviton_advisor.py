@@ -10,6 +10,12 @@ import pytest
 from prefect_aws import AwsCredentials
 
 from rules.graviton import graviton_type
+from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
+    Scenario,
+    scenario_for,
+    test_one_read_permission_short_is_named,
+    test_read_only_policy_finds_the_same,
+)
 
 H = 730
 
@@ -94,3 +100,13 @@ def test_advice_only_needs_read_permissions():
         "ec2:DescribeInstances", "ec2:DescribeInstanceTypes", "rds:DescribeDBInstances",
         "rds:DescribeOrderableDBInstanceOptions", "elasticache:DescribeCacheClusters", "lambda:ListFunctions",
         "cloudwatch:GetMetricData"} | TARGETS
+
+
+@scenario_for("graviton-advisor")
+def least_privilege_scenario(planted_x86):
+    from flows.graviton_advisor import graviton_advisor
+
+    ids, _, creds, now = planted_x86
+    return Scenario(graviton_advisor, creds, dict(regions=["us-east-1"], now=now),
+                    {ids["m5.large"], ids["t3.micro"], "orders-db", "events-db", "sessions", "ingest"},
+                    drop="elasticache:DescribeCacheClusters")

@@ -29,6 +29,13 @@ from rules.lambda_health import (
 from tasks.aws.clients import Account
 from tasks.aws.lambda_ import count_timeout_lines, get_lambda_metrics, list_functions
 from tasks.aws.permissions import permissions_of
+from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
+    Scenario,
+    plain_creds,
+    scenario_for,
+    test_one_read_permission_short_is_named,
+    test_read_only_policy_finds_the_same,
+)
 
 REGION = "us-east-1"
 SCOPE = f"123456789012/{REGION}"
@@ -222,3 +229,11 @@ def test_timeout_log_scan_counts_lines_and_tolerates_missing_groups(aws):
 def test_declared_permissions():
     assert permissions_of([list_functions, get_lambda_metrics, count_timeout_lines]) == {
         "lambda:ListFunctions", "tag:GetResources", "cloudwatch:GetMetricData", "logs:FilterLogEvents"}
+
+
+@scenario_for("lambda-health")
+def least_privilege_scenario(aws):
+    now = datetime.now(timezone.utc)
+    plant_unhealthy_functions(now)
+    return Scenario(lambda_health, plain_creds(), dict(regions=["us-east-1"], now=now),
+                    {r for _, r, _ in UNHEALTHY}, drop="logs:FilterLogEvents")

@@ -25,6 +25,13 @@ from rules.query_watch import (
     plan_actions,
 )
 from tests.approvals import run_and_answer
+from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
+    Scenario,
+    plain_creds,
+    scenario_for,
+    test_one_read_permission_short_is_named,
+    test_read_only_policy_finds_the_same,
+)
 from tests.redshift_fixture import (
     LockConflict,
     Session,
@@ -220,3 +227,49 @@ def test_unreachable_warehouse_is_a_finding_and_the_run_completes(pg_dsn, store)
     assert state.is_completed()
     [f] = state.result()
     assert f.kind == "warehouse-unreachable" and "`host` and `port`" in f.reason
+
+
+@scenario_for("query-watch")
+def least_privilege_scenario(aws, pg_dsn, pg_admin):
+    """A real long query, watched through a Redshift block with IAM auth: moto hands out the database
+    user `IAM:<user>`, which the local PostgreSQL (trust auth) lets in as a role of that name."""
+    import boto3
+    from prefect_aws import AwsCredentials
+
+    from rules.query_watch import QueryWatchPolicy, blocker_resource_id
+    from tests.redshift_fixture import (
+        Session,
+        active_for,
+        load_redshift_views,
+        wait_until,
+        warehouse_block,
+    )
+
+    load_redshift_views(pg_dsn)
+    cluster, user = f"c-{uuid.uuid4().hex[:6]}", f"lp_{uuid.uuid4().hex[:8]}"
+    boto3.client("redshift", region_name="us-east-1").create_cluster(
+        ClusterIdentifier=cluster, NodeType="ra3.xlplus", MasterUsername="admin", MasterUserPassword="Passw0rd!",
+        ClusterType="single-node")
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        conn.execute(f'create role "IAM:{user}" login in role pg_monitor')
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f'grant select on all tables in schema public to "IAM:{user}"')
+    sleeper = Session(pg_dsn, "select pg_sleep(60)")
+    sleeper.start()
+    wait_until(lambda: active_for(pg_dsn, sleeper.pid, 2.5))
+    with psycopg.connect(pg_dsn) as conn:
+        [started] = conn.execute("select query_start from pg_stat_activity where pid = %s", (sleeper.pid,)).fetchone()
+
+    def wire(creds: str) -> dict:
+        block = warehouse_block(pg_dsn, "redshift", user=user, password=None, iam_auth=True, region="us-east-1",
+                                cluster_identifier=cluster, aws_credentials=AwsCredentials.load(creds))
+        return {"warehouse": block._block_document_name}
+
+    yield Scenario(query_watch, plain_creds(), dict(policy=QueryWatchPolicy(**FAST), now=T0),
+                   {blocker_resource_id(sleeper.pid, started)}, drop="redshift:GetClusterCredentials", wire=wire)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("select pg_cancel_backend(%s)", (sleeper.pid,))
+        conn.execute(f'drop owned by "IAM:{user}"')
+    sleeper.join(10)
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        conn.execute(f'drop role "IAM:{user}"')

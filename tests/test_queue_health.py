@@ -17,6 +17,13 @@ from rules.queue_health import Queue, QueuePolicy, dead_letter_sources, judge_qu
 from tasks.aws.clients import Account
 from tasks.aws.permissions import permissions_of
 from tasks.aws.sqs import get_oldest_message_ages, list_queues
+from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
+    Scenario,
+    plain_creds,
+    scenario_for,
+    test_one_read_permission_short_is_named,
+    test_read_only_policy_finds_the_same,
+)
 
 REGION = "us-east-1"
 SCOPE = f"123456789012/{REGION}"
@@ -143,3 +150,11 @@ def test_listing_pages_past_1000_and_ages_batch(aws):
 def test_declared_permissions():
     assert permissions_of([list_queues, get_oldest_message_ages]) == {
         "sqs:ListQueues", "sqs:GetQueueAttributes", "cloudwatch:GetMetricData"}
+
+
+@scenario_for("queue-health")
+def least_privilege_scenario(aws):
+    now = datetime.now(timezone.utc)
+    plant_queues(now)
+    return Scenario(queue_health, plain_creds(), dict(regions=["us-east-1"], now=now),
+                    {r for _, r, _, _ in BACKLOGGED}, drop="sqs:GetQueueAttributes")

@@ -18,6 +18,13 @@ from prefect_aws import AwsCredentials
 from flows.redshift_health import redshift_health
 from rules.findings import Severity
 from rules.redshift_health import RedshiftHealthPolicy, Threshold, WlmQueue, judge_queues
+from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
+    Scenario,
+    plain_creds,
+    scenario_for,
+    test_one_read_permission_short_is_named,
+    test_read_only_policy_finds_the_same,
+)
 from tests.redshift_fixture import load_redshift_views, warehouse_block
 
 NOW = datetime.now(timezone.utc).replace(second=0, microsecond=0)
@@ -143,3 +150,10 @@ def test_serverless_rpu_and_outage_keeps_findings_open(pg_dsn, store, creds):
     assert {f["kind"] for f in store.findings_of("redshift-health", "open")} == {
         "warehouse-unreachable", "redshift-rpu-high", "redshift-queue-backlog", "redshift-queue-wait"}
     assert store.findings_of("redshift-health", "resolved") == []
+
+
+@scenario_for("redshift-health")
+def least_privilege_scenario(aws, pg_dsn):
+    block, cluster, at = plant_busy_cluster(pg_dsn)
+    return Scenario(redshift_health, plain_creds(), dict(warehouse=block._block_document_name, now=at),
+                    {r for _, r in busy_cluster_findings(cluster)}, drop="cloudwatch:GetMetricData")

@@ -9,6 +9,13 @@ from prefect_aws import AwsCredentials
 
 from rules.tiering import RULE_ID, TieringPolicy, small_object_shares
 from tests.approvals import run_and_answer
+from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
+    Scenario,
+    scenario_for,
+    test_apply_with_its_policy_changes_exactly_the_approved,
+    test_one_read_permission_short_is_named,
+    test_read_only_policy_finds_the_same,
+)
 
 GIB = 1024**3
 OLD_RULE = {"ID": "expire-tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 7}}
@@ -96,3 +103,16 @@ def test_least_privilege_policy():
     assert read == {"s3:ListAllMyBuckets", "s3:GetBucketLocation", "s3:GetLifecycleConfiguration",
                     "s3:GetBucketTagging", "s3:ListBucket", "cloudwatch:GetMetricData"} | TARGETS
     assert flow_actions(module) - read == {"s3:PutLifecycleConfiguration", "s3:PutIntelligentTieringConfiguration"}
+
+
+@scenario_for("s3-intelligent-tiering")
+def least_privilege_scenario(planted_buckets):
+    from flows.s3_intelligent_tiering import s3_intelligent_tiering
+    from tests.idle.test_idle_flow import _rule_ids
+
+    creds, now = planted_buckets
+    buckets = ("analytics-raw", "team-archive", "tiny-bucket")
+    return Scenario(s3_intelligent_tiering, creds,
+                    dict(policy=TieringPolicy(archive_access_days=90), now=now), {"analytics-raw", "team-archive"},
+                    drop="s3:ListBucket", approve=["analytics-raw"], withhold="s3:PutLifecycleConfiguration",
+                    withheld={"analytics-raw"}, state=lambda: {b: _rule_ids(b) for b in buckets})

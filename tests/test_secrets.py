@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from moto import settings as moto_settings
@@ -34,7 +35,7 @@ from deployments.demo import (
     run_job,
 )
 from deployments.demo_seed import REGIONS
-from deployments.serve import deployment_specs
+from flows.registry import contracts, deployment_specs
 from tests.server_search import server_haystack, store_haystack
 
 PLANTED = DemoCredentials(
@@ -49,8 +50,7 @@ GCP_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048).private
 ).decode()
 GCP_KEY_LINE = GCP_KEY.splitlines()[3]  # 64 characters of key material
 
-AWS_FLOWS = ("idle-resources", "dev-parking", "ebs-rightsizing", "graviton-advisor",
-             "s3-intelligent-tiering", "lambda-health", "queue-health")
+AWS_FLOWS = tuple(contracts())
 
 
 class _RejectingTokenEndpoint(BaseHTTPRequestHandler):
@@ -122,6 +122,7 @@ def failing_blocks(token_uri: str) -> dict[str, dict]:
     }
 
 
+@pytest.mark.slow
 def test_no_planted_secret_reaches_logs_events_artifacts_store_or_chat():
     out: list[str] = []
     with demo(seed_scale=1, out=out.append, credentials=PLANTED) as run, token_endpoint() as token_uri:

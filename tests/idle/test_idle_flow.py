@@ -41,6 +41,14 @@ from rules.pricing import (
     snapshot_monthly,
 )
 from tests.approvals import paused_run_id
+from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
+    Scenario,
+    plain_creds,
+    scenario_for,
+    test_apply_with_its_policy_changes_exactly_the_approved,
+    test_one_read_permission_short_is_named,
+    test_read_only_policy_finds_the_same,
+)
 
 REGIONS = ["us-east-1", "eu-west-1"]
 KEEP = {"Key": "dataplatform-ops:keep", "Value": "yes"}
@@ -335,3 +343,19 @@ def test_access_denied_regions_are_reported_and_the_others_complete(aws, store, 
     assert found == set(world.idle)  # the readable account was swept completely
     summary = _artifact(f"{JOB}-summary").data
     assert "Not covered this run" in summary and "111111111111/eu-west-1" in summary
+
+
+@scenario_for("idle-resources")
+def least_privilege_scenario(aws):
+    world = seed()
+    eips, vols, snaps = (sorted(r for r in world.idle if r.startswith(p)) for p in ("eipalloc-", "vol-", "snap-"))
+    approve = [eips[0], vols[0], snaps[0], "s3://raw-events/tmp/"]
+
+    def state():
+        now = ec2_state()
+        exists = now["addresses"] | now["volumes"] | now["snapshots"]
+        return {r: r in exists for r in approve[:3]} | {approve[3]: _rule_ids("raw-events")}
+
+    return Scenario(idle_resources, plain_creds(), dict(policy=POLICY, regions=REGIONS, now=NOW), set(world.idle),
+                    drop="s3:ListAllMyBuckets", approve=approve, withhold="ec2:DeleteSnapshot",
+                    withheld={snaps[0]}, state=state)
