@@ -413,14 +413,14 @@ def check(
                 print(f"  {n}  {label}  {found}")
                 continue
             for region in found:
-                line, bad = _verdict([_answer(answers, account, region, a) for a in actions])
+                line, bad = _verdict([_answer(answers, account, label, region, a) for a in actions])
                 ok = ok and not bad
                 print(f"  {n}  {label}/{region}  {line}")
     print("\nall ok" if ok else "\nproblems found (above)")
     return 0 if ok else 1
 
 
-def _answer(cache: dict[tuple, Any], account: Any, region: str, action: str) -> Any:
+def _answer(cache: dict[tuple, Any], account: Any, account_id: str, region: str, action: str) -> Any:
     """One probe's answer, asked once per account x region (once per account for a global one)."""
     from tasks.aws.probe import PROBES, Answer, a_bucket, probe
 
@@ -434,7 +434,7 @@ def _answer(cache: dict[tuple, Any], account: Any, region: str, action: str) -> 
             if (id(account), "bucket") not in cache:
                 cache[(id(account), "bucket")] = a_bucket(account)
             bucket = cache[(id(account), "bucket")]
-        cache[key] = probe(account, region, action, bucket)
+        cache[key] = probe(account, region, action, bucket, account_id)
     return cache[key]
 
 

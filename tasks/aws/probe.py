@@ -32,7 +32,7 @@ _CREDENTIALS = {"InvalidClientTokenId", "UnrecognizedClientException", "Signatur
                 "ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId", "AuthFailure"}
 
 
-def _metric_query() -> dict[str, Any]:
+def _metric_query(account_id: str, region: str) -> dict[str, Any]:
     now = datetime.now(timezone.utc)
     return {"MetricDataQueries": [{"Id": "probe", "MetricStat": {
         "Metric": {"Namespace": "AWS/EC2", "MetricName": "CPUUtilization"}, "Period": 300, "Stat": "Average"}}],
@@ -41,16 +41,17 @@ def _metric_query() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Probe:
-    """One harmless call: boto3 service and method, its arguments, and whether it is regional."""
+    """One harmless call: boto3 service and method, its arguments (or `(account_id, region) ->
+    arguments`, for names and ARNs in the account probed), and whether it is regional."""
 
     service: str
     method: str
-    kwargs: dict[str, Any] | Callable[[], dict[str, Any]]
+    kwargs: dict[str, Any] | Callable[[str, str], dict[str, Any]]
     regional: bool = True
     bucket: bool = False  # a bucket-level S3 call: aimed at a real bucket when one is listed
 
-    def arguments(self, bucket: str | None) -> dict[str, Any]:
-        kwargs = dict(self.kwargs() if callable(self.kwargs) else self.kwargs)
+    def arguments(self, bucket: str | None, account_id: str = "", region: str = "") -> dict[str, Any]:
+        kwargs = dict(self.kwargs(account_id, region) if callable(self.kwargs) else self.kwargs)
         if self.bucket:
             kwargs["Bucket"] = bucket or PLACEHOLDER
         return kwargs
@@ -82,8 +83,8 @@ PROBES: dict[str, Probe] = {
     "redshift-serverless:GetCredentials": Probe(
         "redshift-serverless", "get_credentials", {"workgroupName": PLACEHOLDER}),
     "sqs:ListQueues": Probe("sqs", "list_queues", {"MaxResults": 1}),
-    "sqs:GetQueueAttributes": Probe("sqs", "get_queue_attributes", lambda: {
-        "QueueUrl": f"https://sqs.us-east-1.amazonaws.com/000000000000/{PLACEHOLDER}",
+    "sqs:GetQueueAttributes": Probe("sqs", "get_queue_attributes", lambda a, r: {
+        "QueueUrl": f"https://sqs.{r}.amazonaws.com/{a}/{PLACEHOLDER}",
         "AttributeNames": ["ApproximateNumberOfMessages"]}),
     "tag:GetResources": Probe("resourcegroupstaggingapi", "get_resources", {"ResourcesPerPage": 1}),
     "s3:ListAllMyBuckets": Probe("s3", "list_buckets", {}, regional=False),
@@ -95,6 +96,64 @@ PROBES: dict[str, Probe] = {
     "s3:GetInventoryConfiguration": Probe("s3", "list_bucket_inventory_configurations", {}, regional=False,
                                           bucket=True),
     "s3:GetObject": Probe("s3", "head_object", {"Key": PLACEHOLDER}, regional=False, bucket=True),
+    "s3:GetBucketPublicAccessBlock": Probe("s3", "get_public_access_block", {}, regional=False, bucket=True),
+    "s3:GetBucketVersioning": Probe("s3", "get_bucket_versioning", {}, regional=False, bucket=True),
+    "s3:GetEncryptionConfiguration": Probe("s3", "get_bucket_encryption", {}, regional=False, bucket=True),
+    "s3:ListBucketMultipartUploads": Probe("s3", "list_multipart_uploads", {"MaxUploads": 1}, regional=False,
+                                           bucket=True),
+    "s3:ListBucketVersions": Probe("s3", "list_object_versions", {"MaxKeys": 1}, regional=False, bucket=True),
+    "s3:ListMultipartUploadParts": Probe("s3", "list_parts", {"Key": PLACEHOLDER, "UploadId": PLACEHOLDER},
+                                         regional=False, bucket=True),
+    "s3:GetAccountPublicAccessBlock": Probe("s3control", "get_public_access_block", lambda a, r: {"AccountId": a},
+                                            regional=False),
+    "cloudformation:ListStacks": Probe("cloudformation", "list_stacks", {}),
+    "cloudformation:ListStackResources": Probe("cloudformation", "list_stack_resources", {"StackName": PLACEHOLDER}),
+    "dynamodb:ListTables": Probe("dynamodb", "list_tables", {"Limit": 1}),
+    "dynamodb:DescribeTable": Probe("dynamodb", "describe_table", {"TableName": PLACEHOLDER}),
+    "dynamodb:Scan": Probe("dynamodb", "scan", {"TableName": PLACEHOLDER, "Limit": 1}),
+    "dynamodb:ListTagsOfResource": Probe("dynamodb", "list_tags_of_resource", lambda a, r: {
+        "ResourceArn": f"arn:aws:dynamodb:{r}:{a}:table/{PLACEHOLDER}"}),
+    "ec2:DescribeNatGateways": Probe("ec2", "describe_nat_gateways", {"MaxResults": 5}),
+    "ec2:DescribeSecurityGroups": Probe("ec2", "describe_security_groups", {"MaxResults": 5}),
+    "ecr:DescribeRepositories": Probe("ecr", "describe_repositories", {"maxResults": 1}),
+    "ecr:DescribeImages": Probe("ecr", "describe_images", {"repositoryName": PLACEHOLDER, "maxResults": 1}),
+    "ecr:GetLifecyclePolicy": Probe("ecr", "get_lifecycle_policy", {"repositoryName": PLACEHOLDER}),
+    "ecr:ListTagsForResource": Probe("ecr", "list_tags_for_resource", lambda a, r: {
+        "resourceArn": f"arn:aws:ecr:{r}:{a}:repository/{PLACEHOLDER}"}),
+    "elasticloadbalancing:DescribeLoadBalancers": Probe("elbv2", "describe_load_balancers", {"PageSize": 1}),
+    "elasticloadbalancing:DescribeTargetGroups": Probe("elbv2", "describe_target_groups", {"PageSize": 1}),
+    "elasticloadbalancing:DescribeTags": Probe("elbv2", "describe_tags", lambda a, r: {"ResourceArns": [
+        f"arn:aws:elasticloadbalancing:{r}:{a}:loadbalancer/app/{PLACEHOLDER[:32]}/0123456789abcdef"]}),
+    "elasticloadbalancing:DescribeTargetHealth": Probe("elbv2", "describe_target_health", lambda a, r: {
+        "TargetGroupArn": f"arn:aws:elasticloadbalancing:{r}:{a}:targetgroup/{PLACEHOLDER[:32]}/0123456789abcdef"}),
+    "elasticloadbalancing:DescribeInstanceHealth": Probe("elb", "describe_instance_health",
+                                                         {"LoadBalancerName": PLACEHOLDER[:32]}),
+    "elasticmapreduce:ListClusters": Probe("emr", "list_clusters", {}),
+    "elasticmapreduce:DescribeCluster": Probe("emr", "describe_cluster", {"ClusterId": "j-0000000000000"}),
+    "elasticmapreduce:ListInstanceFleets": Probe("emr", "list_instance_fleets", {"ClusterId": "j-0000000000000"}),
+    "elasticmapreduce:ListInstanceGroups": Probe("emr", "list_instance_groups", {"ClusterId": "j-0000000000000"}),
+    "iam:ListRoles": Probe("iam", "list_roles", {"MaxItems": 1}, regional=False),
+    "iam:GetRolePolicy": Probe("iam", "get_role_policy", {"RoleName": PLACEHOLDER, "PolicyName": PLACEHOLDER},
+                               regional=False),
+    "iam:ListAttachedRolePolicies": Probe("iam", "list_attached_role_policies", {"RoleName": PLACEHOLDER},
+                                          regional=False),
+    "iam:ListRolePolicies": Probe("iam", "list_role_policies", {"RoleName": PLACEHOLDER}, regional=False),
+    "iam:ListRoleTags": Probe("iam", "list_role_tags", {"RoleName": PLACEHOLDER}, regional=False),
+    # An AWS-managed policy: there in every account, and reading it changes nothing.
+    "iam:GetPolicy": Probe("iam", "get_policy", {"PolicyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"},
+                           regional=False),
+    "iam:GetPolicyVersion": Probe("iam", "get_policy_version", {
+        "PolicyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess", "VersionId": "v1"}, regional=False),
+    "kinesis:ListStreams": Probe("kinesis", "list_streams", {"Limit": 1}),
+    "kinesis:DescribeStreamSummary": Probe("kinesis", "describe_stream_summary", {"StreamName": PLACEHOLDER}),
+    "kinesis:ListTagsForStream": Probe("kinesis", "list_tags_for_stream", {"StreamName": PLACEHOLDER}),
+    "logs:DescribeLogGroups": Probe("logs", "describe_log_groups", {"limit": 1}),
+    "rds:DescribeDBSnapshots": Probe("rds", "describe_db_snapshots", {"MaxRecords": 20}),
+    "redshift:DescribeClusters": Probe("redshift", "describe_clusters", {"MaxRecords": 20}),
+    "sagemaker:ListNotebookInstances": Probe("sagemaker", "list_notebook_instances", {"MaxResults": 1}),
+    "sagemaker:ListTags": Probe("sagemaker", "list_tags", lambda a, r: {
+        "ResourceArn": f"arn:aws:sagemaker:{r}:{a}:notebook-instance/{PLACEHOLDER}"}),
+    "secretsmanager:ListSecrets": Probe("secretsmanager", "list_secrets", {"MaxResults": 1}),
 }
 # Proven by entering each `role_arns` account, not per region.
 ENTERED = {"sts:AssumeRole"}
@@ -128,16 +187,17 @@ def classify(action: str, exc: Exception | None) -> Answer:
     return Answer(action, "unproven", error_summary(exc))
 
 
-def probe(account: Account, region: str, action: str, bucket: str | None = None) -> Answer:
-    """Make the harmless call for `action` in `region` (any region for a global one)."""
+def probe(account: Account, region: str, action: str, bucket: str | None = None, account_id: str = "") -> Answer:
+    """Make the harmless call for `action` in `region` (any region for a global one) of the
+    account `account_id`."""
     spec = PROBES[action]
+    region = region if spec.regional else "us-east-1"
     with deadline(PROBE_SECONDS, f"{action} in {region}"):
         try:
             kwargs = account._client_kwargs()
             kwargs["config"] = kwargs["config"].merge(PROBE_CONFIG)
-            client = account.session.client(spec.service, region_name=region if spec.regional else "us-east-1",
-                                            **kwargs)
-            getattr(client, spec.method)(**spec.arguments(bucket))
+            client = account.session.client(spec.service, region_name=region, **kwargs)
+            getattr(client, spec.method)(**spec.arguments(bucket, account_id, region))
         except Exception as exc:  # every failure is an answer to classify
             return classify(action, exc)
     return classify(action, None)
