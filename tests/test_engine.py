@@ -40,8 +40,7 @@ from tests.conftest import fresh_database
 from tests.test_queue_health import make_queue
 
 ROOT = Path(__file__).resolve().parent.parent
-# One engine for the module: its tests stay on one parallel worker, which starts them first.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("engine")]
+pytestmark = pytest.mark.slow
 POOL = "dataplatform-ops-local"
 NAME = "queue-health"
 WORKERS = ("engine-worker-1", "engine-worker-2")

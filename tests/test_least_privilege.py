@@ -77,6 +77,7 @@ from tests.test_redshift_health import busy_cluster_findings, plant_busy_cluster
 from tests.test_s3_intelligent_tiering import planted_buckets  # noqa: F401 - a fixture
 
 # The names moto checks instead of the IAM ones (see the module docstring).
+pytestmark = pytest.mark.slow  # many whole flow runs: its module starts early under `make test`
 MOTO_SERVICE = {"cloudwatch": "monitoring", "tag": "tagging"}
 MOTO_ACTION = {"s3:PutIntelligentTieringConfiguration": "s3:CreateBucket"}
 
