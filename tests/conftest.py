@@ -46,8 +46,9 @@ from deployments.local_postgres import postgres_server, to_url, with_database
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Long tests (marked `slow`) first: when `make test` runs them in parallel, they start at
-    once and the short ones fill the gaps, instead of one long test ending the run alone."""
+    """Long tests (marked `slow`) first: `make test` hands whole modules to its parallel workers
+    in this order, so the long ones start at once and the short ones fill the gaps, instead of
+    one long module ending the run alone."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 

@@ -40,8 +40,7 @@ from tests.conftest import fresh_database
 from tests.test_queue_health import make_queue
 
 ROOT = Path(__file__).resolve().parent.parent
-# One engine for the module: its tests stay on one parallel worker, which starts them first.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("engine")]
+pytestmark = pytest.mark.slow
 POOL = "dataplatform-ops-local"
 NAME = "queue-health"
 WORKERS = ("engine-worker-1", "engine-worker-2")
@@ -57,7 +56,8 @@ class Engine:
 
 @contextmanager
 def process_worker(api_url: str, home: Path, name: str) -> Iterator[Path]:
-    """`prefect worker start` on the pool, in `home` (not the checkout); yields its log file."""
+    """`prefect worker start` on the pool, in `home` (not the checkout), one run at a time;
+    yields its log file."""
     home.mkdir()
     log_path = home / "worker.log"
     env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_HOME": str(home),
@@ -65,7 +65,7 @@ def process_worker(api_url: str, home: Path, name: str) -> Iterator[Path]:
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--name", name,
-             "--type", "process"],
+             "--type", "process", "--limit", "1"],  # one run at a time: two at once need both
             cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
     try:
@@ -129,8 +129,8 @@ def wait_final(flow_run_ids: list[UUID], timeout: float = 240) -> list:
 
 def test_scheduled_and_on_demand_runs_complete_on_the_workers_and_tell_once(engine):
     """A schedule fires through the server's scheduler while two on-demand runs are asked for at
-    once: all three run on the pool's workers and find the one dead-lettered message; the
-    store records it once and chat gets one message."""
+    once: they run on the two workers side by side (each takes one run at a time), all find the
+    one dead-lettered message, the store records it once and chat gets one message."""
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment(engine.deployment_id)
         assert deployment.work_pool_name == POOL and deployment.pull_steps  # as prefect.yaml says
@@ -152,7 +152,7 @@ def test_scheduled_and_on_demand_runs_complete_on_the_workers_and_tell_once(engi
     assert "orders-dlq" in message.text
     [finding] = engine.store.findings_of(NAME)
     assert finding["resource_id"] == "orders-dlq" and finding["status"] == "open"
-    # Both workers are up and took work from the pool.
+    # Each worker ran at least one of them.
     ran_on = {log.parent.name for log in engine.worker_logs for r in runs if str(r.id) in log.read_text()}
     assert ran_on == set(WORKERS), ran_on
 

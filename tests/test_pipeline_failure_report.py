@@ -43,8 +43,7 @@ from rules.pipeline_failures import (
 )
 from tests import third_party_pipelines as third_party
 
-# One runner for the module: its tests stay on one parallel worker, which starts them first.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("pipeline-failures")]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

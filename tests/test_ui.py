@@ -26,8 +26,7 @@ from deployments.automations import build_automations
 from deployments.demo import CHAT_BLOCK, DEMO_JOBS, DemoRun, demo
 
 IDLE = "idle-resources"
-# One demo for the module: its tests stay on one parallel worker, which starts them first.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ui")]
+pytestmark = pytest.mark.slow
 LATEST = "//a[contains(@href, '/artifacts/artifact/')]"
 # A page of the UI on a busy two-core machine can take a while: its data arrives after the app.
 PAGE_SECONDS = 60
