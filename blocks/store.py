@@ -557,6 +557,21 @@ class OpsStore(Block):
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
+    def applied_actions(self, since: datetime) -> list[dict[str, Any]]:
+        """Changes made (outcome `done`, not a dry run) since `since`, by every job, each with the
+        kind and $/month of the finding it acted on (same job and resource) when the store has it."""
+        acted_on = sa.and_(findings.c.job == actions.c.job, findings.c.resource_id == actions.c.resource_id)
+        query = (sa.select(actions.c.id, actions.c.job, actions.c.action, actions.c.resource_id, actions.c.scope,
+                           actions.c.ts, findings.c.kind, findings.c.monthly_cost_usd)
+                 .select_from(actions.outerjoin(findings, acted_on))
+                 .where(actions.c.outcome == "done", actions.c.dry_run.is_(False), actions.c.ts >= since)
+                 .order_by(actions.c.ts, actions.c.id))
+        with self.engine.connect() as conn:
+            rows = {r["id"]: dict(r) for r in conn.execute(query).mappings()}  # one per action
+        for r in rows.values():
+            r["ts"] = _utc(r["ts"])
+        return list(rows.values())
+
 
 def load_store(name: str) -> OpsStore:
     """Load and check the named store block, or fail with a message saying how to fix it."""

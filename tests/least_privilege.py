@@ -80,7 +80,9 @@ def iam_user_with(actions: set[str], denied: list[dict[str, Any]] = ()):
     granted = set().union(*map(moto_names, actions))
     document = policy_document(granted)
     document["Statement"] += [{"Effect": "Deny", **statement} for statement in denied]
-    iam.put_user_policy(UserName=name, PolicyName="generated", PolicyDocument=json.dumps(document))
+    document["Statement"] = [st for st in document["Statement"] if st["Action"]]
+    if document["Statement"]:  # a job with one permission, withheld: a user with no policy at all
+        iam.put_user_policy(UserName=name, PolicyName="generated", PolicyDocument=json.dumps(document))
     key = iam.create_access_key(UserName=name)["AccessKey"]
     block = f"aws-{name}"
     AwsCredentials(aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],

@@ -43,7 +43,7 @@ from rules.waste import (
 )
 from tasks.approval import Offer
 from tasks.aws.actions import Outcome
-from tasks.aws.clients import Account, error_summary
+from tasks.aws.clients import Account, deadline, error_summary
 from tasks.aws.permissions import requires
 from tasks.aws.waste.analytics import list_emr_clusters, list_notebooks, list_streams, stop_notebook
 from tasks.aws.waste.compute import (
@@ -70,6 +70,7 @@ from tasks.aws.waste.services import (
     list_tables,
     switch_to_on_demand,
 )
+from tasks.runner import TARGET_SECONDS
 
 
 class Check(NamedTuple):
@@ -143,8 +144,10 @@ def scan_region(scan: Scan, open_kinds: Iterable[str] = ()) -> Read:
         if check.account_wide and scan.buckets is None:
             continue  # the account's bucket listing failed: the runner already hid these kinds
         try:
-            listing = scan.once(check.lister)
-        except Exception as exc:  # AccessDenied, a service not enabled: this check only
+            # Each check gets the target's time budget: a slow endpoint costs its own check, not the rest.
+            with deadline(TARGET_SECONDS, f"{scan.region} {kind}"):
+                listing = scan.once(check.lister)
+        except Exception as exc:  # AccessDenied, a service not enabled, no answer: this check only
             read.gaps.append(({kind}, f"{kind}: {error_summary(exc)}", ""))
             continue
         if isinstance(listing, Listing):
