@@ -73,8 +73,13 @@ class AccountState:
 def collect_managed(account: Account, policy: DriftPolicy, ctx: RunContext) -> AccountState:
     account_id = account.account_id
     regions = bucket_regions(account)
-    shared = AccountState(account_id, regions, find_states(account, regions, ctx.options["backends"], policy,
-                                                           owned_only=False))
+    backends: list[StateBackend] = ctx.options["backends"]
+    shared = AccountState(account_id, regions, find_states(account, regions, backends, policy, owned_only=False))
+    # A declared backend that cannot be listed is as unknown as an unreadable state; a bucket
+    # discovery could not search is a note (discovery is best effort, within a budget anyway).
+    declared = tuple(f"s3://{b.bucket}/" for b in backends)
+    shared.state_errors.update({where: why for where, why in shared.listing.errors.items()
+                                if where.startswith(declared)})
     # States can be large and many: their reading has its own bound, not one target's.
     with deadline(policy.state_read_seconds, f"{account_id} states"):
         for obj in shared.listing.states:
@@ -126,7 +131,10 @@ def collect(target: AwsTarget, policy: DriftPolicy, ctx: RunContext) -> Read | P
     home = target.region == ctx.options["home_region"]
     buckets = [b for b, r in shared.regions.items() if r == target.region]
     compared = {b for b in buckets if shared.index.manages("aws_s3_bucket", shared.account_id, target.region, b)}
-    inventory = regional_inventory(target.account, target.region, shared.account_id, policy.kinds, buckets, compared)
+    # Ten kinds, paged, in a large region take longer than one target's default bound: their own.
+    with deadline(policy.region_read_seconds, target.scope):
+        inventory = regional_inventory(target.account, target.region, shared.account_id, policy.kinds, buckets,
+                                       compared)
     gaps: list[tuple[set[str], str, str]] = [(set(DRIFT_KINDS), f"{kind}: {error}", f"{kind}/")
                                              for kind, error in inventory.errors.items()]
     live, listed = inventory.live, inventory.listed
@@ -137,7 +145,7 @@ def collect(target: AwsTarget, policy: DriftPolicy, ctx: RunContext) -> Read | P
             live, listed = live + shared.roles, listed | {"aws_iam_role"}
     blocked = ""
     if shared.state_errors:
-        blocked = f"{len(shared.state_errors)} state(s) could not be read"
+        blocked = f"{len(shared.state_errors)} state(s) or backend(s) could not be read"
         gaps.append(({MISSING, DRIFTED}, f"{blocked}: their resources are unknown", ""))
     stack_trouble = shared.stack_errors.get(target.region) or (home and shared.stack_errors and "stacks of "
                                                                 + ", ".join(sorted(shared.stack_errors)))
@@ -170,10 +178,15 @@ def notes(read: list[tuple[AwsTarget, Any]], policy: DriftPolicy, ctx: RunContex
     accounts = {t.account_id: t.shared for t, _ in read if t.shared is not None}
     lines = []
     for account_id, s in sorted(accounts.items()):
-        lines.append(f"{account_id}: {len(s.listing.states) - len(s.state_errors)} of {len(s.listing.states)} states "
+        unread = sum(1 for o in s.listing.states if o.uri in s.state_errors)
+        lines.append(f"{account_id}: {len(s.listing.states) - unread} of {len(s.listing.states)} states "
                      f"read ({s.state_bytes / 1024**2:.1f} MiB), {s.stacks} stacks, {s.index.records} managed "
                      f"records" + (f", {s.index.unplaced} without a known account/region (never called missing)"
                                    if s.index.unplaced else ""))
+        declared = tuple(f"s3://{b.bucket}/" for b in ctx.options["backends"])
+        for where, why in sorted(s.listing.errors.items()):
+            if not where.startswith(declared):
+                lines.append(f"{account_id}: {where} could not be searched for states ({why})")
         if s.listing.truncated or s.listing.unscanned:
             lines.append(f"{account_id}: the page budget ended the state search ({s.listing.unscanned} buckets not "
                          "searched): a state there would make its resources look unmanaged; declare `backends` "

@@ -50,6 +50,9 @@ class DriftPolicy(JobPolicy, StateSearch):
     state_read_seconds: int = Field(
         default=600, ge=30, le=3600,
         description="The most reading and parsing every state of one account may take (states can be large).")
+    region_read_seconds: int = Field(
+        default=300, ge=30, le=3600,
+        description="The most listing one region's resources of every compared kind may take.")
 
     @field_validator("kinds")
     @classmethod
@@ -115,6 +118,9 @@ class ManagedIndex:
         self._owners: dict[tuple[str, str, str, str], list[Managed]] = defaultdict(list)
         self._anywhere: dict[tuple[str, str], list[Managed]] = defaultdict(list)
         self._expected: dict[tuple[str, str, str, str] | tuple[str, str], dict[str, Any]] = {}
+        # (account, region) -> the primary record of each identity that lives there ("" region:
+        # IAM roles, and buckets whose region the state does not say: judged in the home region).
+        self._places: dict[tuple[str, str], dict[tuple[str, str, str, str], Managed]] = defaultdict(dict)
         self.sources: set[str] = set()
         self.records = 0
         for r in records:
@@ -125,6 +131,9 @@ class ManagedIndex:
         self.sources.add(r.source)
         key: Any = identity(r.kind, r.account, r.region, r.native_id) if _known_place(r) else (r.kind, r.native_id)
         (self._owners[key] if len(key) == 4 else self._anywhere[key]).append(r)
+        if len(key) == 4 and r.account and not r.companion and not r.deposed:
+            region = "" if r.kind in GLOBAL_KINDS and r.kind != "aws_s3_bucket" else r.region
+            self._places[(r.account, region)].setdefault(key, r)
         expected = self._expected.setdefault(key, {})
         for name, value in r.attrs:
             if name == "ingress" and name in expected:
@@ -149,15 +158,9 @@ class ManagedIndex:
         """The records (not companions, not deposed) that live in this account and region: a
         regional kind in `region`, a bucket in `region` (or, its region unknown, the home region),
         an IAM role in the home region."""
-        for key, records in self._owners.items():
-            kind, acct, reg, _ = key
-            if kind == "aws_s3_bucket":
-                records = [r for r in records if r.account == account and (r.region == region or (not r.region and home))]
-            elif acct != account or (kind in GLOBAL_KINDS and not home) or (kind not in GLOBAL_KINDS and reg != region):
-                continue
-            primary = next((r for r in records if not r.companion and not r.deposed), None)
-            if primary is not None:
-                yield key, primary
+        yield from self._places.get((account, region), {}).items()
+        if home:
+            yield from self._places.get((account, ""), {}).items()
 
     @property
     def unplaced(self) -> int:

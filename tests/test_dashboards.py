@@ -44,6 +44,8 @@ from flows.data_integrity import data_integrity
 from flows.snowflake_cost_report import snowflake_cost_report
 from flows.snowflake_query_cost_watch import snowflake_query_cost_watch
 from rules.findings import Coverage, Finding, Severity
+from rules.iac_drift import Coverage as ManagedShare
+from rules.iac_drift import coverage_rows
 from rules.lambda_health import LambdaFunction, LambdaMetrics
 from rules.lambda_health import metric_rows as lambda_rows
 from rules.queue_health import Queue
@@ -81,7 +83,7 @@ def test_provisioning_files_are_valid_for_grafana():
     assert providers["apiVersion"] == 1
     [provider] = providers["providers"]
     assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
-    assert set(_dashboards()) == {"bigquery.json", "findings.json", "integrity.json", "pipelines.json",
+    assert set(_dashboards()) == {"bigquery.json", "findings.json", "iac.json", "integrity.json", "pipelines.json",
                                    "redshift.json", "snowflake.json"}
 
 
@@ -204,6 +206,18 @@ def filled(pg_store: OpsStore, pipelines_block) -> OpsStore:
         pg_store.record_metrics("queue-health", queue_rows([dlq, source], {"orders-dlq": 172800.0},
                                                            "123456789012/us-east-1", ts))
     fill_findings(name, "queue-health", [_finding("dlq-messages", "orders-dlq")], NOW)
+    # IaC: the managed share through iac-drift's own producer of store rows, two runs.
+    for days, managed_instances in ((2, 6), (0, 8)):
+        share = ManagedShare()
+        share.total.update({"aws_instance": 10, "aws_s3_bucket": 4})
+        share.managed.update({"aws_instance": managed_instances, "aws_s3_bucket": 3})
+        pg_store.record_metrics("iac-drift", coverage_rows(share, "123456789012/us-east-1", "123456789012",
+                                                           "us-east-1", NOW - timedelta(days=days)))
+    fill_findings(name, "iac-drift", [_finding("unmanaged-resource", "aws_instance/i-0abc", usd=30.37),
+                                      _finding("unmanaged-resource", "aws_instance/i-0def", usd=60.74),
+                                      _finding("unmanaged-resource", "aws_sqs_queue/manual")], NOW)
+    fill_findings(name, "iac-health", [_finding("stale-state-lock", "dynamodb:tf-locks/b/k", "critical")], NOW)
+    fill_findings(name, "lambda-least-privilege", [_finding("lambda-over-privileged", "etl")], NOW)
     # data-integrity and the BigQuery cost jobs: real flow runs over the demo's seeded data.
     integrity.append(data_integrity(pipelines_file=None, pipelines_block=pipelines_block(), store=name))
     with bigquery_with_history(scale=1) as endpoint:
@@ -330,6 +344,12 @@ def test_panels_show_the_exact_figures(filled):
     assert [(metric, value) for _, metric, value in dlq] == [("123456789012/us-east-1/orders-dlq", 7.0)] * 2
     errors = {(m, v) for _, m, v in results[("dpo-pipelines", "Lambda errors per window")]}
     assert errors == {("123456789012/us-east-1/payments-webhook", 60.0), ("123456789012/us-east-1/orders-ingest", 0.0)}
+
+    shares = results[("dpo-iac", "Managed share per account and kind (latest run)")]
+    assert [(k, int(r), int(m), float(p)) for _, k, r, m, p in shares] == [
+        ("aws_instance", 10, 8, 80.0), ("aws_s3_bucket", 4, 3, 75.0)]  # the latest run only
+    unmanaged = results[("dpo-iac", "Created outside IaC: open findings and $/month per kind")]
+    assert unmanaged == [("aws_instance", 2, Decimal("91.11")), ("aws_sqs_queue", 1, Decimal("0.00"))]
 
     redshift_panels = {t for (uid, t) in results if uid == "dpo-redshift"}
     assert {"$metric [redshift.cpu_percent]", "$metric [redshift.connections]"} <= redshift_panels

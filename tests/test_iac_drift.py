@@ -406,7 +406,7 @@ KMS_DENIED = ("User: arn:aws:sts::123456789012:assumed-role/dataplatform-ops/run
 
 def test_bad_states_are_named_the_rest_is_still_read_and_nothing_resolves_falsely(drift_world, store, monkeypatch):
     """A truncated state, an unknown format version, a state the role cannot decrypt, an empty
-    backend. moto does not enforce KMS on S3 reads, so that one GetObject is answered the way
+    backend, a backend whose bucket is gone. moto does not enforce KMS on S3 reads, so that one GetObject is answered the way
     AWS answers it (the error text is AWS's); everything else is moto."""
     import botocore.client
     from botocore.exceptions import ClientError
@@ -434,23 +434,26 @@ def test_bad_states_are_named_the_rest_is_still_read_and_nothing_resolves_falsel
         return real_call(client, operation, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", kms_denies)
-    second = iac_drift(backends=[*BACKEND, {"bucket": "acme-empty-states", "prefix": "states/"}], **kw)
+    second = iac_drift(backends=[*BACKEND, {"bucket": "acme-empty-states", "prefix": "states/"},
+                                 {"bucket": "acme-deleted-states", "prefix": "states/"}], **kw)
 
     bad = {f.resource_id: f.reason for f in second.findings if f.kind in ("unreadable-state", "state-backend-empty")}
     assert set(bad) == {"s3://acme-tfstate/broken/terraform.tfstate", "s3://acme-tfstate/future/terraform.tfstate",
-                        "s3://acme-tfstate/secure/terraform.tfstate", "s3://acme-empty-states/states/"}
+                        "s3://acme-tfstate/secure/terraform.tfstate", "s3://acme-empty-states/states/",
+                        "s3://acme-deleted-states/states/"}
     assert "not valid JSON at byte" in bad["s3://acme-tfstate/broken/terraform.tfstate"]
     assert "state format version 5 is not supported" in bad["s3://acme-tfstate/future/terraform.tfstate"]
     assert "AccessDenied" in bad["s3://acme-tfstate/secure/terraform.tfstate"] and "kms:Decrypt" in \
         bad["s3://acme-tfstate/secure/terraform.tfstate"]
     assert "no state found there" in bad["s3://acme-empty-states/states/"]
+    assert "NoSuchBucket" in bad["s3://acme-deleted-states/states/"]
     # The other states were read: missing and drifted are reported as before.
     before = {(f.kind, f.resource_id) for f in first.findings if f.kind != "unmanaged-resource"}
     assert {(f.kind, f.resource_id) for f in second.findings if f.kind in ("missing-resource", "drifted-resource")} \
         == before
     # An unreadable state may manage anything: nothing is called unmanaged, and nothing resolves.
     assert not [f for f in second.findings if f.kind == "unmanaged-resource"]
-    assert any("3 state(s) could not be read" in why for why in second.errors.values())
+    assert any("4 state(s) or backend(s) could not be read" in why for why in second.errors.values())
     assert {f["resource_id"] for f in store.findings_of("iac-drift", "open")} >= unmanaged
     assert not store.findings_of("iac-drift", "resolved")
 

@@ -22,7 +22,7 @@ from tasks.aws.permissions import requires
 def function_roles(account: Account, region: str) -> list[Function]:
     """Every function of a region with its execution role and tags."""
     functions = list(paginate(account.client("lambda", region), "list_functions", "Functions"))
-    tags = tags_by_arn(account, region) if functions else {}
+    tags = tags_by_arn(account, region, ["lambda:function"]) if functions else {}
     return [Function(f["FunctionName"], region, f.get("Role", ""), tags.get(f["FunctionArn"], {}))
             for f in functions]
 

@@ -26,11 +26,12 @@ GONE_INSTANCE_STATES = {"terminated", "shutting-down"}
 
 
 @requires("tag:GetResources")
-def tags_by_arn(account: Account, region: str) -> dict[str, dict[str, str]]:
-    """Tags of every tagged resource of a region, by ARN (one paged listing)."""
+def tags_by_arn(account: Account, region: str, types: list[str]) -> dict[str, dict[str, str]]:
+    """Tags of the tagged resources of `types` (`lambda:function`, `sqs`...) in a region, by ARN:
+    one paged listing (100 per page) instead of a call per resource."""
     tagging = account.client("resourcegroupstaggingapi", region)
-    return {r["ResourceARN"]: tag_dict(r.get("Tags")) for r in paginate(tagging, "get_resources",
-                                                                         "ResourceTagMappingList")}
+    return {r["ResourceARN"]: tag_dict(r.get("Tags")) for r in paginate(
+        tagging, "get_resources", "ResourceTagMappingList", ResourceTypeFilters=types)}
 
 
 def _instances(account: Account, region: str, account_id: str) -> list[Live]:
@@ -103,7 +104,8 @@ LISTINGS: dict[str, Callable[[Account, str, str], list[Live]]] = {
     "aws_lambda_function": _functions, "aws_db_instance": _databases, "aws_redshift_cluster": _clusters,
     "aws_sqs_queue": _queues, "aws_dynamodb_table": _tables,
 }
-# Kinds whose listing carries no tags: theirs come from the tagging API, by ARN.
+# Kinds whose listing carries no tags: theirs come from the tagging API (these resource types), by ARN.
+TAGGED_TYPES = ["lambda:function", "sqs", "dynamodb:table", "s3"]
 _ARN = {
     "aws_lambda_function": "arn:aws:lambda:{region}:{account}:function:{id}",
     "aws_sqs_queue": "arn:aws:sqs:{region}:{account}:{id}",
@@ -175,7 +177,7 @@ def regional_inventory(account: Account, region: str, account_id: str, kinds: It
             inventory.errors["aws_s3_bucket"] = error_summary(exc)
     if inventory.live:
         try:
-            tags = tags_by_arn(account, region)
+            tags = tags_by_arn(account, region, TAGGED_TYPES)
         except Exception as exc:  # without tags nothing can be called unmanaged safely: opt-outs unknown
             inventory.errors.update({k: f"tags: {error_summary(exc)}" for k in _ARN if k in inventory.listed})
             inventory.listed -= set(_ARN)
