@@ -24,7 +24,7 @@ from deployments.iam import flow_actions, policies
 from flows import idle_resources as idle_module
 from flows.registry import JOBS
 from tasks.aws.probe import ENTERED, PROBES
-from tests.test_least_privilege import iam_user_with
+from tests.least_privilege import iam_user_with
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = shutil.which("dataplatform-ops", path=str(Path(sys.executable).parent)) or "dataplatform-ops"
