@@ -60,6 +60,10 @@ class Probe:
 PROBES: dict[str, Probe] = {
     "sts:GetCallerIdentity": Probe("sts", "get_caller_identity", {}, regional=False),
     "ec2:DescribeRegions": Probe("ec2", "describe_regions", {}),
+    # One day of one metric: Cost Explorer bills $0.01 per request, so a probe is one request.
+    "ce:GetCostAndUsage": Probe("ce", "get_cost_and_usage", lambda account_id, region: {
+        "TimePeriod": {"Start": (date.today() - timedelta(days=1)).isoformat(), "End": date.today().isoformat()},
+        "Granularity": "DAILY", "Metrics": ["UnblendedCost"]}, regional=False),
     "ec2:DescribeAddresses": Probe("ec2", "describe_addresses", {}),
     "ec2:DescribeImages": Probe("ec2", "describe_images", {"Owners": ["self"], "MaxResults": 5}),
     "ec2:DescribeInstances": Probe("ec2", "describe_instances", {"MaxResults": 5}),
