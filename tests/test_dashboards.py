@@ -299,7 +299,6 @@ def test_panels_show_the_exact_figures(filled):
     by_job = {r[0]: r for r in results[("dpo-findings", "Open findings and $ by job")]}
     assert by_job["idle-resources"][1:6] == (2, 0, 2, 0, Decimal("23.65"))  # vol-2 resolved
     assert by_job["redshift-health"][1:3] == (1, 1)
-    # idle-resources' two open findings and the Snowflake warehouse left running
     # idle + the Snowflake warehouse at risk + the two unmanaged instances iac-drift planted
     assert results[("dpo-findings", "Monthly cost of open findings")] == [(pytest.approx(23.65 + 2920.0 + 91.11),)]
     assert sum(r[2] for r in results[("dpo-findings", "Findings resolved per day")]) == 1
