@@ -9,7 +9,7 @@ import re
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from prefect._internal.compatibility.async_dispatch import async_dispatch
@@ -17,6 +17,7 @@ from prefect.blocks.abstract import NotificationBlock, NotificationError
 from pydantic import Field, SecretStr
 
 from blocks.store import OpsStore
+from rules.messages import refused_earlier_note, store_down_note, truncated_note
 from rules.text import redact
 
 MAX_MESSAGE_BYTES = 32_000
@@ -32,18 +33,23 @@ def thread_key(subject: str | None, now: datetime) -> str | None:
     return f"{match.group(1)}-{now:%Y-%m-%d}" if match else None
 
 
-def _fit(build, text: str, limit: int) -> dict[str, Any]:
+def _size(message: dict[str, Any]) -> int:
+    """Bytes of the message as httpx sends it (UTF-8, not \\u-escaped)."""
+    return len(json.dumps(message, ensure_ascii=False).encode())
+
+
+def _fit(build, text: str, limit: int, language: str = "en") -> dict[str, Any]:
     """Shorten `text` until the message built from it is within `limit` bytes."""
     message = build(text)
-    size = len(json.dumps(message).encode())
+    size = _size(message)
     while size > limit:
         excess = size - limit
         # Escaping can make one character several bytes: cut at least the excess, plus margin.
         keep = max(0, len(text) - excess - 200)
         dropped = len(text) - keep
-        text = text[:keep] + f"\n… (truncated {dropped:,} characters to fit Google Chat's limit)"
+        text = text[:keep] + "\n" + truncated_note(dropped, language)
         message = build(text)
-        size = len(json.dumps(message).encode())
+        size = _size(message)
     return message
 
 
@@ -54,6 +60,7 @@ def chat_message(
     cards: bool = True,
     thread: str | None = None,
     limit: int = MAX_MESSAGE_BYTES,
+    language: str = "en",
 ) -> dict[str, Any]:
     """A Google Chat message: a card with a plain-text fallback, or plain text only."""
     body, subject = redact(body), redact(subject or "")
@@ -81,7 +88,7 @@ def chat_message(
             message["thread"] = {"threadKey": thread}
         return message
 
-    return _fit(build, body, limit)
+    return _fit(build, body, limit, language)
 
 
 class Refused(NotificationError):
@@ -126,6 +133,11 @@ class GoogleChatWebhook(NotificationBlock):
         description="Least time between two messages to the space (Chat takes about one a second).",
     )
     timeout_seconds: float = Field(default=10.0, gt=0, description="HTTP timeout per attempt.")
+    language: Literal["en", "ko"] = Field(
+        default="en",
+        description="Language of the messages: `en` or `ko` (한국어). Apply the automations again "
+                    "after changing it (`make automations`).",
+    )
     outbox: OpsStore | None = Field(
         default=None,
         description=(
@@ -142,7 +154,7 @@ class GoogleChatWebhook(NotificationBlock):
         if thread:
             sep = "&" if "?" in url else "?"
             url = f"{url}{sep}messageReplyOption=REPLY_MESSAGE_FALLBACK_TO_NEW_THREAD"
-        return url, chat_message(body, subject, cards=cards, thread=thread)
+        return url, chat_message(body, subject, cards=cards, thread=thread, language=self.language)
 
     def _wait(self, response: httpx.Response | None, attempt: int) -> float:
         retry_after = response.headers.get("retry-after") if response is not None else None
@@ -278,11 +290,10 @@ class _Delivery:
             return None
 
     def send(self, body: str, subject: str | None) -> None:
-        notes = [f"⚠ Google Chat refused an earlier message, kept in the outbox: "
-                 f"{s or '(no subject)'} — {e}" for _, s, e in self.untold]
+        language = self.block.language
+        notes = [refused_earlier_note(s, e, language) for _, s, e in self.untold]
         if self.store_down:
-            notes.append(f"⚠ The ops store {self.store_down} is down: the outbox is skipped, "
-                         "and runs that need the store fail until it is back.")
+            notes.append(store_down_note(self.store_down, language))
         self.block._send(self.client, "\n".join([*notes, body]), subject)
         told = [i for i, _, _ in self.untold if i is not None]
         self.untold = []

@@ -46,7 +46,7 @@ def load_block(block_type: type[B], name: str, parameter: str) -> B:
                 f"block {name!r} (parameter `{parameter}`) has type {' / '.join(other)}, not "
                 f"{block_type.get_block_type_name()}: give the name of a block of that type."
             ) from None
-        how = (" or with `uv run python -m deployments.blocks`"
+        how = (" or with `dataplatform-ops setup`"
                if block_type.get_block_type_slug() in _MADE_BY_COMMAND else
                f" (Blocks > + > {block_type.get_block_type_name()}) or in Python (README: Pointing it at real systems)")
         raise ConfigError(

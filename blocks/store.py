@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr, field_validator
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 
 from rules.config import ConfigError
@@ -41,6 +42,15 @@ findings = sa.Table(
     sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_alerted", sa.DateTime(timezone=True)),
     sa.Column("resolved_at", sa.DateTime(timezone=True)),
+)
+
+# One row per job, locked while a run of that job decides and records its transitions: runs
+# that overlap (a manual run during the scheduled one, two workers) take turns there.
+job_turns = sa.Table(
+    "job_turns",
+    metadata,
+    sa.Column("job", sa.String(100), primary_key=True),
+    sa.Column("runs", sa.Integer, nullable=False),
 )
 
 metrics = sa.Table(
@@ -142,6 +152,80 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc)
 
 
+def _open_findings(conn: sa.Connection, job: str) -> dict[str, KnownFinding]:
+    query = sa.select(findings).where(findings.c.job == job, findings.c.status == "open")
+    return {
+        r["key"]: KnownFinding(
+            key=r["key"],
+            severity=Severity(r["severity"]),
+            first_seen=_utc(r["first_seen"]),
+            last_alerted=_utc(r["last_alerted"]),
+            kind=r["kind"],
+            scope=r["scope"],
+            resource_id=r["resource_id"],
+        )
+        for r in conn.execute(query).mappings()
+    }
+
+
+def _take_turn(conn: sa.Connection, job: str) -> None:
+    """Lock `job`'s turn row until the transaction ends (PostgreSQL: that row; SQLite: the file)."""
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(job_turns)
+    conn.execute(insert.values(job=job, runs=0).on_conflict_do_nothing())
+    conn.execute(job_turns.update().where(job_turns.c.job == job).values(runs=job_turns.c.runs + 1))
+
+
+def _save_transitions(conn: sa.Connection, job: str, transitions: Transitions, now: datetime) -> None:
+    announced = {f.key for f in transitions.to_announce}
+    present = [*transitions.to_announce, *transitions.still_open]
+    known = {
+        r.key: r
+        for r in conn.execute(
+            sa.select(findings.c.key, findings.c.status, findings.c.first_seen, findings.c.last_alerted)
+            .where(findings.c.job == job)
+        )
+    }
+    inserts, updates = [], []
+    for f in present:
+        values = {
+            "kind": f.kind,
+            "scope": f.scope,
+            "resource_id": f.resource_id,
+            "severity": f.severity.value,
+            "status": "open",
+            "reason": f.reason,
+            "monthly_cost_usd": f.monthly_cost_usd,
+            "data": f.model_dump(mode="json"),
+            "last_seen": now,
+            "resolved_at": None,
+        }
+        row = known.get(f.key)
+        if row is None:
+            inserts.append({**values, "job": job, "key": f.key, "first_seen": now,
+                            "last_alerted": now if f.key in announced else None})
+        else:
+            values["first_seen"] = now if row.status != "open" else row.first_seen  # new episode
+            values["last_alerted"] = now if f.key in announced else row.last_alerted
+            updates.append({"b_key": f.key, **{f"v_{k}": v for k, v in values.items()}})
+    # One executemany per kind of write: a sweep of 10,000 findings is two statements.
+    if inserts:
+        conn.execute(findings.insert(), inserts)
+    if updates:
+        columns = [k.removeprefix("v_") for k in updates[0] if k != "b_key"]
+        conn.execute(
+            findings.update()
+            .where(findings.c.job == job, findings.c.key == sa.bindparam("b_key"))
+            .values({c: sa.bindparam(f"v_{c}") for c in columns}),
+            updates,
+        )
+    if transitions.resolved:
+        conn.execute(
+            findings.update()
+            .where(findings.c.job == job, findings.c.key.in_(transitions.resolved))
+            .values(status="resolved", resolved_at=now, last_alerted=now)
+        )
+
+
 @lru_cache(maxsize=16)
 def _engine(url: str) -> Engine:
     parsed = make_url(url)
@@ -222,74 +306,25 @@ class OpsStore(Block):
     # --- findings -------------------------------------------------------------------
 
     def open_findings(self, job: str) -> dict[str, KnownFinding]:
-        query = sa.select(findings).where(findings.c.job == job, findings.c.status == "open")
         with self.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
-        return {
-            r["key"]: KnownFinding(
-                key=r["key"],
-                severity=Severity(r["severity"]),
-                first_seen=_utc(r["first_seen"]),
-                last_alerted=_utc(r["last_alerted"]),
-                kind=r["kind"],
-                scope=r["scope"],
-                resource_id=r["resource_id"],
-            )
-            for r in rows
-        }
+            return _open_findings(conn, job)
+
+    def record_run(
+        self, job: str, decide: Callable[[dict[str, KnownFinding]], Transitions], now: datetime
+    ) -> Transitions:
+        """Decide a run's transitions from the open findings and record them, in one transaction
+        during which no other run of `job` does the same: of overlapping runs, exactly one sees
+        a change as new, so it is announced once and no lifecycle row is lost or doubled."""
+        with self.engine.begin() as conn:
+            _take_turn(conn, job)
+            transitions = decide(_open_findings(conn, job))
+            _save_transitions(conn, job, transitions, now)
+        return transitions
 
     def save_transitions(self, job: str, transitions: Transitions, now: datetime) -> None:
         """Persist a run's outcome in one transaction."""
-        announced = {f.key for f in transitions.to_announce}
-        present = [*transitions.to_announce, *transitions.still_open]
         with self.engine.begin() as conn:
-            known = {
-                r.key: r
-                for r in conn.execute(
-                    sa.select(findings.c.key, findings.c.status, findings.c.first_seen,
-                              findings.c.last_alerted)
-                    .where(findings.c.job == job)
-                )
-            }
-            inserts, updates = [], []
-            for f in present:
-                values = {
-                    "kind": f.kind,
-                    "scope": f.scope,
-                    "resource_id": f.resource_id,
-                    "severity": f.severity.value,
-                    "status": "open",
-                    "reason": f.reason,
-                    "monthly_cost_usd": f.monthly_cost_usd,
-                    "data": f.model_dump(mode="json"),
-                    "last_seen": now,
-                    "resolved_at": None,
-                }
-                row = known.get(f.key)
-                if row is None:
-                    inserts.append({**values, "job": job, "key": f.key, "first_seen": now,
-                                    "last_alerted": now if f.key in announced else None})
-                else:
-                    values["first_seen"] = now if row.status != "open" else row.first_seen  # new episode
-                    values["last_alerted"] = now if f.key in announced else row.last_alerted
-                    updates.append({"b_key": f.key, **{f"v_{k}": v for k, v in values.items()}})
-            # One executemany per kind of write: a sweep of 10,000 findings is two statements.
-            if inserts:
-                conn.execute(findings.insert(), inserts)
-            if updates:
-                columns = [k.removeprefix("v_") for k in updates[0] if k != "b_key"]
-                conn.execute(
-                    findings.update()
-                    .where(findings.c.job == job, findings.c.key == sa.bindparam("b_key"))
-                    .values({c: sa.bindparam(f"v_{c}") for c in columns}),
-                    updates,
-                )
-            if transitions.resolved:
-                conn.execute(
-                    findings.update()
-                    .where(findings.c.job == job, findings.c.key.in_(transitions.resolved))
-                    .values(status="resolved", resolved_at=now, last_alerted=now)
-                )
+            _save_transitions(conn, job, transitions, now)
 
     def first_seen(self, job: str) -> dict[str, datetime]:
         """When each open finding of a job was first seen: "idle since" for resources."""
@@ -521,6 +556,21 @@ class OpsStore(Block):
         query = sa.select(actions).where(actions.c.job == job).order_by(actions.c.id)
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
+
+    def applied_actions(self, since: datetime) -> list[dict[str, Any]]:
+        """Changes made (outcome `done`, not a dry run) since `since`, by every job, each with the
+        kind and $/month of the finding it acted on (same job and resource) when the store has it."""
+        acted_on = sa.and_(findings.c.job == actions.c.job, findings.c.resource_id == actions.c.resource_id)
+        query = (sa.select(actions.c.id, actions.c.job, actions.c.action, actions.c.resource_id, actions.c.scope,
+                           actions.c.ts, findings.c.kind, findings.c.monthly_cost_usd)
+                 .select_from(actions.outerjoin(findings, acted_on))
+                 .where(actions.c.outcome == "done", actions.c.dry_run.is_(False), actions.c.ts >= since)
+                 .order_by(actions.c.ts, actions.c.id))
+        with self.engine.connect() as conn:
+            rows = {r["id"]: dict(r) for r in conn.execute(query).mappings()}  # one per action
+        for r in rows.values():
+            r["ts"] = _utc(r["ts"])
+        return list(rows.values())
 
 
 def load_store(name: str) -> OpsStore:

@@ -15,6 +15,9 @@ with the run's id, so flows without our hook get a message with their logs. Runs
 deployments tagged `report-task-failures` that complete with failed tasks get one too, and
 runs still Late `--late-after-minutes` (default 10) after turning Late.
 
+Messages are in the chat block's `language` (`en` or `ko`): apply the automations again after
+changing it.
+
 Silent pipelines: a deployment tagged `silent-after:6h` (m, h or d) gets a proactive
 automation that alerts when none of its runs completed within that window. Proactive
 triggers run on the server's clock (`prefect_test_harness` does not run them).
@@ -38,7 +41,7 @@ from blocks.google_chat import GoogleChatWebhook
 from blocks.loading import load_block
 from flows.pipeline_failure_report import JOB as REPORT_FLOW
 from rules.config import ConfigError
-from rules.messages import mentions
+from rules.messages import crashed_templates, silent_deployment
 from rules.pipeline_failures import COLLECTION_TAG
 from tasks.notify import EVENT_FINDINGS, EVENT_FLOW_FAILED, owners_of
 
@@ -54,24 +57,20 @@ REPORT_PARAMETERS = {"flow_run_id": "{{ flow_run.id|string }}"}
 _WINDOW = re.compile(r"^(\d{1,4})([mhd])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
-SUBJECT = "{{ event.payload.subject }}"
-TEXT = "{{ event.payload.text }}"
-# `[flow/deployment]` threads a deployment's alerts per day, as the failure hook's subjects do.
-CRASHED_SUBJECT = (
-    "[{{ flow.name }}{% if deployment %}/{{ deployment.name }}{% endif %}] "
-    "run {{ flow_run.name }} {{ event.event.split('.')[-1] }}"
-)
-CRASHED_TEXT = (
-    "{% for tag in flow_run.tags %}{% if tag.startswith('owner:') %}"
-    "<users/{{ tag[6:].replace('users/', '') }}> {% endif %}{% endfor %}"
-    "Flow {{ flow.name }}, run {{ flow_run.name }}: {{ flow_run.state.name }}\n"
-    "{% if deployment %}Deployment: {{ deployment.name }}\n{% endif %}"
-    "Run: {{ flow_run|ui_url }}\n\nError:\n{{ flow_run.state.message }}"
-)
+def payload_templates(language: str) -> tuple[str, str]:
+    """Subject and body templates of our events in `language` (`tasks.notify.message_fields`);
+    an event without that language (sent by an older version) falls back to English."""
+    if language == "en":
+        return "{{ event.payload.subject }}", "{{ event.payload.text }}"
+    return tuple(f"{{{{ event.payload.i18n.{language}.{part} or event.payload.{part} }}}}"
+                 for part in ("subject", "text"))
 
 
-def _triggers() -> dict[str, tuple[EventTrigger, str, str]]:
+def _triggers(language: str) -> dict[str, tuple[EventTrigger, str, str]]:
     """Name -> (trigger, subject template, body template)."""
+    subject, text = payload_templates(language)
+    # `[flow/deployment]` threads a deployment's alerts per day, as the failure hook's subjects do.
+    crashed_subject, crashed_text = crashed_templates(language)
     return {
         "flow run failed": (
             EventTrigger(
@@ -81,8 +80,8 @@ def _triggers() -> dict[str, tuple[EventTrigger, str, str]]:
                 posture=Posture.Reactive,
                 threshold=1,
             ),
-            SUBJECT,
-            TEXT,
+            subject,
+            text,
         ),
         # A crashed process may not run its failure hook: route Prefect's own event for the
         # collection's deployments (tagged `dataplatform-ops` in prefect.yaml).
@@ -95,8 +94,8 @@ def _triggers() -> dict[str, tuple[EventTrigger, str, str]]:
                 posture=Posture.Reactive,
                 threshold=1,
             ),
-            CRASHED_SUBJECT,
-            CRASHED_TEXT,
+            crashed_subject,
+            crashed_text,
         ),
         "findings changed": (
             EventTrigger(
@@ -106,8 +105,8 @@ def _triggers() -> dict[str, tuple[EventTrigger, str, str]]:
                 posture=Posture.Reactive,
                 threshold=1,
             ),
-            SUBJECT,
-            TEXT,
+            subject,
+            text,
         ),
     }
 
@@ -124,22 +123,26 @@ def chat_payload(subject: str, text: str) -> str:
     )
 
 
-def _sender(chat_block: str | None, cloud_webhook_block: str | None) -> Any:
-    """`(subject, text) -> action` for the one chat destination given."""
+def _sender(chat_block: str | None, cloud_webhook_block: str | None) -> tuple[Any, str]:
+    """`(subject, text) -> action` for the one chat destination given, and its language (the
+    chat block's `language`; English through Prefect Cloud's built-in Webhook block)."""
     if bool(chat_block) == bool(cloud_webhook_block):
         raise ConfigError("give exactly one of --chat-block or --cloud-webhook-block")
     if chat_block:
-        block_id = load_block(GoogleChatWebhook, chat_block, "--chat-block")._block_document_id
-        return lambda subject, text: SendNotification(block_document_id=block_id, subject=subject, body=text)
+        block = load_block(GoogleChatWebhook, chat_block, "--chat-block")
+        block_id = block._block_document_id
+        return (lambda subject, text: SendNotification(block_document_id=block_id, subject=subject, body=text),
+                block.language)
     block_id = load_block(Webhook, cloud_webhook_block, "--cloud-webhook-block")._block_document_id
-    return lambda subject, text: CallWebhook(block_document_id=block_id, payload=chat_payload(subject, text))
+    return (lambda subject, text: CallWebhook(block_document_id=block_id, payload=chat_payload(subject, text)),
+            "en")
 
 
 def build_automations(*, chat_block: str | None = None, cloud_webhook_block: str | None = None) -> list[AutomationCore]:
-    """The collection's automations, routed to one chat destination."""
-    send = _sender(chat_block, cloud_webhook_block)
+    """The collection's automations, routed to one chat destination, in its language."""
+    send, language = _sender(chat_block, cloud_webhook_block)
     automations = []
-    for name, (trigger, subject, text) in _triggers().items():
+    for name, (trigger, subject, text) in _triggers(language).items():
         action = send(subject, text)
         automations.append(
             AutomationCore(
@@ -170,7 +173,7 @@ def build_silent_automations(
     *, chat_block: str | None = None, cloud_webhook_block: str | None = None
 ) -> list[AutomationCore]:
     """One proactive automation per deployment tagged `silent-after:<window>`."""
-    send = _sender(chat_block, cloud_webhook_block)
+    send, language = _sender(chat_block, cloud_webhook_block)
     automations = []
     with get_client(sync_client=True) as client:
         deployments, offset = [], 0
@@ -183,11 +186,7 @@ def build_silent_automations(
                 continue
             window, label = silent
             full_name = f"{client.read_flow(deployment.flow_id).name}/{deployment.name}"
-            owners = mentions(owners_of(deployment.tags))
-            subject = f"[{full_name}] silent: no completed run in {label}"
-            text = (f"{owners + ' ' if owners else ''}No run of deployment {full_name} completed "
-                    f"in the last {label}: check its schedule, work pool and "
-                    "workers, and its last runs in the Prefect UI.")
+            subject, text = silent_deployment(full_name, label, owners_of(deployment.tags), language)
             automations.append(AutomationCore(
                 name=SILENT_PREFIX + full_name,
                 description=f"dataplatform-ops: {full_name} silent for {label} -> Google Chat",

@@ -60,6 +60,9 @@ class DemoEnv:
     home: Path
     postgres: dict[str, str] = field(default_factory=dict)  # demo database -> conninfo
     bigquery_endpoint: str | None = None
+    # The one time everything is seeded at and every job runs at (`now`), so windows, ages and
+    # metric periods, and so the findings, are the same on every run of the demo.
+    now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property
     def available(self) -> set[str]:
@@ -103,8 +106,9 @@ DEMO_JOBS: dict[str, DemoJob] = {
         "s3_age_rules": [{"bucket": "*", "max_age_days": 365}],
         "refresh_prices": False,  # moto has no Pricing API: the bundled table it is
     }}),
-    # PostgreSQL: the trouble on the warehouse is seconds old, so the thresholds are seconds too
-    "query-watch": DemoJob({"warehouse": WAREHOUSE_BLOCK, "policy": {
+    # PostgreSQL: the trouble on the warehouse is seconds old, so the thresholds are seconds too;
+    # live sessions are judged at the real time (`now: None`), not the demo's pinned one
+    "query-watch": DemoJob({"warehouse": WAREHOUSE_BLOCK, "now": None, "policy": {
         "long_query_warn_minutes": 0.1, "lock_wait_warn_minutes": 0.05}}, needs=frozenset({POSTGRES})),
     "redshift-health": DemoJob({"warehouse": REDSHIFT_BLOCK}, needs=frozenset({POSTGRES})),
     # BigQuery (the emulator, with seeded job history) and data integrity (PostgreSQL)
@@ -220,8 +224,12 @@ class PrefectServer:
 
 
 @contextmanager
-def prefect_server(home: Path) -> Iterator[PrefectServer]:
-    """`prefect server start` on SQLite under `home`, on a free port, in its own process group.
+def prefect_server(
+    home: Path, database_url: str | None = None, scheduler: bool = False, **settings: str
+) -> Iterator[PrefectServer]:
+    """`prefect server start` on a free port, in its own process group: on SQLite under `home`
+    unless `database_url` names another database (`postgresql+asyncpg://...`); its scheduler
+    only if asked; `settings` are more PREFECT_* variables for it.
 
     Yields as soon as the process is started, so other services can start meanwhile; call
     `wait_healthy()` before using it. On exit the whole process group is stopped.
@@ -231,18 +239,19 @@ def prefect_server(home: Path) -> Iterator[PrefectServer]:
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
-        "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{home / 'prefect.db'}",
+        "PREFECT_API_DATABASE_CONNECTION_URL": database_url or f"sqlite+aiosqlite:///{home / 'prefect.db'}",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_URL": ui_url,
         # The UI asks `/ui-settings` where the API is; unset, that says port 4200, not this one.
         "PREFECT_SERVER_UI_API_URL": f"{ui_url}/api",
         "DO_NOT_TRACK": "1",
+        **settings,
     }
     env.pop("PREFECT_API_URL", None)
     with open(home / "server.log", "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-             "--port", str(port), "--no-scheduler", "--analytics-off"],
+             "--port", str(port), *([] if scheduler else ["--no-scheduler"]), "--analytics-off"],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches the demo, which stops the server in order
         )
@@ -350,13 +359,13 @@ def demo_databases(names: Sequence[str]) -> Iterator[dict[str, str]]:
 
 
 @contextmanager
-def bigquery_with_history(scale: int) -> Iterator[str]:
+def bigquery_with_history(scale: int, now: datetime | None = None) -> Iterator[str]:
     """The BigQuery emulator (deployments/local_bigquery.py) with seeded job history."""
     from deployments.demo_seed import seed_bigquery
     from deployments.local_bigquery import bigquery_emulator
 
     with bigquery_emulator(project=BQ_PROJECTS[0]) as endpoint:
-        seed_bigquery(endpoint, datetime.now(timezone.utc), scale)
+        seed_bigquery(endpoint, now or datetime.now(timezone.utc), scale)
         yield endpoint
 
 
@@ -400,7 +409,8 @@ def plan(specs: Sequence[Mapping[str, Any]], jobs: Mapping[str, DemoJob],
         elif missing := sorted(job.needs - env.available):
             skipped.append(JobResult(fl.name, "skipped", note=f"needs {', '.join(missing)}, not available"))
         else:
-            runs.append((fl.name, fl, {**(spec.get("parameters") or {}), **job.parameters_for(env)}))
+            pinned = {"now": env.now} if "now" in fl.parameters.properties else {}
+            runs.append((fl.name, fl, {**pinned, **(spec.get("parameters") or {}), **job.parameters_for(env)}))
     for name in sorted(set(jobs) - seen):
         notes.append(f"{name}: in DEMO_JOBS but not in prefect.yaml yet")
     return runs, skipped, notes
@@ -477,16 +487,16 @@ def demo(
         from deployments.demo_seed import seed_account
 
         out(f"Seeding a messy AWS account in moto ({endpoint}) while the Prefect server starts ...")
-        seeded = seed_account(endpoint, scale=seed_scale)
-        out(f"  planted {seeded.summary()}")
         env, notes = DemoEnv(home), []
+        seeded = seed_account(endpoint, scale=seed_scale, now=env.now)
+        out(f"  planted {seeded.summary()}")
         try:
             env.postgres = stack.enter_context(demo_databases(DEMO_DATABASES))
         except RuntimeError as exc:  # no server and no binaries to start one
             notes.append(f"PostgreSQL unavailable, its jobs are skipped: {exc}")
         if any(BIGQUERY in job.needs for job in jobs.values()):
             try:
-                env.bigquery_endpoint = stack.enter_context(bigquery_with_history(seed_scale))
+                env.bigquery_endpoint = stack.enter_context(bigquery_with_history(seed_scale, env.now))
             except RuntimeError as exc:  # e.g. DuckDB's spatial extension missing
                 notes.append(f"BigQuery emulator unavailable, its jobs are skipped: {exc}")
 
@@ -557,7 +567,7 @@ def setup_postgres(env: DemoEnv, stack: ExitStack) -> str:
             **extra,
         ).save(block, overwrite=True)
     seed_redshift_views(env.postgres["redshift"])
-    counts = seed_pipeline(env.postgres["app"], env.postgres["analytics"], datetime.now(timezone.utc))
+    counts = seed_pipeline(env.postgres["app"], env.postgres["analytics"], env.now)
     IntegrityPipelines(pipelines=[{
         "name": "orders", "owner": "@data-eng", "window_days": 7, "freshness_sla_minutes": 60,
         "source": {"connection": APP_DB_BLOCK, "table": "public.orders", "day_column": "created_at",

@@ -305,6 +305,35 @@ def seed_redshift(aws: _Account, seeded: Seeded, now: datetime) -> None:
     seeded.add("saturated Redshift clusters", "analytics")
 
 
+def seed_waste(aws: _Account, seeded: Seeded, region: str, now: datetime) -> None:
+    """waste-checks: a NAT gateway that carries nothing, a load balancer with no targets and a
+    log group that keeps 40 GiB forever, all a month old."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.elbv2.models import elbv2_backends
+    from moto.logs.models import logs_backends
+
+    ec2, elbv2, logs = aws.client("ec2", region), aws.client("elbv2", region), aws.client("logs", region)
+    ec2_backend = _moto_backends()[0][region]
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.20.{i}.0/24", AvailabilityZone=f"{region}{az}")[
+        "Subnet"]["SubnetId"] for i, az in enumerate("ab")]
+    nat = ec2.create_nat_gateway(SubnetId=subnets[0], AllocationId=ec2.allocate_address(Domain="vpc")[
+        "AllocationId"])["NatGateway"]["NatGatewayId"]
+    ec2_backend.nat_gateways[nat]._created_at = _backdate(now, 30)
+    seeded.add("idle NAT gateways", nat)
+    arn = elbv2.create_load_balancer(Name="old-api", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+    elbv2_backends[DEFAULT_ACCOUNT_ID][region].load_balancers[arn].created_time = (
+        _backdate(now, 30).isoformat(timespec="milliseconds") + "Z")
+    seeded.add("load balancers without targets", "app/old-api")
+    group = "/pipelines/ingest"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName="s")
+    # moto counts only bytes really put: the stored size is set in its backend.
+    [stream] = logs_backends[DEFAULT_ACCOUNT_ID][region].groups[group].streams.values()
+    stream.stored_bytes = 40 * 1024**3
+    seeded.add("log groups without retention", group)
+
+
 def seed_account(endpoint_url: str, scale: int = 3, now: datetime | None = None) -> Seeded:
     """Plant the demo account in the moto server at `endpoint_url` (running in this process)."""
     now = now or datetime.now(timezone.utc)
@@ -312,6 +341,7 @@ def seed_account(endpoint_url: str, scale: int = 3, now: datetime | None = None)
     seeded = Seeded(endpoint_url)
     for region in REGIONS:
         seed_ec2(aws, seeded, region, scale, now)
+    seed_waste(aws, seeded, REGIONS[0], now)
     seed_rds(aws, seeded, scale, now)
     seed_s3(aws, seeded, scale, now)
     seed_lambda(aws, seeded, scale, now)

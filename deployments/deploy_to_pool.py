@@ -5,22 +5,39 @@
         --job-variable cluster=data-ops
 
 `prefect deploy --all` ignores `--pool` and `--job-variable` (it says so and deploys to the
-pools in prefect.yaml), so this runs `prefect --no-prompt deploy --name ...` once per deployment.
+pools in prefect.yaml), so this runs `prefect --no-prompt deploy --name ...` once per deployment:
+Prefect's own CLI, called in this one process, so Prefect and the flows are imported once
+rather than once per deployment.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
+from contextlib import chdir
 
 from deployments.serve import PREFECT_YAML, deployment_specs
 
 
-def deploy_commands(pool: str, job_variables: list[str]) -> list[list[str]]:
+def deploy_arguments(pool: str, job_variables: list[str]) -> list[list[str]]:
+    """The `prefect` command line (without `prefect`) of each deployment."""
     options = ["--pool", pool, *[arg for jv in job_variables for arg in ("--job-variable", jv)]]
-    return [[sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--name", spec["name"], *options]
-            for spec in deployment_specs()]
+    return [["--no-prompt", "deploy", "--name", spec["name"], *options] for spec in deployment_specs()]
+
+
+def prefect_cli(arguments: list[str]) -> int:
+    """Run `prefect <arguments>` in this process, as the `prefect` command would; its exit code."""
+    from prefect.cli import app
+
+    argv = sys.argv
+    sys.argv = ["prefect", *arguments]
+    try:
+        app()
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    finally:
+        sys.argv = argv
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,12 +49,12 @@ def main(argv: list[str] | None = None) -> None:
     bad = [jv for jv in args.job_variable if "=" not in jv]
     if bad:
         parser.error(f"--job-variable takes KEY=VALUE, got {bad[0]!r}")
-    for command in deploy_commands(args.pool, args.job_variable):
-        name = command[command.index("--name") + 1]
-        done = subprocess.run(command, cwd=PREFECT_YAML.parent, capture_output=True, text=True)
-        if done.returncode != 0:
-            sys.exit(f"{name}: prefect deploy failed\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-        print(f"{name}: deployed to {args.pool}")
+    with chdir(PREFECT_YAML.parent):
+        for arguments in deploy_arguments(args.pool, args.job_variable):
+            name = arguments[arguments.index("--name") + 1]
+            if prefect_cli(arguments) != 0:
+                sys.exit(f"{name}: prefect deploy failed (its output is above)")
+            print(f"{name}: deployed to {args.pool}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 
 Each page keeps its prose; between the markers below it gets the job's parameters and policy
 fields (from the flow's signature and its pydantic policy model) and, for AWS jobs, the
-least-privilege IAM actions (from the code's `@requires` declarations).
+least-privilege IAM actions (from the code's `@requires` declarations), for Snowflake jobs the
+grants of their role (from `@grants`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from deployments.iam import flow_actions, flow_modules
+from deployments.snowflake_grants import snowflake_grants
 from flows.registry import JOBS
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "jobs"
@@ -64,6 +66,14 @@ def generated(job: str) -> str:
         if actions - read:
             lines.append("Apply (only with `apply=True`): " + ", ".join(f"`{a}`" for a in sorted(actions - read)))
         lines += ["", f"The policy document: `uv run python -m deployments.iam --flow {job}`."]
+    granted = snowflake_grants(flow_modules()[job])
+    if granted:
+        read = snowflake_grants(flow_modules()[job], read_only=True)
+        lines += ["", "## Snowflake grants", "", "The connector block's role, every run: "
+                  + ", ".join(f"`{g}`" for g in sorted(read))]
+        if granted - read:
+            lines.append("Only with `apply=True`: " + ", ".join(f"`{g}`" for g in sorted(granted - read)))
+        lines += ["", f"The script: `uv run python -m deployments.snowflake_grants --job {job}`."]
     return "\n".join([*lines, "", END])
 
 

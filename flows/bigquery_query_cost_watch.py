@@ -1,7 +1,8 @@
 """Hear about an expensive BigQuery query minutes after it ran, once.
 
 Every few minutes: read the jobs finished since the last watermark (minus a lookback, since
-a long query only shows its bytes when it is done), announce each job over the threshold
+a long query only shows its bytes when it is done; a first run reads `first_run_hours` back
+and its summary says so), announce each job over the threshold
 exactly once (the store remembers every job id it announced, so overlapping windows, runs
 and retries repeat nothing), and optionally each user crossing a daily budget once per day.
 """
@@ -20,6 +21,7 @@ from rules.bigquery_cost import (
     expensive_query_findings,
     user_budget_findings,
     watch_start,
+    window_note,
 )
 from tasks.bigquery import bigquery_access, coverage_of, read_all
 from tasks.notify import on_flow_failure
@@ -54,10 +56,8 @@ def bigquery_query_cost_watch(
     ops_store = load_store(store)
     access = bigquery_access(gcp_credentials, emulator_endpoint)
     now = now or datetime.now(timezone.utc)
-    starts = {
-        f"{p}/{r}": watch_start(_watermark(ops_store, f"{p}/{r}"), now, policy)
-        for p in projects for r in regions
-    }
+    watermarks = {f"{p}/{r}": _watermark(ops_store, f"{p}/{r}") for p in projects for r in regions}
+    starts = {scope: watch_start(mark, now, policy) for scope, mark in watermarks.items()}
 
     reads = read_all(access, projects, regions, jobs_table, starts, now, policy.query_chars)
     jobs = [j for r in reads for j in r.jobs]
@@ -65,7 +65,8 @@ def bigquery_query_cost_watch(
 
     announced = tell_events(JOB, findings, ops_store, now, coverage_of(reads), notes=[
         f"{len(jobs)} finished query jobs read; our queries billed "
-        f"{sum(r.bytes_billed for r in reads):,} bytes."
+        f"{sum(r.bytes_billed for r in reads):,} bytes.",
+        *(window_note(scope, start, now, watermarks[scope] is None, policy) for scope, start in starts.items()),
     ])
     for r in reads:  # only after the announcements are saved: a crash re-reads the window
         if r.error is None:

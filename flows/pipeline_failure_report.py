@@ -17,6 +17,7 @@ from uuid import UUID
 
 from prefect import flow, get_run_logger
 
+from rules.i18n import in_every_language
 from rules.pipeline_failures import ReportPolicy, report, seconds_to_wait, skip_reason
 from tasks.notify import emit_flow_failure, on_flow_failure, run_url
 from tasks.pipeline_runs import read_failed_task_runs, read_log_records, read_run, was_announced
@@ -44,8 +45,9 @@ def pipeline_failure_report(
         get_run_logger().info("No report for run %s: %s", run.name, skip)
         return None
     records = read_log_records(flow_run_id, policy.log_lines)
-    subject, text = report(run, failed_tasks, records, run_url(flow_run_id), datetime.now(timezone.utc), policy)
+    link, now = run_url(flow_run_id), datetime.now(timezone.utc)
+    messages = in_every_language(lambda lang: report(run, failed_tasks, records, link, now, policy, lang))
     task = failed_tasks[-1].task_name if failed_tasks else None
     emit_flow_failure(run.id, run.name, run.flow_id, run.flow_name, run.deployment, run.state_name, task,
-                      subject, text)
-    return subject
+                      messages)
+    return messages["en"][0]

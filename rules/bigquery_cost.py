@@ -92,6 +92,11 @@ class QueryWatchPolicy(BaseModel):
         description="Jobs created this long before the watermark are read again: a query can run "
                     "for 6 h and only shows its bytes when done.",
     )
+    first_run_hours: int = Field(
+        default=24, ge=1, le=24 * 30,
+        description="A project/region read for the first time (no watermark yet) is read this far "
+                    "back: the backfill window (at most 30 days).",
+    )
     query_chars: int = Field(
         default=500, ge=20, le=5000, description="Query text shown per job (literals masked)."
     )
@@ -330,12 +335,22 @@ def change_text(current: float, previous: float) -> str:
 
 
 def watch_start(watermark: datetime | None, now: datetime, policy: QueryWatchPolicy) -> datetime:
-    """First creation time to read: the watermark minus the lookback (jobs finish late), and
-    the start of today when a daily budget needs the whole day."""
-    start = (watermark or now) - timedelta(hours=policy.lookback_hours)
+    """First creation time to read: the watermark minus the lookback (jobs finish late), or on a
+    first run the backfill window, and the start of today when a daily budget needs the whole day."""
+    start = (watermark - timedelta(hours=policy.lookback_hours) if watermark
+             else now - timedelta(hours=policy.first_run_hours))
     if policy.user_daily_budget_usd is not None:
         start = min(start, day_start(now.astimezone(timezone.utc).date()))
     return min(start, now)
+
+
+def window_note(scope: str, start: datetime, now: datetime, first: bool, policy: QueryWatchPolicy) -> str:
+    """What a run read in one project/region; a first run says how to read further back."""
+    note = f"{scope}: read jobs created {start:%Y-%m-%d %H:%M} to {now:%Y-%m-%d %H:%M} UTC"
+    if first:
+        note += (f" (first run: a {policy.first_run_hours} h backfill; set `policy.first_run_hours` "
+                 "up to 720 to read further back)")
+    return note
 
 
 def expensive_query_findings(jobs: Iterable[JobRecord], policy: QueryWatchPolicy) -> list[Finding]:

@@ -208,7 +208,7 @@ def find_orphaned_snapshots(snapshots: Iterable[Any], volume_ids: set[str],
 # --- S3 ---------------------------------------------------------------------------------
 
 
-def _rule_prefix(rule: Mapping[str, Any]) -> str | None:
+def rule_prefix(rule: Mapping[str, Any]) -> str | None:
     """The prefix a lifecycle rule applies to, or None when it filters on more (tags, sizes)."""
     if "Filter" not in rule:
         return rule.get("Prefix", "")
@@ -222,9 +222,9 @@ def lifecycle_covers(rules: Iterable[Mapping[str, Any]], prefix: str) -> str | N
     """ID of an enabled lifecycle rule that already expires or transitions every object under
     `prefix`, or None."""
     for rule in rules:
-        rule_prefix = _rule_prefix(rule)
+        prefix_of_rule = rule_prefix(rule)
         if (rule.get("Status") == "Enabled" and (rule.get("Expiration") or rule.get("Transitions"))
-                and rule_prefix is not None and prefix.startswith(rule_prefix)):
+                and prefix_of_rule is not None and prefix.startswith(prefix_of_rule)):
             return rule.get("ID") or "(unnamed)"
     return None
 

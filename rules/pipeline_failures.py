@@ -13,7 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rules.messages import MAX_BODY_CHARS, TaskFailure, flow_failure_message, mentions
+from rules.i18n import translations
+from rules.messages import MAX_BODY_CHARS, TaskFailure, flow_failure_message, mentions, state_label
 from rules.text import redact, truncate
 
 COLLECTION_TAG = "dataplatform-ops"
@@ -130,7 +131,7 @@ def task_failure(task_run: TaskRunRecord, records: Sequence[LogRecord]) -> TaskF
 
 
 def failure_report(run: RunRecord, failed_tasks: Sequence[TaskRunRecord], records: Sequence[LogRecord],
-                   run_url: str | None, log_limit: int) -> tuple[str, str]:
+                   run_url: str | None, log_limit: int, language: str = "en") -> tuple[str, str]:
     """Subject and body of the one message about a failed or crashed run, in the hook's shape."""
     return flow_failure_message(
         flow_name=run.flow_name,
@@ -144,54 +145,68 @@ def failure_report(run: RunRecord, failed_tasks: Sequence[TaskRunRecord], record
         failure=task_failure(failed_tasks[-1], records) if failed_tasks else None,
         flow_attempt=(run.attempts, run.max_attempts),
         owners=run.owners,
+        language=language,
     )
 
 
-def late_report(run: RunRecord, now: datetime, run_url: str | None) -> tuple[str, str]:
+def late_report(run: RunRecord, now: datetime, run_url: str | None, language: str = "en") -> tuple[str, str]:
     """Subject and body of the one message about a scheduled run that has not started."""
+    _ = translations(language).gettext
     tag = f"{run.flow_name}/{run.deployment}" if run.deployment else run.flow_name
-    late = f"{(now - run.scheduled).total_seconds() / 60:.0f} min" if run.scheduled else "long"
-    subject = truncate(f"[{tag}] run {run.name} Late: not started {late} after its scheduled time", 200)
-    owners = mentions(run.owners)
-    body = [f"{owners + ' ' if owners else ''}Flow {run.flow_name}, run {run.name}: still not started"]
     if run.scheduled:
-        body[0] += f", scheduled for {run.scheduled:%Y-%m-%d %H:%M} UTC"
+        late = _("run {run} Late: not started {minutes} min after its scheduled time").format(
+            run=run.name, minutes=f"{(now - run.scheduled).total_seconds() / 60:.0f}")
+    else:
+        late = _("run {run} Late: not started long after its scheduled time").format(run=run.name)
+    subject = truncate(f"[{tag}] {late}", 200)
+    owners = mentions(run.owners)
+    if run.scheduled:
+        first = _("Flow {flow}, run {run}: still not started, scheduled for {when} UTC").format(
+            flow=run.flow_name, run=run.name, when=f"{run.scheduled:%Y-%m-%d %H:%M}")
+    else:
+        first = _("Flow {flow}, run {run}: still not started").format(flow=run.flow_name, run=run.name)
+    body = [f"{owners + ' ' if owners else ''}{first}"]
     if run.deployment:
-        body.append(f"Deployment: {run.deployment}")
+        body.append(_("Deployment: {deployment}").format(deployment=run.deployment))
     if run_url:
-        body.append(f"Run: {run_url}")
-    body += ["", "Usual causes: no worker polls its work pool or queue, the pool or deployment is "
-             "paused, or a concurrency limit is reached by runs that do not finish."]
+        body.append(_("Run: {url}").format(url=run_url))
+    body += ["", _("Usual causes: no worker polls its work pool or queue, the pool or deployment is "
+                   "paused, or a concurrency limit is reached by runs that do not finish.")]
     return redact(subject), truncate(redact("\n".join(body)), MAX_BODY_CHARS)
 
 
 def task_failures_report(run: RunRecord, failed_tasks: Sequence[TaskRunRecord], records: Sequence[LogRecord],
-                         run_url: str | None, log_limit: int) -> tuple[str, str]:
+                         run_url: str | None, log_limit: int, language: str = "en") -> tuple[str, str]:
     """Subject and body of the one message about a completed run whose tasks failed after their retries."""
+    t = translations(language)
+    _ = t.gettext
     tag = f"{run.flow_name}/{run.deployment}" if run.deployment else run.flow_name
-    subject = truncate(f"[{tag}] run {run.name} completed with {len(failed_tasks)} failed task"
-                       f"{'' if len(failed_tasks) == 1 else 's'}", 200)
+    subject = truncate(f"[{tag}] " + t.ngettext(
+        "run {run} completed with {count} failed task", "run {run} completed with {count} failed tasks",
+        len(failed_tasks)).format(run=run.name, count=len(failed_tasks)), 200)
     owners = mentions(run.owners)
-    body = [f"{owners + ' ' if owners else ''}Flow {run.flow_name}, run {run.name}: {run.state_name}, "
-            "but these tasks failed after their retries:"]
+    body = [f"{owners + ' ' if owners else ''}" + _(
+        "Flow {flow}, run {run}: {state}, but these tasks failed after their retries:").format(
+        flow=run.flow_name, run=run.name, state=state_label(run.state_name, language))]
     for task_run in failed_tasks:
         failure = task_failure(task_run, records)
-        body.append(f"• {failure.task_name} ({failure.task_run_name}), attempt {failure.attempts} of "
-                    f"{failure.max_attempts}: {truncate(failure.exception, 500)}")
+        body.append("• " + _("{task} ({task_run}), attempt {attempt} of {attempts}: {error}").format(
+            task=failure.task_name, task_run=failure.task_run_name, attempt=failure.attempts,
+            attempts=failure.max_attempts, error=truncate(failure.exception, 500)))
     if run.deployment:
-        body.append(f"Deployment: {run.deployment}")
+        body.append(_("Deployment: {deployment}").format(deployment=run.deployment))
     if run_url:
-        body.append(f"Run: {run_url}")
+        body.append(_("Run: {url}").format(url=run_url))
     if lines := log_lines(records, log_limit):
-        body += ["", "Last log lines:", truncate("\n".join(lines), 6_000)]
+        body += ["", _("Last log lines:"), truncate("\n".join(lines), 6_000)]
     return redact(subject), truncate(redact("\n".join(body)), MAX_BODY_CHARS)
 
 
 def report(run: RunRecord, failed_tasks: Sequence[TaskRunRecord], records: Sequence[LogRecord],
-           run_url: str | None, now: datetime, policy: ReportPolicy) -> tuple[str, str]:
+           run_url: str | None, now: datetime, policy: ReportPolicy, language: str = "en") -> tuple[str, str]:
     """The message for a run that `skip_reason` let through."""
     if run.state_name == "Late":
-        return late_report(run, now, run_url)
+        return late_report(run, now, run_url, language)
     if run.state_type == "COMPLETED":
-        return task_failures_report(run, failed_tasks, records, run_url, policy.log_lines)
-    return failure_report(run, failed_tasks, records, run_url, policy.log_lines)
+        return task_failures_report(run, failed_tasks, records, run_url, policy.log_lines, language)
+    return failure_report(run, failed_tasks, records, run_url, policy.log_lines, language)

@@ -18,7 +18,8 @@ BASE_REGION = "us-east-1"
 # Keys: "ebs:<type>:gb" (GB-month), "ebs:<type>:iops" (IOPS-month above the free baseline),
 # "ebs:gp3:throughput" (MB/s-month above 125), "snapshot:<tier>:gb", "s3:<class>:gb",
 # "s3:it-monitoring:1000-objects", "ipv4:hour", "ec2:<type>:hour", "rds:<class>:hour",
-# "elasticache:<node>:hour", "lambda:<arch>:gb-second".
+# "elasticache:<node>:hour", "lambda:<arch>:gb-second"; the waste checks' keys are listed with
+# their values below.
 _US_EAST_1: dict[str, float] = {
     "ebs:gp2:gb": 0.10, "ebs:gp3:gb": 0.08, "ebs:gp3:iops": 0.005, "ebs:gp3:throughput": 0.04,
     "ebs:io1:gb": 0.125, "ebs:io1:iops": 0.065, "ebs:io2:gb": 0.125, "ebs:io2:iops": 0.065,
@@ -47,6 +48,14 @@ _US_EAST_1: dict[str, float] = {
     "ec2:c6g.large:hour": 0.068, "ec2:c7g.large:hour": 0.0725, "ec2:c7g.xlarge:hour": 0.145,
     "ec2:c7g.2xlarge:hour": 0.29,
     "ec2:r5.large:hour": 0.126, "ec2:r5.xlarge:hour": 0.252, "ec2:r5.2xlarge:hour": 0.504,
+    # Previous generations (waste-checks suggests the same size one generation on)
+    "ec2:t2.micro:hour": 0.0116, "ec2:t2.small:hour": 0.023, "ec2:t2.medium:hour": 0.0464,
+    "ec2:t2.large:hour": 0.0928, "ec2:t2.xlarge:hour": 0.1856, "ec2:t2.2xlarge:hour": 0.3712,
+    "ec2:m4.large:hour": 0.10, "ec2:m4.xlarge:hour": 0.20, "ec2:m4.2xlarge:hour": 0.40,
+    "ec2:m4.4xlarge:hour": 0.80, "ec2:c4.large:hour": 0.10, "ec2:c4.xlarge:hour": 0.199,
+    "ec2:c4.2xlarge:hour": 0.398, "ec2:r4.large:hour": 0.133, "ec2:r4.xlarge:hour": 0.266,
+    "ec2:r4.2xlarge:hour": 0.532, "ec2:m3.medium:hour": 0.067, "ec2:m3.large:hour": 0.133,
+    "ec2:c3.large:hour": 0.105, "ec2:r3.large:hour": 0.166,
     "ec2:r6g.large:hour": 0.1008, "ec2:r7g.large:hour": 0.1071, "ec2:r7g.xlarge:hour": 0.2142,
     "ec2:r7g.2xlarge:hour": 0.4284,
     # RDS PostgreSQL single-AZ on-demand
@@ -61,7 +70,29 @@ _US_EAST_1: dict[str, float] = {
     "elasticache:cache.r6g.large:hour": 0.206, "elasticache:cache.r7g.large:hour": 0.219,
     # Lifecycle transition requests into INTELLIGENT_TIERING (one-off, per 1,000 objects)
     "s3:transition-it:1000-requests": 0.01,
+    # Waste checks (rules/waste.py), us-east-1 list prices: NAT gateway hour (data processing is
+    # per GB on top); load balancer hour by type (LCUs on top); CloudWatch Logs stored GB-month;
+    # RDS backup storage GB-month beyond the free allowance; ECR private storage GB-month;
+    # DynamoDB provisioned capacity-unit hours and on-demand request units (after the
+    # November 2024 on-demand price cut); Secrets Manager secret-month; Kinesis shard hour.
+    "nat:hour": 0.045,
+    "elb:application:hour": 0.0225, "elb:network:hour": 0.0225, "elb:gateway:hour": 0.0125,
+    "elb:classic:hour": 0.025,
+    "logs:stored:gb": 0.03,
+    "rds-snapshot:gb": 0.095,
+    "ecr:gb": 0.10,
+    "dynamodb:rcu:hour": 0.00013, "dynamodb:wcu:hour": 0.00065,
+    "dynamodb:rru:million": 0.125, "dynamodb:wru:million": 0.625,
+    "secretsmanager:secret:month": 0.40,
+    "kinesis:shard:hour": 0.015,
+    # SageMaker notebook instances
+    "sagemaker:ml.t2.medium:hour": 0.0464, "sagemaker:ml.t3.medium:hour": 0.05,
+    "sagemaker:ml.t3.large:hour": 0.10, "sagemaker:ml.t3.xlarge:hour": 0.20, "sagemaker:ml.m5.xlarge:hour": 0.23,
 }
+
+# Keys priced here for us-east-1 only: elsewhere they fall back to it, marked estimated.
+_US_EAST_1_ONLY = ("ec2:", "rds:", "elasticache:", "nat:", "elb:", "logs:", "rds-snapshot:", "ecr:",
+                   "dynamodb:", "secretsmanager:", "kinesis:", "sagemaker:")
 
 # Storage and IPv4 list prices that differ from us-east-1 (instances fall back, marked estimated).
 _REGIONAL: dict[str, dict[str, float]] = {
@@ -83,7 +114,7 @@ _REGIONAL: dict[str, dict[str, float]] = {
                        "s3:STANDARD:gb": 0.025},
     "ap-southeast-1": {"ebs:gp2:gb": 0.12, "ebs:gp3:gb": 0.096, "ebs:io1:gb": 0.138,
                        "ebs:io1:iops": 0.072, "ebs:io2:gb": 0.138, "ebs:io2:iops": 0.072,
-                       "s3:STANDARD:gb": 0.025},
+                       "s3:STANDARD:gb": 0.025, "nat:hour": 0.059},
 }
 
 GP3_FREE_IOPS = 3000
@@ -110,7 +141,7 @@ class PriceTable(BaseModel):
                 return Price(source[key], False)
         if key in _US_EAST_1:
             known_region = region == BASE_REGION or (region in _REGIONAL and not key.startswith(
-                ("ec2:", "rds:", "elasticache:")))
+                _US_EAST_1_ONLY))
             return Price(_US_EAST_1[key], not known_region)
         raise KeyError(f"no price for {key!r} in {region} or {BASE_REGION}")
 

@@ -21,11 +21,11 @@ from prefect.runtime import flow_run as runtime_flow_run
 from prefect.states import Cancelled, Cancelling, State
 from pydantic import Field, create_model
 
-from rules.messages import money
+from rules.i18n import in_every_language
+from rules.messages import actions_applied, approval_expired, approval_waiting, money
 from tasks.notify import emit_job_message, run_url
 
 APPROVAL_POLL_SECONDS = 2
-MAX_LISTED = 10  # offers named in the chat message; the plan artifact lists all
 
 
 @dataclass(frozen=True)
@@ -66,31 +66,19 @@ def approval_form(job: str, offered: Sequence[Offer]) -> type[RunInput]:
         f"act on; the `{job}-plan` artifact lists each with its cost."))
 
 
-def waiting_message(job: str, offered: Sequence[Offer], timeout_seconds: int, link: str | None) -> str:
-    total = sum(o.monthly_usd for o in offered)
-    lines = [f"{len(offered)} changes wait for approval ({money(total)}); nothing changes "
-             f"unless someone approves within {timeout_seconds // 60} min."]
-    lines += [f"• {o.action} {o.item_id} ({o.scope}): {money(o.monthly_usd)}"
-              for o in sorted(offered, key=lambda o: -o.monthly_usd)[:MAX_LISTED]]
-    if len(offered) > MAX_LISTED:
-        lines.append(f"… and {len(offered) - MAX_LISTED} more in the plan artifact.")
-    lines.append(f"Approve in the Prefect UI: {link}" if link else "Approve in the Prefect UI (paused run).")
-    return "\n".join(lines)
-
-
 def ask_approval(job: str, offered: Sequence[Offer], timeout_seconds: int) -> list[Offer]:
     """Pause until a person picks offers; raises `ApprovalExpired` when nobody answers."""
     if not offered:
         return []
-    emit_job_message(job, f"[{job}] waiting for approval",
-                     waiting_message(job, offered, timeout_seconds, run_url()))
+    link = run_url()
+    emit_job_message(job, in_every_language(
+        lambda lang: approval_waiting(job, offered, timeout_seconds, link, lang)))
     try:
         answer = pause_flow_run(wait_for_input=approval_form(job, offered), timeout=timeout_seconds,
                                 poll_interval=APPROVAL_POLL_SECONDS)
     except FlowPauseTimeout:
         get_run_logger().warning("nobody approved within %s s: nothing is applied", timeout_seconds)
-        emit_job_message(job, f"[{job}] approval expired",
-                         f"Nobody approved within {timeout_seconds // 60} min: nothing was changed.")
+        emit_job_message(job, in_every_language(lambda lang: approval_expired(job, timeout_seconds, lang)))
         raise ApprovalExpired(f"Nobody approved the plan within {timeout_seconds} s: nothing was changed.") from None
     chosen = set(answer.approved)
     return [o for o in offered if answer.approve_all or o.item_id in chosen]
@@ -98,15 +86,8 @@ def ask_approval(job: str, offered: Sequence[Offer], timeout_seconds: int) -> li
 
 def outcome_message(job: str, rows: Sequence[dict[str, Any]]) -> None:
     """Tell chat what an approved apply did."""
-    if not rows:
-        return
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
-    lines = [", ".join(f"{n} {o}" for o, n in sorted(counts.items()))]
-    lines += [f"• {r['action']} {r['resource']}: {r['outcome']}" + (f" ({r['detail']})" if r.get("detail") else "")
-              for r in rows[:MAX_LISTED]]
-    emit_job_message(job, f"[{job}] approved changes applied", "\n".join(lines))
+    if rows:
+        emit_job_message(job, in_every_language(lambda lang: actions_applied(job, rows, lang)))
 
 
 def cancelled(message: str) -> State:

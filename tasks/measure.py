@@ -25,6 +25,7 @@ from psycopg import sql
 
 from blocks.warehouse import WarehouseConnection
 from rules.integrity import Measured, TableError, TableMeasurement, TableQuery
+from tasks.limits import warehouse_slots
 
 C = TypeVar("C")
 
@@ -203,15 +204,17 @@ def _measure_postgres_one(
 def measure_postgres_tables(
     connection: WarehouseConnection, queries: Sequence[TableQuery], max_concurrency: int = 4
 ) -> dict[str, Measured]:
-    """Measure every table of one PostgreSQL-family connection, `max_concurrency` at a time."""
-    return _run_pooled(
-        queries, max_concurrency,
-        open_conn=lambda: _open_postgres(connection),
-        measure=lambda conn, q: _measure_postgres_one(conn, q, connection.dialect),
-        classify=_postgres_error,
-        close=lambda c: c.close(),
-        usable=lambda c: not c.closed and not c.broken,
-    )
+    """Measure every table of one PostgreSQL-family connection, `max_concurrency` at a time
+    (fewer if the warehouse's concurrency limit is lower)."""
+    with warehouse_slots(connection.scope, max_concurrency) as granted:
+        return _run_pooled(
+            queries, granted,
+            open_conn=lambda: _open_postgres(connection),
+            measure=lambda conn, q: _measure_postgres_one(conn, q, connection.dialect),
+            classify=_postgres_error,
+            close=lambda c: c.close(),
+            usable=lambda c: not c.closed and not c.broken,
+        )
 
 
 # --- BigQuery -----------------------------------------------------------------------------

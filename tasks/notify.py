@@ -9,6 +9,7 @@
 - `emit_flow_failure`: that event; `flows/pipeline_failure_report.py` emits it too, for runs
   of flows without the hook, so one automation routes both and the event marks a run as
   announced.
+- `messages_of`: the messages a flow run of this process emitted (the command line prints them).
 
 Owners come from the run's tags (a deployment's tags are its runs' tags): `owner:<chat
 user id>` or `owner:all`.
@@ -21,7 +22,7 @@ import re
 import threading
 import traceback
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
@@ -32,6 +33,7 @@ from prefect.runtime import flow_run as runtime_flow_run
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
 from rules.findings import Transitions
+from rules.i18n import in_every_language
 from rules.messages import TaskFailure, findings_digest, flow_failure_message
 from rules.text import redact
 
@@ -48,6 +50,27 @@ _RETRY = re.compile(r" - Retry (\d+)/(\d+) will start")
 _SECRET_PARAM_WORDS = ("password", "secret", "token", "key", "credential", "url", "dsn")
 
 
+_SENT: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()  # flow run id -> message payloads
+_SENT_LOCK = threading.Lock()
+_SENT_RUNS = 64
+
+
+def _remember(flow_run_id: Any, payload: dict[str, Any]) -> None:
+    if not flow_run_id:
+        return
+    with _SENT_LOCK:
+        _SENT.setdefault(str(flow_run_id), []).append(payload)
+        _SENT.move_to_end(str(flow_run_id))
+        while len(_SENT) > _SENT_RUNS:
+            _SENT.popitem(last=False)
+
+
+def messages_of(flow_run_id: Any) -> list[dict[str, Any]]:
+    """The message payloads (`subject`, `text`, ...) a flow run in this process emitted, in order."""
+    with _SENT_LOCK:
+        return list(_SENT.get(str(flow_run_id), ()))
+
+
 def run_url(flow_run_id: Any = None) -> str | None:
     """Link to a flow run in the Prefect UI (needs PREFECT_UI_URL), or None."""
     flow_run_id = flow_run_id or runtime_flow_run.id
@@ -55,46 +78,60 @@ def run_url(flow_run_id: Any = None) -> str | None:
     return f"{ui.rstrip('/')}/runs/flow-run/{flow_run_id}" if ui and flow_run_id else None
 
 
+def message_fields(messages: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
+    """An event's message in every language: `subject` and `text` in English, the others under
+    `i18n.<language>` (the automation for a chat block in that language sends those)."""
+    fields: dict[str, Any] = {"subject": redact(messages["en"][0]), "text": redact(messages["en"][1])}
+    fields["i18n"] = {lang: {"subject": redact(subject), "text": redact(text)}
+                      for lang, (subject, text) in messages.items() if lang != "en"}
+    return fields
+
+
 def emit_findings_digest(job: str, transitions: Transitions, store: OpsStore | None = None) -> bool:
     """Emit the digest event if anything changed; returns whether one was emitted.
 
-    With `store`, the digest is recorded first, so that a chat block whose outbox is that store
-    can make the findings due again if Google Chat refuses it.
+    With `store`, the digest is recorded first (in each language), so that a chat block whose
+    outbox is that store can make the findings due again if Google Chat refuses it.
     """
     if transitions.is_quiet:
         return False
-    subject, text = findings_digest(job, transitions, run_url())
+    link = run_url()
+    messages = in_every_language(lambda lang: findings_digest(job, transitions, link, lang))
     if store is not None:
-        store.record_announcement(job, subject, text, transitions, datetime.now(timezone.utc))
+        for subject, text in messages.values():
+            store.record_announcement(job, subject, text, transitions, datetime.now(timezone.utc))
     worst = max(
         (f.severity.rank for f in transitions.opened + transitions.escalated + transitions.reminded),
         default=0,
     )
+    payload = {
+        "job": job,
+        **message_fields(messages),
+        "worst_severity_rank": worst,
+        "opened": [f.key for f in transitions.opened][:200],
+        "escalated": [f.key for f in transitions.escalated][:200],
+        "reminded": [f.key for f in transitions.reminded][:200],
+        "resolved": transitions.resolved[:200],
+    }
     emit_event(
         event=EVENT_FINDINGS,
         resource={"prefect.resource.id": f"dataplatform-ops.job.{job}", "prefect.resource.name": job},
-        payload={
-            "job": job,
-            "subject": subject,
-            "text": text,
-            "worst_severity_rank": worst,
-            "opened": [f.key for f in transitions.opened][:200],
-            "escalated": [f.key for f in transitions.escalated][:200],
-            "reminded": [f.key for f in transitions.reminded][:200],
-            "resolved": transitions.resolved[:200],
-        },
+        payload=payload,
     )
+    _remember(runtime_flow_run.id, payload)
     return True
 
 
-def emit_job_message(job: str, subject: str, text: str) -> None:
-    """A message from a job that is not a findings digest (an approval waiting, its outcome);
-    it takes the digest's route to chat, threaded with the job's other messages."""
+def emit_job_message(job: str, messages: Mapping[str, tuple[str, str]]) -> None:
+    """A message from a job that is not a findings digest (an approval waiting, its outcome), in
+    every language; it takes the digest's route to chat, threaded with the job's other messages."""
+    payload = {"job": job, **message_fields(messages)}
     emit_event(
         event=EVENT_FINDINGS,
         resource={"prefect.resource.id": f"dataplatform-ops.job.{job}", "prefect.resource.name": job},
-        payload={"job": job, "subject": subject, "text": redact(text)},
+        payload=payload,
     )
+    _remember(runtime_flow_run.id, payload)
 
 
 def _refusal(subject: str, error: str) -> dict[str, Any]:
@@ -254,7 +291,7 @@ def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
     if failure and failure.exception not in (state.message or ""):
         failure = None  # an exception the run handled; not what failed it (e.g. a timeout)
     deployment = runtime_deployment.name
-    subject, text = flow_failure_message(
+    messages = in_every_language(lambda language: flow_failure_message(
         flow_name=flow.name,
         flow_run_name=flow_run.name,
         state_name=state.name,
@@ -266,16 +303,25 @@ def on_flow_failure(flow: Any, flow_run: Any, state: Any) -> None:
         failure=failure,
         flow_attempt=(max(1, flow_run.run_count or 1), (flow.retries or 0) + 1),
         owners=owners_of(flow_run.tags),
-    )
+        language=language,
+    ))
     emit_flow_failure(flow_run.id, flow_run.name, flow_run.flow_id, flow.name, deployment, state.name,
-                      failure.task_name if failure else None, subject, text)
+                      failure.task_name if failure else None, messages)
 
 
 def emit_flow_failure(
     flow_run_id: Any, flow_run_name: str, flow_id: Any, flow_name: str, deployment: str | None,
-    state_name: str, task_name: str | None, subject: str, text: str,
+    state_name: str, task_name: str | None, messages: Mapping[str, tuple[str, str]],
 ) -> None:
-    """The one event that announces a failed run (the "flow run failed" automation sends it)."""
+    """The one event that announces a failed run (the "flow run failed" automation sends it);
+    `messages`: language -> (subject, text)."""
+    payload = {
+        "flow": flow_name,
+        "deployment": deployment,
+        "state": state_name,
+        "task": task_name,
+        **message_fields(messages),
+    }
     emit_event(
         event=EVENT_FLOW_FAILED,
         resource={
@@ -289,12 +335,6 @@ def emit_flow_failure(
                 "prefect.resource.name": flow_name,
             }
         ],
-        payload={
-            "flow": flow_name,
-            "deployment": deployment,
-            "state": state_name,
-            "task": task_name,
-            "subject": redact(subject),
-            "text": redact(text),
-        },
+        payload=payload,
     )
+    _remember(runtime_flow_run.id or flow_run_id, payload)  # the report flow's own run, or the hook's

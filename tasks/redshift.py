@@ -29,6 +29,7 @@ from blocks.warehouse import WarehouseConnection, WarehouseUnavailable
 from rules.query_watch import LockWait, PlannedAction, RunningQuery
 from rules.redshift_health import WlmQueue
 from rules.text import redact
+from tasks.limits import warehouse_slots
 
 # --- long-running queries -----------------------------------------------------------------
 
@@ -277,6 +278,13 @@ class Snapshot:
 
 
 def _run_checks(
+    warehouse: WarehouseConnection, checks: Sequence[tuple[str, Callable[[psycopg.Connection], Any]]]
+) -> Snapshot:
+    with warehouse_slots(warehouse.scope):  # one connection, counted with other runs' ones
+        return _checks_on_one_connection(warehouse, checks)
+
+
+def _checks_on_one_connection(
     warehouse: WarehouseConnection, checks: Sequence[tuple[str, Callable[[psycopg.Connection], Any]]]
 ) -> Snapshot:
     snap = Snapshot()

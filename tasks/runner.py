@@ -11,6 +11,7 @@ plus every `role_arns` account, every enabled region unless `regions` lists them
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
@@ -31,11 +32,13 @@ from rules.pricing import BUNDLED, PriceTable
 from tasks.approval import ApprovalExpired, Offer, ask_approval, cancelled, outcome_message
 from tasks.aws.clients import Account, deadline, enabled_regions, error_summary
 from tasks.aws.permissions import requires
+from tasks.limits import aws_account_slot
 from tasks.notify import on_flow_failure
 from tasks.report import write_table
 from tasks.tell import tell
 
-# Bounded fan-out: 17 regions x N accounts must not open that many connections at once.
+# Bounded fan-out: 17 regions x N accounts must not open that many connections at once; across
+# runs and workers, each account's global concurrency limit (tasks/limits.py) bounds it too.
 MAX_CONCURRENT_TARGETS = 16
 # The most one account x region may take before it is "not covered: no answer in N s".
 TARGET_SECONDS = 60
@@ -182,7 +185,7 @@ def aws_targets(creds: AwsCredentials, role_arns: list[str] | None, regions: lis
 
 @task(name="collect-account", cache_policy=NO_CACHE, task_run_name="collect-account-{account_id}")
 def _collect_account(job: Job, account: Account, account_id: str, policy: BaseModel, ctx: RunContext) -> Any:
-    with deadline(TARGET_SECONDS, account_id):
+    with aws_account_slot(account_id), deadline(TARGET_SECONDS, account_id):
         return job.collect_account(account, policy, ctx)
 
 
@@ -207,9 +210,14 @@ def _read_accounts(job: Job, targets: list[AwsTarget], policy: BaseModel, ctx: R
     return kept
 
 
+def _slot(target: Any) -> AbstractContextManager:
+    """An AWS target waits for a slot of its account's global limit; other targets need none here."""
+    return aws_account_slot(target.account_id) if isinstance(target, AwsTarget) else nullcontext()
+
+
 @task(name="collect", cache_policy=NO_CACHE, task_run_name="collect-{target.scope}")
 def _collect(job: Job, target: AwsTarget, policy: BaseModel, ctx: RunContext) -> Any:
-    with deadline(TARGET_SECONDS, target.scope):
+    with _slot(target), deadline(TARGET_SECONDS, target.scope):
         return job.collect(target, policy, ctx)
 
 

@@ -30,8 +30,8 @@ def tell(
     Only open findings where `coverage` says the run looked can resolve. A run that read
     nothing at all fails, after the report says why: 0 findings would be a false all-clear.
     """
-    transitions = diff_findings(store.open_findings(job), findings, now, repeat_interval, coverage)
-    store.save_transitions(job, transitions, now)
+    transitions = store.record_run(
+        job, lambda known: diff_findings(known, findings, now, repeat_interval, coverage), now)
     if not emit_findings_digest(job, transitions, store) and store.pending_message_count():
         emit_outbox_flush(job)  # chat was down earlier: deliver what waits, even on a quiet run
     write_report(job, findings, transitions, errors=coverage.errors, notes=notes, table=table)
@@ -67,9 +67,8 @@ def tell_events(
     """
     announced = Transitions(opened=store.claim_findings(job, events, now))
     current = {e.key for e in events}
-    gone = sorted(k for k, known in store.open_findings(job).items()
-                  if k not in current and coverage.covers(known.kind, known.scope, known.resource_id))
-    store.save_transitions(job, Transitions(resolved=gone), now)
+    store.record_run(job, lambda known: Transitions(resolved=sorted(
+        k for k, f in known.items() if k not in current and coverage.covers(f.kind, f.scope, f.resource_id))), now)
     if not emit_findings_digest(job, announced, store) and store.pending_message_count():
         emit_outbox_flush(job)  # as in `tell`: deliver what waits, even on a quiet run
     write_report(job, events, announced, errors=coverage.errors, notes=notes, table=table)

@@ -45,13 +45,21 @@ from deployments.chat_receiver import ChatReceiver
 from deployments.local_postgres import postgres_server, to_url, with_database
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests (marked `slow`) first: `make test` hands whole modules to its parallel workers
+    in this order, so the long ones start at once and the short ones fill the gaps, instead of
+    one long module ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def prefect_server() -> Iterator[None]:
-    """One real Prefect server for the whole session (SQLite), heartbeats off."""
+    """One real Prefect server for the whole session (SQLite), heartbeats off. Under
+    pytest-xdist (`make test`) each worker process has its own: its own port and database."""
     with temporary_settings(
         {PREFECT_SERVER_ANALYTICS_ENABLED: False, PREFECT_UI_URL: "http://prefect.test"}
     ):
-        with prefect_test_harness(server_startup_timeout=300):
+        with prefect_test_harness(server_startup_timeout=900):  # counts polls, not seconds: generous under load
             with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
                 yield
 

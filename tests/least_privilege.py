@@ -71,14 +71,18 @@ def moto_names(action: str) -> set[str]:
 
 
 @contextmanager
-def iam_user_with(actions: set[str]):
-    """An IAM user holding exactly `actions`; AWS calls are authenticated while inside."""
+def iam_user_with(actions: set[str], denied: list[dict[str, Any]] = ()):
+    """An IAM user holding exactly `actions` (less any `denied` statements: {"Action", "Resource"});
+    AWS calls are authenticated while inside."""
     iam = boto3.client("iam", region_name="us-east-1")
     name = f"ops-{uuid.uuid4().hex[:6]}"
     iam.create_user(UserName=name)
     granted = set().union(*map(moto_names, actions))
-    iam.put_user_policy(UserName=name, PolicyName="generated",
-                        PolicyDocument=json.dumps(policy_document(granted)))
+    document = policy_document(granted)
+    document["Statement"] += [{"Effect": "Deny", **statement} for statement in denied]
+    document["Statement"] = [st for st in document["Statement"] if st["Action"]]
+    if document["Statement"]:  # a job with one permission, withheld: a user with no policy at all
+        iam.put_user_policy(UserName=name, PolicyName="generated", PolicyDocument=json.dumps(document))
     key = iam.create_access_key(UserName=name)["AccessKey"]
     block = f"aws-{name}"
     AwsCredentials(aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],

@@ -14,6 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timezone
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 
 from deployments.local_bigquery import (
     JOBS_SCHEMA,
@@ -41,6 +44,7 @@ from rules.bigquery_cost import (
     report_window,
     user_budget_findings,
     watch_start,
+    window_note,
 )
 from rules.config import ConfigError
 from rules.findings import Finding
@@ -149,7 +153,12 @@ def test_windows():
     assert (w.start, w.end, w.previous_start, w.read_start) == (
         at(23, 0), at(25, 0), at(21, 0), at(1, 0))  # month start: the free tier needs it
     policy = QueryWatchPolicy(lookback_hours=6)
-    assert watch_start(None, at(24, 12), policy) == at(24, 6)
+    assert watch_start(None, at(24, 12), policy) == at(23, 12)  # first run: the 24 h backfill
+    assert watch_start(None, at(24, 12), QueryWatchPolicy(first_run_hours=72)) == at(21, 12)
+    assert window_note("p/us", at(23, 12), at(24, 12), True, policy) == (
+        "p/us: read jobs created 2026-11-23 12:00 to 2026-11-24 12:00 UTC (first run: a 24 h backfill; "
+        "set `policy.first_run_hours` up to 720 to read further back)")
+    assert "first run" not in window_note("p/us", at(24, 5), at(24, 12), False, policy)
     assert watch_start(at(24, 11), at(24, 12), policy) == at(24, 5)
     budget = QueryWatchPolicy(lookback_hours=6, user_daily_budget_usd=50)
     assert watch_start(at(24, 11), at(24, 12), budget) == at(24, 0)
@@ -228,7 +237,7 @@ def test_cost_report_applies_the_free_tib_and_compares_with_the_previous_period(
 
 def test_watch_announces_each_expensive_job_once(bq, store):
     policy = QueryWatchPolicy(pricing=FREE, critical_usd=20, user_daily_budget_usd=10,
-                              lookback_hours=48)
+                              lookback_hours=48, first_run_hours=48)
     kwargs = dict(projects=[ANALYTICS, ETL], emulator_endpoint=bq, jobs_table=TABLE,
                   store=store._block_document_name, policy=policy)
     opened = bigquery_query_cost_watch(now=at(24, 23), **kwargs)
@@ -239,6 +248,11 @@ def test_watch_announces_each_expensive_job_once(bq, store):
         ("bigquery-expensive-query", "k1", "warning"),
         ("bigquery-user-daily-budget", f"{ALICE}@2026-11-24", "warning"),  # $16.25 > $10
     ]
+    with get_client(sync_client=True) as client:
+        [summary] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(
+            any_=[f"{WATCH_JOB}-summary"])), sort=ArtifactSort.CREATED_DESC, limit=1)
+    assert f"{ANALYTICS}/us: read jobs created 2026-11-22 23:00" in summary.data
+    assert "first run: a 48 h backfill" in summary.data
     j1 = next(f for f in opened if f.resource_id == "j1")
     assert j1.scope == ANALYTICS
     assert j1.numbers["cost_usd"] == 12.5 and j1.numbers["bytes_billed"] == 2 * TIB

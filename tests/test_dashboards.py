@@ -31,9 +31,18 @@ from blocks.store import OpsStore, load_store
 from blocks.warehouse import WarehouseConnection
 from deployments.demo import bigquery_with_history
 from deployments.demo_seed import BQ_JOBS_TABLE, BQ_PROJECTS, seed_pipeline
+from deployments.local_snowflake import (
+    create_account_usage,
+    fakesnow_server,
+    save_connector,
+    seed_connection,
+    seed_usage,
+)
 from flows.bigquery_cost_report import bigquery_cost_report
 from flows.bigquery_query_cost_watch import bigquery_query_cost_watch
 from flows.data_integrity import data_integrity
+from flows.snowflake_cost_report import snowflake_cost_report
+from flows.snowflake_query_cost_watch import snowflake_query_cost_watch
 from rules.findings import Coverage, Finding, Severity
 from rules.iac_drift import Coverage as ManagedShare
 from rules.iac_drift import coverage_rows
@@ -75,7 +84,7 @@ def test_provisioning_files_are_valid_for_grafana():
     [provider] = providers["providers"]
     assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
     assert set(_dashboards()) == {"bigquery.json", "findings.json", "iac.json", "integrity.json", "pipelines.json",
-                                   "redshift.json"}
+                                   "redshift.json", "snowflake.json"}
 
 
 @pytest.mark.parametrize("name", sorted(_dashboards()))
@@ -156,12 +165,14 @@ def pipelines_block(pg_admin: str) -> Iterator[Callable[[], str]]:
 
 integrity: list = []  # what the real runs returned, to compare with the panels
 report: list = []
+snowflake: list = []
 
 
 @pytest.fixture
 def filled(pg_store: OpsStore, pipelines_block) -> OpsStore:
     integrity.clear()
     report.clear()
+    snowflake.clear()
     name = pg_store._block_document_name
     yesterday = NOW - timedelta(days=1)
     # Findings through real flow runs of the tell step; one resolves on the second run.
@@ -214,6 +225,18 @@ def filled(pg_store: OpsStore, pipelines_block) -> OpsStore:
                  "store": name}
         report.append(bigquery_cost_report(**scope, policy={"days": 3}))
         bigquery_query_cost_watch(**scope)
+    # Snowflake: real runs of the cost report and the query cost watch on a fakesnow account
+    # (ACCOUNT_USAGE as tables with the documented columns, deployments/local_snowflake.py).
+    with fakesnow_server() as endpoint:
+        with seed_connection(endpoint) as conn:
+            create_account_usage(conn)
+            seed_usage(conn, (NOW - timedelta(days=1)).date())
+        block = save_connector(f"sf-{uuid.uuid4().hex[:8]}", "acme-prod")
+        scope = {"accounts": [block], "endpoints": {block: endpoint}, "store": name}
+        snowflake.append(snowflake_cost_report(**scope, now=NOW))
+        snowflake_query_cost_watch(**scope, now=NOW, policy={"lookback_hours": 48})
+    fill_findings(name, "snowflake-warehouse-hygiene", [
+        _finding("snowflake-auto-suspend-off", "ETL_WH", "critical", usd=2920.0, scope="acme-prod")], NOW)
     return pg_store
 
 
@@ -276,8 +299,8 @@ def test_panels_show_the_exact_figures(filled):
     by_job = {r[0]: r for r in results[("dpo-findings", "Open findings and $ by job")]}
     assert by_job["idle-resources"][1:6] == (2, 0, 2, 0, Decimal("23.65"))  # vol-2 resolved
     assert by_job["redshift-health"][1:3] == (1, 1)
-    # idle-resources' $23.65 and the two unmanaged instances iac-drift priced at $91.11
-    assert results[("dpo-findings", "Monthly cost of open findings")] == [(pytest.approx(23.65 + 91.11),)]
+    # idle + the Snowflake warehouse at risk + the two unmanaged instances iac-drift planted
+    assert results[("dpo-findings", "Monthly cost of open findings")] == [(pytest.approx(23.65 + 2920.0 + 91.11),)]
     assert sum(r[2] for r in results[("dpo-findings", "Findings resolved per day")]) == 1
 
     # BigQuery: the panels add up to what the report itself computed, per user and in total.
@@ -292,6 +315,22 @@ def test_panels_show_the_exact_figures(filled):
     [(total,)] = results[("dpo-bigquery", "Cost in range")]
     assert total == pytest.approx(sum(line.cost_usd for line in lines))
     assert len(results[("dpo-bigquery", "Expensive queries")]) == 3  # the planted full scans
+
+    # Snowflake: the panels add up to what the report computed, per user and in total.
+    lines = snowflake[0]["lines"]
+    expected = {}
+    for line in lines:
+        expected[line.user] = expected.get(line.user, 0) + line.usd
+    per_user = {}
+    for user, _, _, _, usd, *_ in results[("dpo-snowflake", "Cost per user (range)")]:
+        per_user[user] = per_user.get(user, 0) + float(usd)
+    assert per_user == pytest.approx(expected, abs=0.02) and len(per_user) >= 4
+    [(total,)] = results[("dpo-snowflake", "Cost in range")]
+    assert total == pytest.approx(sum(line.usd for line in lines)) and total > 0
+    # ALICE's attributed $9 merge and DAVE's X-Large report query ($40, estimated)
+    assert sorted(r[2] for r in results[("dpo-snowflake", "Expensive queries")]) == ["etl-1", "rep-1"]
+    [(_, _, _, _, usd_per_month, _)] = results[("dpo-snowflake", "Warehouse hygiene: $/month at risk")]
+    assert usd_per_month == Decimal("2920.00")
 
     # Integrity: the status row shows what the run reported for the pipeline.
     [run_row] = integrity[0]

@@ -77,6 +77,7 @@ def _listening(url: str) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_demo_runs_jobs_from_specs_delivers_messages_and_stops_everything():
     api_before, children_before = PREFECT_API_URL.value(), _children()
     lines: list[str] = []

@@ -20,6 +20,7 @@ from prefect.settings import PREFECT_API_URL
 from deployments.serve import PREFECT_YAML, deployment_specs, load_flow
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
 POOL = "dataplatform-ops-local"
 
 

@@ -157,6 +157,7 @@ def quiet_export() -> None:
     get_run_logger().info("never runs")
 
 
+@pytest.mark.slow
 def test_silent_deployment_alert_fires_on_a_real_server_and_a_run_holds_it_off(tmp_path):
     """Proactive triggers need the server's triggers service, which the test harness lacks: a
     real `prefect server start` (the demo's) runs here. Two deployments, silent after 1 minute;

@@ -68,7 +68,10 @@ class _Raw:
 
 
 def test_unreachable_endpoint_is_a_short_named_error():
-    creds = AwsCredentials(aws_client_parameters={"endpoint_url": "http://127.0.0.1:9"})
+    # One retry, not the collection's eight with back-off (about 40 s of waiting): the error that
+    # ends the attempts is the same. A block's `config` taking precedence is tested below.
+    creds = AwsCredentials(aws_client_parameters={
+        "endpoint_url": "http://127.0.0.1:9", "config": {"retries": {"max_attempts": 1}}})
     account = Account(creds)
     with pytest.raises(EndpointConnectionError) as err:
         list_volumes(account, "eu-west-1")

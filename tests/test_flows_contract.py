@@ -46,7 +46,7 @@ def test_every_flow_module_is_a_registered_job():
 
 
 # A report with no findings, and one-off events announced once ever: nothing to remind.
-NEVER_REMINDED = {"bigquery-cost-report", "bigquery-query-cost-watch", "pipeline-failure-report"}
+NEVER_REMINDED = {"bigquery-cost-report", "bigquery-query-cost-watch", "pipeline-failure-report", "aws-cost-report"}
 
 
 def test_every_aws_job_means_the_same_by_regions_role_arns_apply_and_repeat():

@@ -41,6 +41,7 @@ from tests.redshift_fixture import (
     warehouse_block,
 )
 
+pytestmark = pytest.mark.slow  # many whole flow runs: its module starts early under `make test`
 DIALECTS = ["postgres", "redshift", "redshift-serverless"]
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 FAST = dict(long_query_warn_minutes=0.02, long_query_critical_minutes=60,

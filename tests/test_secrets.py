@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from moto import settings as moto_settings
@@ -121,6 +122,7 @@ def failing_blocks(token_uri: str) -> dict[str, dict]:
     }
 
 
+@pytest.mark.slow
 def test_no_planted_secret_reaches_logs_events_artifacts_store_or_chat():
     out: list[str] = []
     with demo(seed_scale=1, out=out.append, credentials=PLANTED) as run, token_endpoint() as token_uri:

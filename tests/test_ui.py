@@ -26,6 +26,7 @@ from deployments.automations import build_automations
 from deployments.demo import CHAT_BLOCK, DEMO_JOBS, DemoRun, demo
 
 IDLE = "idle-resources"
+pytestmark = pytest.mark.slow
 LATEST = "//a[contains(@href, '/artifacts/artifact/')]"
 # A page of the UI on a busy two-core machine can take a while: its data arrives after the app.
 PAGE_SECONDS = 60

@@ -169,6 +169,7 @@ S3_PERMISSION_OF = {
     "PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration",
     "ListBucketInventoryConfigurations": "s3:GetInventoryConfiguration",
     "PutBucketIntelligentTieringConfiguration": "s3:PutIntelligentTieringConfiguration",
+    "ListMultipartUploads": "s3:ListBucketMultipartUploads", "ListParts": "s3:ListMultipartUploadParts",
     "GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock", "GetBucketEncryption": "s3:GetEncryptionConfiguration",
     "ListObjectVersions": "s3:ListBucketVersions",
 }

@@ -73,6 +73,7 @@ class Instance:
     platform: str | None = None
     lifecycle: str | None = None  # "spot" / "scheduled"; None for on-demand
     tags: dict[str, str] = field(default_factory=dict)
+    state_reason: str = ""  # StateTransitionReason: "User initiated (2026-10-01 08:00:00 GMT)"
 
     @property
     def auto_scaling_group(self) -> str | None:
@@ -203,6 +204,7 @@ def list_instances(account: Account, region: str, counter: PageCounter | None = 
                     platform=i.get("Platform"),
                     lifecycle=i.get("InstanceLifecycle"),
                     tags=tag_dict(i.get("Tags")),
+                    state_reason=i.get("StateTransitionReason", ""),
                 )
             )
     return instances

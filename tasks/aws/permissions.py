@@ -26,13 +26,17 @@ def requires(*actions: str, write: bool = False) -> Callable[[F], F]:
     return mark
 
 
-def permissions_of(objects: Iterable[Any], include_write: bool = True) -> set[str]:
+def permissions_of(
+    objects: Iterable[Any], include_write: bool = True, marker: str = "aws_permissions",
+    write_marker: str = "aws_write",
+) -> set[str]:
     """IAM actions declared by these functions, tasks or classes and by everything of ours they
     use, transitively: a helper's `@requires` counts even where its caller does not repeat it.
 
     Use is read from the global names a function's code refers to (and the functions, tasks and
     collections those name), so it follows calls through any module. Without `include_write`, a
-    `write=True` function is skipped together with everything only it uses.
+    `write=True` function is skipped together with everything only it uses. `marker` and
+    `write_marker` name the attributes read, so other systems' grants (Snowflake) use the same walk.
     """
     actions: set[str] = set()
     seen: set[int] = set()
@@ -47,9 +51,9 @@ def permissions_of(objects: Iterable[Any], include_write: bool = True) -> set[st
             todo += fn.values()
         elif isinstance(fn, (list, tuple)):
             todo += fn
-        if getattr(fn, "aws_write", False) and not include_write:
+        if getattr(fn, write_marker, False) and not include_write:
             continue
-        actions |= set(getattr(fn, "aws_permissions", ()))
+        actions |= set(getattr(fn, marker, ()))
         code = getattr(fn, "__code__", None)
         if code is not None and fn.__module__.split(".")[0] in _OWN_PACKAGES:
             scope = fn.__globals__

@@ -1,0 +1,73 @@
+"""Read each Snowflake account's grants, users and role use from ACCOUNT_USAGE: one task run per account."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from rules.snowflake import ACCOUNT_USAGE
+from rules.snowflake_rbac import RoleUse, User
+from tasks.snowflake import (
+    GOVERNANCE_VIEWER,
+    SECURITY_VIEWER,
+    USE_WAREHOUSE,
+    AccountRead,
+    SnowflakeAccount,
+    grants,
+    open_session,
+    read_into,
+)
+
+ADMINS_SQL = f"""
+SELECT DISTINCT grantee_name FROM {ACCOUNT_USAGE}.GRANTS_TO_USERS
+WHERE role = 'ACCOUNTADMIN' AND deleted_on IS NULL
+"""
+PUBLIC_SQL = f"""
+SELECT privilege, granted_on, name FROM {ACCOUNT_USAGE}.GRANTS_TO_ROLES
+WHERE grantee_name = 'PUBLIC' AND granted_to = 'ROLE' AND deleted_on IS NULL
+"""
+USERS_SQL = f"""
+SELECT name, has_password, has_mfa, ext_authn_duo, disabled, type FROM {ACCOUNT_USAGE}.USERS
+WHERE deleted_on IS NULL
+"""
+ROLES_SQL = f"""
+SELECT r.name, r.created_on, MAX(q.start_time) AS last_used
+FROM {ACCOUNT_USAGE}.ROLES r
+LEFT JOIN {ACCOUNT_USAGE}.QUERY_HISTORY q ON q.role_name = r.name AND q.start_time >= %(since)s
+WHERE r.deleted_on IS NULL AND COALESCE(r.role_type, 'ROLE') = 'ROLE'
+GROUP BY 1, 2
+"""
+
+
+def _flag(value: object) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes", "y")
+
+
+def _since(last_used: datetime | None, since: datetime) -> datetime | None:
+    """A role with no query since `since` has no last use in what was read (the join only matches
+    newer queries; an emulator's MAX over no rows can come back as the epoch instead of NULL)."""
+    return last_used if last_used is not None and last_used >= since else None
+
+
+@task(name="snowflake-read-rbac", task_run_name="read-rbac-{account.block}", cache_policy=NONE)
+@grants(SECURITY_VIEWER, GOVERNANCE_VIEWER, USE_WAREHOUSE)
+def read_rbac(account: SnowflakeAccount, since: datetime, login_timeout: int) -> AccountRead:
+    """Reads: `admins`, `public` (required), `users`, `roles` (role use since `since`)."""
+    read = AccountRead(account.scope)
+    with open_session(account, login_timeout, read) as session:
+        if session is None:
+            return read
+        read_into(read, "admins", "GRANTS_TO_USERS", SECURITY_VIEWER,
+                  lambda: [r["grantee_name"] for r in session.rows(ADMINS_SQL)], account)
+        read_into(read, "public", "GRANTS_TO_ROLES", SECURITY_VIEWER,
+                  lambda: [{"privilege": r["privilege"], "granted_on": r["granted_on"], "name": r["name"]}
+                           for r in session.rows(PUBLIC_SQL)], account)
+        read_into(read, "users", "USERS", SECURITY_VIEWER, lambda: [
+            User(account.scope, r["name"], _flag(r["has_password"]), _flag(r["has_mfa"]) or _flag(r["ext_authn_duo"]),
+                 _flag(r["disabled"]), r["type"] or "") for r in session.rows(USERS_SQL)], account)
+        read_into(read, "roles", "ROLES and QUERY_HISTORY", GOVERNANCE_VIEWER, lambda: [
+            RoleUse(account.scope, r["name"], r["created_on"], _since(r["last_used"], since))
+            for r in session.rows(ROLES_SQL, {"since": since})], account)
+    return read
