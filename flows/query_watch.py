@@ -58,7 +58,7 @@ def query_watch(
 
     snap = collect_query_watch(conn, policy.min_query_seconds)
 
-    findings = [*judge_long_queries(snap.queries, policy, scope),
+    findings = [*judge_long_queries(snap.queries, policy, scope, snap.waits),
                 *judge_lock_waits(snap.waits, policy, scope)]
     findings += access_findings(scope, [(p.problem, p.message) for p in snap.problems.values()])
     coverage = Coverage({scope})

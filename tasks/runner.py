@@ -30,7 +30,7 @@ from rules.config import validate_aws_targets
 from rules.findings import Coverage, Finding
 from rules.pricing import BUNDLED, PriceTable
 from tasks.approval import ApprovalExpired, Offer, ask_approval, cancelled, outcome_message
-from tasks.aws.clients import Account, deadline, enabled_regions, error_summary
+from tasks.aws.clients import Account, deadline, enabled_regions, error_summary, stop_on_exit
 from tasks.aws.permissions import requires
 from tasks.limits import aws_account_slot
 from tasks.notify import on_flow_failure
@@ -269,8 +269,9 @@ def run_aws(
     validate_aws_targets(regions, role_arns)
     ops_store = load_store(store)
     creds = load_block(AwsCredentials, aws_credentials, "aws_credentials")
-    return run_job(job, policy, lambda coverage: aws_targets(creds, role_arns, regions, job.service, coverage),
-                   store=ops_store, apply=apply, now=now, options=options)
+    with stop_on_exit():
+        return run_job(job, policy, lambda coverage: aws_targets(creds, role_arns, regions, job.service, coverage),
+                       store=ops_store, apply=apply, now=now, options=options)
 
 
 def run_job(

@@ -9,6 +9,7 @@ from typing import Any
 from prefect import task
 
 from blocks.store import OpsStore
+from rules.config import Explained
 from rules.findings import Coverage, Finding, Transitions, diff_findings
 from tasks.notify import emit_findings_digest, emit_outbox_flush
 from tasks.report import write_report
@@ -39,7 +40,7 @@ def tell(
     return transitions
 
 
-class NothingRead(RuntimeError):
+class NothingRead(Explained, RuntimeError):
     """The run could not read any of its targets: it proves nothing, so it fails."""
 
 
