@@ -88,7 +88,8 @@ def message_fields(messages: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
     return fields
 
 
-def emit_findings_digest(job: str, transitions: Transitions, store: OpsStore | None = None) -> bool:
+def emit_findings_digest(job: str, transitions: Transitions, store: OpsStore | None = None,
+                         planned: Sequence[str] = ()) -> bool:
     """Emit the digest event if anything changed; returns whether one was emitted.
 
     With `store`, the digest is recorded first (in each language), so that a chat block whose
@@ -97,7 +98,7 @@ def emit_findings_digest(job: str, transitions: Transitions, store: OpsStore | N
     if transitions.is_quiet:
         return False
     link = run_url()
-    messages = in_every_language(lambda lang: findings_digest(job, transitions, link, lang))
+    messages = in_every_language(lambda lang: findings_digest(job, transitions, link, lang, planned))
     if store is not None:
         for subject, text in messages.values():
             store.record_announcement(job, subject, text, transitions, datetime.now(timezone.utc))

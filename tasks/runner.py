@@ -304,7 +304,10 @@ def run_job(
     store.record_metrics(job.name, judged.metrics)
     repeat = timedelta(hours=policy.repeat_interval_hours)
     # quote(): Prefect need not walk thousands of findings looking for futures.
-    tell(job.name, quote(judged.findings), store, ctx.now, coverage, repeat, notes=notes)
+    planned = [] if apply or not job.act else [
+        f"would {o.action} {o.item_id} ({o.scope}): saves ${o.monthly_usd:,.2f}/mo" for o in judged.offers]
+    tell(job.name, quote(judged.findings), store, ctx.now, coverage, repeat, notes=notes, planned=planned,
+         policy=policy)
     actions: list[dict[str, Any]] = []
     if job.act and judged.offers:
         write_table(job.name, "plan", [o.row() for o in judged.offers],
