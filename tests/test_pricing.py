@@ -1,6 +1,11 @@
-"""The bundled price table and the $/month arithmetic."""
+"""The bundled price table and the $/month arithmetic; a failing Pricing API."""
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from prefect_aws import AwsCredentials
 
 from rules.pricing import (
     BUNDLED,
@@ -10,6 +15,8 @@ from rules.pricing import (
     public_ipv4_monthly,
     s3_monthly,
 )
+from tasks.aws.clients import Account, error_summary
+from tasks.aws.pricing import refresh_price_table
 
 
 def test_public_ipv4_is_365_cents_a_month():
@@ -35,3 +42,36 @@ def test_overrides_win_and_unknown_keys_fail_loudly():
     assert s3_monthly(table, "us-east-1", "STANDARD", 1024**3 * 10).usd == pytest.approx(0.2)
     with pytest.raises(KeyError, match="ec2:z9.huge:hour"):
         hourly_monthly(table, "us-east-1", "ec2:z9.huge:hour")
+
+
+class _ErrorPage(BaseHTTPRequestHandler):
+    """What a proxy in front of the Pricing API may answer: 503 with an HTML page."""
+
+    page = b"<html><head><title>503 Service Unavailable</title></head><body>" + b"<p>busy</p>\n" * 200 + b"</body></html>"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(503)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(self.page)))
+        self.end_headers()
+        self.wfile.write(self.page)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_failing_pricing_api_costs_seconds_and_one_plain_line():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ErrorPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    creds = AwsCredentials(region_name="us-east-1",
+                           aws_client_parameters={"endpoint_url": f"http://127.0.0.1:{server.server_address[1]}"})
+    started = time.monotonic()
+    try:
+        with pytest.raises(Exception) as err:
+            refresh_price_table.fn(Account(creds), ["ap-northeast-2"])
+    finally:
+        server.shutdown()
+    assert time.monotonic() - started < 5  # the adaptive retries took 34 s here
+    line = error_summary(err.value)
+    assert "\n" not in line and "<p>" not in line and len(line) <= 500, line

@@ -23,6 +23,7 @@ from prefect.exceptions import MissingContextError
 from prefect_aws import AwsCredentials
 
 from rules.config import Explained
+from rules.text import truncate
 from tasks.aws.permissions import requires
 
 # Throttling is retried with adaptive backoff; an endpoint that accepts and never answers costs
@@ -119,14 +120,16 @@ class Account:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
 
-    def _client_kwargs(self) -> dict[str, Any]:
-        """The block's client parameters; its botocore `config` (timeouts, retries) wins over ours."""
+    def _client_kwargs(self, config: Config | None = None) -> dict[str, Any]:
+        """The block's client parameters; its botocore `config` (timeouts, retries) wins over
+        ours (`config` or `RETRY_CONFIG`)."""
         params = self.credentials.aws_client_parameters.get_params_override()
         own = params.pop("config", None)
-        return {**params, "config": RETRY_CONFIG.merge(own) if own else RETRY_CONFIG}
+        ours = RETRY_CONFIG.merge(config) if config else RETRY_CONFIG
+        return {**params, "config": ours.merge(own) if own else ours}
 
-    def client(self, service: str, region: str | None = None) -> Any:
-        kwargs = self._client_kwargs()
+    def client(self, service: str, region: str | None = None, config: Config | None = None) -> Any:
+        kwargs = self._client_kwargs(config)
         if region:
             kwargs["region_name"] = region
         client = self.session.client(service, **kwargs)
@@ -208,4 +211,4 @@ def error_summary(exc: Exception) -> str:
     if code == "AccessDenied" and error.get("Message") == "Access Denied":
         operation = getattr(exc, "operation_name", "")
         text += f" (needs {S3_PERMISSION_OF.get(operation, f's3:{operation}')})"
-    return text
+    return truncate(" ".join(text.split()), 500)  # one line, even when a proxy answered with a page

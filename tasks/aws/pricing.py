@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from botocore.config import Config
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -18,6 +19,9 @@ from tasks.aws.clients import Account, paginate
 from tasks.aws.permissions import requires
 
 PRICING_REGION = "us-east-1"  # the Pricing API answers in us-east-1 (and two other regions)
+# Prices are optional (the bundle stands in): a failing Pricing API costs two short attempts
+# (at most 2 x 5 s when it never answers), not the adaptive retries' half minute.
+PRICING_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=2, read_timeout=5)
 
 # (service code, product family) pairs read per region.
 QUERIES = (
@@ -94,7 +98,7 @@ def parse_price_list(price_list: Iterable[str]) -> dict[str, dict[str, float]]:
 @requires("pricing:GetProducts")
 def refresh_price_table(account: Account, regions: Sequence[str]) -> PriceTable:
     """Current list prices for `regions`, over the bundled table; raises if the API is denied."""
-    pricing = account.client("pricing", PRICING_REGION)
+    pricing = account.client("pricing", PRICING_REGION, PRICING_CONFIG)
     overrides: dict[str, dict[str, float]] = {}
     for region in regions:
         for service, family in QUERIES:
