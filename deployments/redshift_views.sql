@@ -134,6 +134,12 @@ from _sessions s where s.state = 'active'
 union all
 select * from sys_query_history_seed;
 
+-- SYS_QUERY_DETAIL (subset): query_id bigint, step_name text, spilled_block_local_disk bigint,
+-- spilled_block_remote_disk bigint (1 MB blocks a step spilled to local / remote disk).
+create table sys_query_detail (
+  query_id bigint, step_name text, spilled_block_local_disk bigint, spilled_block_remote_disk bigint
+);
+
 -- SYS_SESSION_HISTORY (subset): user_id integer, session_id integer,
 -- database_name character(128), status character(10), start_time timestamp, end_time timestamp.
 create view sys_session_history as

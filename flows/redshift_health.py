@@ -19,11 +19,12 @@ from rules.config import ConfigError
 from rules.findings import Coverage
 from rules.query_watch import access_findings
 from rules.redshift_health import (
+    CHECK_KINDS,
     METRIC_KINDS,
-    QUEUE_KINDS,
     RedshiftHealthPolicy,
     judge_metrics,
     judge_queues,
+    judge_spill,
     metric_points,
     summarize,
 )
@@ -78,19 +79,20 @@ def redshift_health(
     except Exception as exc:  # CloudWatch down or denied: the SQL half still counts
         series = {}
         coverage.fail(scope, f"CloudWatch: {error_summary(exc)}", METRIC_KINDS)
-    snap = collect_wlm_state(conn)
+    snap = collect_wlm_state(conn, policy.lookback_minutes)
     values = summarize(specs, series)
     if not values and not coverage.gaps:
         coverage.fail(scope, f"no datapoints in {region} for the last {policy.lookback_minutes} min: check "
                       "the block's `cluster_identifier`/`workgroup_name` and `region`.", METRIC_KINDS)
-    for problem in snap.problems.values():  # the access findings say so, at `conn.scope`
-        coverage.fail(scope, problem.message, QUEUE_KINDS)
+    for check, problem in snap.problems.items():  # the access findings say so, at `conn.scope`
+        coverage.fail(scope, problem.message, CHECK_KINDS.get(check, set().union(*CHECK_KINDS.values())))
 
     findings = [*judge_metrics(target, scope, values, policy),
-                *judge_queues(target, scope, snap.queues, policy)]
+                *judge_queues(target, scope, snap.queues, policy),
+                *judge_spill(target, scope, snap.spill, policy)]
     findings += access_findings(conn.scope, [(p.problem, p.message) for p in snap.problems.values()])
 
-    ops_store.record_metrics(JOB, metric_points(target, now, values, snap.queues))
+    ops_store.record_metrics(JOB, metric_points(target, now, values, snap.queues, snap.spill))
     tell(JOB, findings, ops_store, now, coverage,
          repeat_interval=timedelta(hours=policy.repeat_interval_hours), policy=policy)
     return findings

@@ -17,6 +17,8 @@ from rules.findings import Finding, Severity
 METRIC_KINDS = {"redshift-unhealthy", "redshift-maintenance", "redshift-cpu-high",
                 "redshift-disk-high", "redshift-connections-high", "redshift-rpu-high"}
 QUEUE_KINDS = {"redshift-queue-backlog", "redshift-queue-wait"}
+SPILL_KINDS = {"redshift-disk-spill"}
+CHECK_KINDS = {"queues": QUEUE_KINDS, "spill": SPILL_KINDS}  # a failed SQL check hides these
 
 
 class Threshold(BaseModel):
@@ -69,6 +71,10 @@ class RedshiftHealthPolicy(BaseModel):
     queue_wait_minutes: Threshold = Field(
         default=Threshold(warn=5, critical=15),
         description="Longest current wait of a query in one WLM queue.",
+    )
+    spilled_query_percent: Threshold = Field(
+        default=Threshold(warn=5, critical=20),
+        description="Share of the window's queries that spilled to disk (Redshift's sign of memory pressure).",
     )
     repeat_interval_hours: float = Field(
         default=4, gt=0, description="Remind about a finding still open after this many hours."
@@ -181,12 +187,45 @@ def judge_queues(
     return found
 
 
+@dataclass(frozen=True)
+class Spill:
+    """Queries of the last `minutes` and how many of them spilled to disk (MB in all)."""
+
+    queries: int
+    spilled: int
+    spilled_mb: float
+    minutes: int
+
+    @property
+    def percent(self) -> float:
+        return 100 * self.spilled / self.queries if self.queries else 0.0
+
+
+def judge_spill(target: str, scope: str, spill: Spill | None, policy: RedshiftHealthPolicy) -> list[Finding]:
+    """Memory pressure: too large a share of recent queries spilled to disk."""
+    severity = policy.spilled_query_percent.severity(spill.percent) if spill and spill.spilled else None
+    if not severity:
+        return []
+    return [Finding(
+        kind="redshift-disk-spill", resource_id=target, scope=scope, severity=severity,
+        reason=(f"{spill.spilled} of {spill.queries} queries in the last {spill.minutes} min spilled to disk "
+                f"({spill.percent:.0f}%, {spill.spilled_mb / 1024:,.1f} GB): they ran out of memory. Give "
+                "their WLM queue more memory, or find the spilling steps in SYS_QUERY_DETAIL."),
+        numbers={"queries": spill.queries, "spilled": spill.spilled, "spilled_percent": round(spill.percent, 1),
+                 "spilled_mb": spill.spilled_mb, "warn": policy.spilled_query_percent.warn,
+                 "critical": policy.spilled_query_percent.critical})]
+
+
 def metric_points(
-    target: str, now: datetime, values: Mapping[str, float], queues: Sequence[WlmQueue]
+    target: str, now: datetime, values: Mapping[str, float], queues: Sequence[WlmQueue],
+    spill: Spill | None = None,
 ) -> list[dict]:
     """Rows for the store's metric history: trends and dashboards."""
     rows = [{"name": f"redshift.{k}", "subject": target, "ts": now, "value": float(v)}
             for k, v in sorted(values.items())]
+    if spill is not None:
+        rows += [{"name": "redshift.spill.percent", "subject": target, "ts": now, "value": spill.percent},
+                 {"name": "redshift.spill.mb", "subject": target, "ts": now, "value": spill.spilled_mb}]
     for q in queues:
         subject = f"{target}/{q.queue}"
         rows += [

@@ -27,7 +27,7 @@ from prefect.runtime import flow_run
 from blocks.store import OpsStore
 from blocks.warehouse import WarehouseConnection, WarehouseUnavailable
 from rules.query_watch import LockWait, PlannedAction, RunningQuery
-from rules.redshift_health import WlmQueue
+from rules.redshift_health import Spill, WlmQueue
 from rules.text import redact
 from tasks.limits import warehouse_slots
 
@@ -164,6 +164,18 @@ where trim(status) in ('queued', 'running', 'returning')
   and start_time >= dateadd('day', -7, getdate())
 """
 
+# Redshift has no memory metric: queries spilling to disk are the sign of memory pressure.
+# The SYS views serve provisioned clusters and Serverless alike (1 MB blocks).
+_SPILL = """
+select count(*) as queries, count(case when d.blocks > 0 then 1 end) as spilled,
+       coalesce(sum(d.blocks), 0) as spilled_mb
+from sys_query_history h
+left join (select query_id,
+                  sum(coalesce(spilled_block_local_disk, 0) + coalesce(spilled_block_remote_disk, 0)) as blocks
+           from sys_query_detail group by query_id) d on d.query_id = h.query_id
+where h.start_time >= dateadd('minute', -%(minutes)s, getdate())
+"""
+
 _QUERIES = {"postgres": _QUERIES_POSTGRES, "redshift": _QUERIES_REDSHIFT,
             "redshift-serverless": _QUERIES_SERVERLESS}
 _LOCKS = {"postgres": _LOCKS_POSTGRES, "redshift": _LOCKS_REDSHIFT,
@@ -255,6 +267,12 @@ def wlm_queues(conn: psycopg.Connection, dialect: str) -> list[WlmQueue]:
                      longest_wait_s=_seconds(r["db_now"], r["oldest_queued"]))]
 
 
+def disk_spill(conn: psycopg.Connection, minutes: int) -> Spill:
+    """How many of the last `minutes`' queries spilled to disk, and how much."""
+    r = _rows(conn, _SPILL, {"minutes": minutes})[0]
+    return Spill(int(r["queries"] or 0), int(r["spilled"] or 0), float(r["spilled_mb"] or 0), minutes)
+
+
 # --- the task runs the flows use -------------------------------------------------------------
 
 
@@ -274,6 +292,7 @@ class Snapshot:
     queries: list[RunningQuery] = field(default_factory=list)
     waits: list[LockWait] = field(default_factory=list)
     queues: list[WlmQueue] = field(default_factory=list)
+    spill: Spill | None = None
     problems: dict[str, Problem] = field(default_factory=dict)
 
 
@@ -325,9 +344,10 @@ def collect_query_watch(warehouse: WarehouseConnection, min_query_seconds: int) 
 
 
 @task(name="collect-wlm-state")
-def collect_wlm_state(warehouse: WarehouseConnection) -> Snapshot:
-    """WLM queue state of one Redshift warehouse."""
-    return _run_checks(warehouse, [("queues", lambda c: wlm_queues(c, warehouse.dialect))])
+def collect_wlm_state(warehouse: WarehouseConnection, spill_minutes: int) -> Snapshot:
+    """WLM queue state of one Redshift warehouse, and its queries' disk spill."""
+    return _run_checks(warehouse, [("queues", lambda c: wlm_queues(c, warehouse.dialect)),
+                                   ("spill", lambda c: disk_spill(c, spill_minutes))])
 
 
 _SIGNAL = {"cancel": "pg_cancel_backend", "terminate": "pg_terminate_backend"}

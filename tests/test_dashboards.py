@@ -50,7 +50,7 @@ from rules.lambda_health import LambdaFunction, LambdaMetrics
 from rules.lambda_health import metric_rows as lambda_rows
 from rules.queue_health import Queue
 from rules.queue_health import metric_rows as queue_rows
-from rules.redshift_health import WlmQueue, metric_points
+from rules.redshift_health import Spill, WlmQueue, metric_points
 from tasks.tell import tell
 from tests.conftest import fresh_database
 
@@ -191,7 +191,7 @@ def filled(pg_store: OpsStore, pipelines_block) -> OpsStore:
     for minutes in (10, 5):
         rows += metric_points("analytics", NOW - timedelta(minutes=minutes),
                               {"cpu_percent": 96.0, "disk_percent": 91.0, "connections": 310.0},
-                              [WlmQueue("etl", 6, 5, 4, 5, 420.0)])
+                              [WlmQueue("etl", 6, 5, 4, 5, 420.0)], Spill(40, 6, 3072.0, 15))
     pg_store.record_metrics("redshift-health", rows)
     # Lambda and SQS history through those jobs' own producers of store rows.
     functions = [LambdaFunction("payments-webhook", "us-east-1", 30), LambdaFunction("orders-ingest", "us-east-1", 30)]
@@ -353,3 +353,5 @@ def test_panels_show_the_exact_figures(filled):
 
     redshift_panels = {t for (uid, t) in results if uid == "dpo-redshift"}
     assert {"$metric [redshift.cpu_percent]", "$metric [redshift.connections]"} <= redshift_panels
+    spilled = results[("dpo-redshift", "Queries spilled to disk (% of the window's queries)")]
+    assert [(metric, value) for _, metric, value in spilled] == [("analytics", 15.0)] * 2

@@ -152,6 +152,31 @@ def test_serverless_rpu_and_outage_keeps_findings_open(pg_dsn, store, creds):
     assert store.findings_of("redshift-health", "resolved") == []
 
 
+def test_queries_spilling_to_disk_are_memory_pressure(pg_dsn, store, creds):
+    """Redshift has no memory metric: 3 of the window's ~10 queries spilled to disk (SYS_QUERY_DETAIL,
+    1 MB blocks) -> critical; an hour-old spill and a query that did not spill are traps."""
+    load_redshift_views(pg_dsn)
+    cluster = f"c-{uuid.uuid4().hex[:6]}"
+    block = warehouse_block(pg_dsn, "redshift", cluster_identifier=cluster, region="us-east-1")
+    put("AWS/Redshift", {"ClusterIdentifier": cluster}, "CPUUtilization", 20, NOW - timedelta(minutes=3))
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for i in range(10):  # 9 in the window, one an hour ago
+            ago = 3600 if i == 9 else 60
+            conn.execute("insert into sys_query_history_seed (user_id, query_id, session_id, status, start_time, "
+                         "query_text) values (10, %s, 1, 'success', dateadd('second', -%s, getdate()), 'select 1')",
+                         (7000 + i, ago))
+        for query_id, local, remote in ((7000, 2048, 0), (7001, 0, 1024), (7002, 512, 512), (7003, 0, 0),
+                                        (7009, 9999, 0)):
+            conn.execute("insert into sys_query_detail values (%s, 'hash', %s, %s)", (query_id, local, remote))
+    [spill] = [f for f in run(block, store, creds, NOW) if f.kind == "redshift-disk-spill"]
+    assert spill.severity is Severity.CRITICAL and spill.resource_id == cluster
+    assert spill.numbers["spilled"] == 3 and spill.numbers["spilled_mb"] == 4096
+    assert 9 <= spill.numbers["queries"] <= 11  # the seeded 9, plus live sessions such as the check's own
+    assert "3 of" in spill.reason and "(4.0 GB)" not in spill.reason and "4.0 GB" in spill.reason
+    history = store.metric_history("redshift-health", "redshift.spill.mb", cluster)
+    assert [p["value"] for p in history] == [4096]
+
+
 @scenario_for("redshift-health")
 def least_privilege_scenario(aws, pg_dsn):
     block, cluster, at = plant_busy_cluster(pg_dsn)
