@@ -99,18 +99,21 @@ class SnowflakeAccount:
         return bool(self.endpoint) and self.endpoint.startswith("fakesnow://")
 
 
-def snowflake_accounts(blocks: Sequence[str], endpoints: Mapping[str, str] | None = None) -> list[SnowflakeAccount]:
-    """Load and check every account's connector block before any query: bad input names the fix."""
+def snowflake_accounts(blocks: Sequence[str], endpoints: Mapping[str, str] | None = None,
+                       parameter: str = "accounts") -> list[SnowflakeAccount]:
+    """Load and check every account's connector block before any query: bad input names the fix.
+
+    `parameter` is where the block names came from, for the messages."""
     endpoints = dict(endpoints or {})
     unknown = set(endpoints) - set(blocks)
     if unknown:
-        raise ConfigError(f"`endpoints` names {sorted(unknown)}, which are not in `accounts` {list(blocks)}.")
+        raise ConfigError(f"`endpoints` names {sorted(unknown)}, which are not in `{parameter}` {list(blocks)}.")
     found = []
     for block in blocks:
         try:
-            connector = load_block(SnowflakeConnector, block, "accounts")
+            connector = load_block(SnowflakeConnector, block, parameter)
         except ValidationError as exc:
-            raise ConfigError(f"SnowflakeConnector block {block!r} (parameter `accounts`): "
+            raise ConfigError(f"SnowflakeConnector block {block!r} (parameter `{parameter}`): "
                               f"{validation_message(exc)}") from None
         check_account_identifier(connector.credentials.account, block)
         endpoint = endpoints.get(block)
@@ -122,7 +125,7 @@ def snowflake_accounts(blocks: Sequence[str], endpoints: Mapping[str, str] | Non
         found.append(SnowflakeAccount(block, connector, endpoint))
     scopes = [a.scope for a in found]
     if len(set(scopes)) != len(scopes):
-        raise ConfigError(f"`accounts`: two blocks point at the same account ({scopes}); list each account once.")
+        raise ConfigError(f"`{parameter}`: two blocks point at the same account ({scopes}); list each account once.")
     return found
 
 
