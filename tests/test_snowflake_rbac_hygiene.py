@@ -218,6 +218,17 @@ def test_declared_grants_drift_reports_each_difference_once_and_resolves_when_fi
     resolved = [f["resource_id"] for f in store.findings_of("snowflake-rbac-hygiene", "resolved")]
     assert resolved == ["ANALYST: granted to USER MALLORY"]
 
+    # SHOW GRANTS OF ROLE stops answering (the last use of the seeded account in this module):
+    # a finding names the grant, and no drift finding is resolved by a run that could not look.
+    with seed_connection(endpoint) as conn:
+        conn.cursor().execute("DROP TABLE STAND_IN.PUBLIC.SHOW_GRANTS_OF_ROLE")
+    assert run(NOW + timedelta(days=2)) == []
+    [denied] = [f for f in store.findings_of("snowflake-rbac-hygiene", "open") if f["kind"] == "snowflake-access-denied"]
+    assert "SHOW GRANTS OF ROLE" in denied["reason"] and "GRANT MANAGE GRANTS ON ACCOUNT TO ROLE OPS_MONITOR" in denied["reason"]
+    still_open = {f["resource_id"] for f in store.findings_of("snowflake-rbac-hygiene", "open")}
+    assert {"REPORTING", "LOADER: OPERATE ON WAREHOUSE ETL_WH", "ANALYST: SELECT ON TABLE ANALYTICS.MARTS.SALARIES"} <= still_open
+    assert [f["resource_id"] for f in store.findings_of("snowflake-rbac-hygiene", "resolved")] == resolved
+
 
 def test_declared_grants_bad_input_names_the_field_and_the_fix(store, tmp_path):
     name = save_connector(f"sf-{uuid.uuid4().hex[:8]}", PROD)
