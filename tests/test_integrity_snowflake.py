@@ -120,3 +120,20 @@ def _saved(pipelines: list[dict]) -> str:
     name = f"pipelines-{uuid.uuid4().hex[:8]}"
     IntegrityPipelines(pipelines=pipelines).save(name)
     return name
+
+
+def test_the_snowflake_role_of_data_integrity_is_generated_from_its_reads():
+    """Least privilege from code: what `measure_snowflake_tables` declares, as a script."""
+    import flows.data_integrity
+    from deployments.snowflake_grants import grant_script, snowflake_grants
+
+    grants = snowflake_grants(flows.data_integrity)
+    assert grant_script(grants, "OPS_INTEGRITY", "DATAPLATFORM_OPS").splitlines() == [
+        "CREATE ROLE IF NOT EXISTS OPS_INTEGRITY;",
+        "GRANT SELECT ON TABLE <table> TO ROLE OPS_INTEGRITY;  -- each pipeline table",
+        "GRANT USAGE ON DATABASE <database> TO ROLE OPS_INTEGRITY;  -- each pipeline table's database",
+        "GRANT USAGE ON SCHEMA <schema> TO ROLE OPS_INTEGRITY;  -- each pipeline table's schema",
+        "GRANT USAGE ON WAREHOUSE <warehouse> TO ROLE OPS_INTEGRITY;  -- the connector block's warehouse",
+        "GRANT ROLE OPS_INTEGRITY TO USER DATAPLATFORM_OPS;",
+    ]
+    assert not any("ACCOUNT_USAGE" in g or "VIEWER" in g or "MANAGE" in g for g in grants)
