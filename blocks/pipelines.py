@@ -29,5 +29,6 @@ class IntegrityPipelines(Block):
 
     pipelines: list[dict[str, Any]] = Field(
         default_factory=list,
-        description="Pipelines as in the YAML file: name, owner, source, target, tolerances.",
+        description="Pipelines as in the YAML file: name, owner, source, target (postgres, bigquery or "
+                    "snowflake), tolerances.",
     )

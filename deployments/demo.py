@@ -6,7 +6,7 @@
 Starts, and stops again on exit (Ctrl-C and SIGTERM too): a Prefect server on SQLite in a
 temporary directory, a moto server on 127.0.0.1 seeded with a messy AWS account
 (`deployments/demo_seed.py`), PostgreSQL (`deployments/local_postgres.py`), the BigQuery
-emulator, and a Google Chat receiver that prints every message. Then it saves the blocks
+emulator, a fakesnow server for Snowflake (`deployments/local_snowflake.py`), and a Google Chat receiver that prints every message. Then it saves the blocks
 the jobs load, applies the automations, runs each flow listed in `prefect.yaml` once with
 the parameters in `DEMO_JOBS`, and prints findings and $/month per job, the messages
 delivered and the Prefect UI address. Nothing here reaches a real cloud: AWS credentials
@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from deployments.demo_seed import BQ_JOBS_TABLE, BQ_PROJECTS, REGIONS
+from deployments.demo_seed import BQ_JOBS_TABLE, BQ_PROJECTS, REGIONS, SNOWFLAKE_ACCOUNT
 from flows.registry import contracts, deployment_specs, load_flow
 
 # Block names the demo creates; the jobs' defaults (`aws`, `ops-store`) already point at them.
@@ -47,10 +47,12 @@ APP_DB_BLOCK = "demo-app-db"  # a pipeline's source ...
 ANALYTICS_DB_BLOCK = "demo-analytics-db"  # ... and its target, which misses a day and is stale
 PIPELINES_BLOCK = "demo-pipelines"  # the pipeline between them, for data-integrity
 REDSHIFT_BLOCK = "demo-redshift"  # cluster `analytics`: CloudWatch in moto, system views in PostgreSQL
+SNOWFLAKE_BLOCK = "snowflake"  # a SnowflakeConnector for the fakesnow account (prefect.yaml's default)
 
 # Services beyond AWS (moto), the store and chat that a job may need.
 POSTGRES = "postgres"
 BIGQUERY = "bigquery"
+SNOWFLAKE = "snowflake"
 
 
 @dataclass
@@ -60,13 +62,15 @@ class DemoEnv:
     home: Path
     postgres: dict[str, str] = field(default_factory=dict)  # demo database -> conninfo
     bigquery_endpoint: str | None = None
+    snowflake_endpoint: str | None = None
     # The one time everything is seeded at and every job runs at (`now`), so windows, ages and
     # metric periods, and so the findings, are the same on every run of the demo.
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
     @property
     def available(self) -> set[str]:
-        return {name for name, up in ((POSTGRES, self.postgres), (BIGQUERY, self.bigquery_endpoint)) if up}
+        return {name for name, up in ((POSTGRES, self.postgres), (BIGQUERY, self.bigquery_endpoint),
+                                      (SNOWFLAKE, self.snowflake_endpoint)) if up}
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,12 @@ def _bigquery(env: DemoEnv) -> dict[str, Any]:
             "jobs_table": BQ_JOBS_TABLE}
 
 
+def _snowflake(**extra: Any) -> Callable[[DemoEnv], dict[str, Any]]:
+    def parameters(env: DemoEnv) -> dict[str, Any]:
+        return {"accounts": [SNOWFLAKE_BLOCK], "endpoints": {SNOWFLAKE_BLOCK: env.snowflake_endpoint}, **extra}
+    return parameters
+
+
 # How each job runs in the demo, keyed by flow name: parameters on top of its prefect.yaml entry
 # (all jobs report only: `apply` stays False). Every AWS job on the runner sweeps the seeded
 # regions with no entry here; a job that needs more (a warehouse, an emulator) gets an entry.
@@ -116,6 +126,14 @@ DEMO_JOBS: dict[str, DemoJob] = {
     "bigquery-query-cost-watch": DemoJob(_bigquery, needs=frozenset({BIGQUERY})),
     "data-integrity": DemoJob({"pipelines_file": None, "pipelines_block": PIPELINES_BLOCK},
                               needs=frozenset({POSTGRES})),
+    # Snowflake: a fakesnow account with yesterday's ACCOUNT_USAGE seeded at the pinned time
+    "snowflake-cost-report": DemoJob(_snowflake(), needs=frozenset({SNOWFLAKE})),
+    "snowflake-query-cost-watch": DemoJob(  # the seeded day lies within 48 h of `now`
+        _snowflake(policy={"threshold_usd": 5, "lookback_hours": 48}), needs=frozenset({SNOWFLAKE})),
+    "snowflake-query-watch": DemoJob(_snowflake(), needs=frozenset({SNOWFLAKE})),
+    "snowflake-warehouse-hygiene": DemoJob(_snowflake(), needs=frozenset({SNOWFLAKE})),
+    "snowflake-rbac-hygiene": DemoJob(_snowflake(policy={"accountadmin_users": ["ADMIN"]}),
+                                      needs=frozenset({SNOWFLAKE})),
 }
 
 JOB_TIMEOUT_SECONDS = 150
@@ -369,6 +387,16 @@ def bigquery_with_history(scale: int, now: datetime | None = None) -> Iterator[s
         yield endpoint
 
 
+@contextmanager
+def snowflake_with_usage(now: datetime) -> Iterator[tuple[str, str]]:
+    """A fakesnow server (deployments/local_snowflake.py) with seeded ACCOUNT_USAGE: (endpoint, what)."""
+    from deployments.demo_seed import seed_snowflake
+    from deployments.local_snowflake import fakesnow_server
+
+    with fakesnow_server() as endpoint:
+        yield endpoint, seed_snowflake(endpoint, now)
+
+
 # --- the demo ---------------------------------------------------------------------------
 
 
@@ -499,6 +527,12 @@ def demo(
                 env.bigquery_endpoint = stack.enter_context(bigquery_with_history(seed_scale, env.now))
             except RuntimeError as exc:  # e.g. DuckDB's spatial extension missing
                 notes.append(f"BigQuery emulator unavailable, its jobs are skipped: {exc}")
+        snowflake_seeded = None
+        if any(SNOWFLAKE in job.needs for job in jobs.values()):
+            try:
+                env.snowflake_endpoint, snowflake_seeded = stack.enter_context(snowflake_with_usage(env.now))
+            except RuntimeError as exc:  # fakesnow did not start
+                notes.append(f"fakesnow unavailable, the Snowflake jobs are skipped: {exc}")
 
         server.wait_healthy()
         out(f"Prefect server up: {server.ui_url}")
@@ -512,6 +546,11 @@ def demo(
         apply_automations(chat_block=CHAT_BLOCK)
         if env.postgres:
             out(f"  PostgreSQL: {setup_postgres(env, stack)}")
+        if env.snowflake_endpoint:
+            from deployments.local_snowflake import save_connector
+
+            save_connector(SNOWFLAKE_BLOCK, SNOWFLAKE_ACCOUNT)  # key-pair auth, as in production
+            out(f"  Snowflake (fakesnow, {env.snowflake_endpoint}): {snowflake_seeded}")
 
         runs, results, plan_notes = plan(specs, jobs, env)
         notes += plan_notes

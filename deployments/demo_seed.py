@@ -471,3 +471,62 @@ def seed_bigquery(endpoint: str, now: datetime, scale: int = 3) -> dict[str, int
         create_table(client, table, JOBS_SCHEMA, partition_field="creation_time")
         insert_rows(client, table, rows)
     return {"expensive queries": expensive}
+
+
+SNOWFLAKE_ACCOUNT = "acme-prod"
+
+
+def seed_snowflake(endpoint: str, now: datetime) -> str:
+    """One Snowflake account on the fakesnow server, pinned to `now` so every demo run finds the same:
+    yesterday's usage (deployments/local_snowflake.py `seed_usage`: attributed ETL queries, an
+    estimated BI day, cloud services above 10 %, an X-Large query worth announcing); warehouses
+    (REPORTING_WH never suspends and has no resource monitor); a second ACCOUNTADMIN signing in
+    with a password and no MFA."""
+    from deployments.local_snowflake import (
+        create_account_usage,
+        insert_rows,
+        seed_connection,
+        seed_usage,
+    )
+
+    day = (now - timedelta(days=1)).date()
+    created = now - timedelta(days=400)
+
+    def warehouse(name: str, size: str, suspend: int | None, monitor: str | None) -> dict[str, Any]:
+        return {"name": name, "state": "SUSPENDED", "type": "STANDARD", "size": size, "min_cluster_count": 1,
+                "max_cluster_count": 1, "started_clusters": 0, "running": 0, "queued": 0, "is_default": "N",
+                "is_current": "N", "auto_suspend": suspend, "auto_resume": "true", "available": "",
+                "provisioning": "", "quiescing": "", "other": "", "created_on": created, "resumed_on": created,
+                "updated_on": created, "owner": "SYSADMIN", "comment": "", "enable_query_acceleration": "false",
+                "query_acceleration_max_scale_factor": 8, "resource_monitor": monitor or "null",
+                "scaling_policy": "STANDARD"}
+
+    def monitor(name: str, level: str) -> dict[str, Any]:
+        return {"name": name, "credit_quota": 1000, "used_credits": 10, "remaining_credits": 990, "level": level,
+                "frequency": "MONTHLY", "start_time": created, "end_time": None, "notify_at": "90%",
+                "suspend_at": "100%", "suspend_immediately_at": None, "created_on": created,
+                "owner": "ACCOUNTADMIN", "comment": "", "notify_users": ""}
+
+    def user(name: str, mfa: bool) -> dict[str, Any]:
+        return {"USER_ID": len(name), "NAME": name, "CREATED_ON": created, "DELETED_ON": None, "LOGIN_NAME": name,
+                "DISPLAY_NAME": name, "EMAIL": f"{name.lower()}@acme.test", "MUST_CHANGE_PASSWORD": False,
+                "HAS_PASSWORD": True, "COMMENT": "", "DISABLED": "false", "SNOWFLAKE_LOCK": "false",
+                "DEFAULT_WAREHOUSE": "BI_WH", "DEFAULT_ROLE": "ANALYST", "EXT_AUTHN_DUO": False,
+                "EXT_AUTHN_UID": None, "HAS_MFA": mfa, "LAST_SUCCESS_LOGIN": now - timedelta(days=1),
+                "HAS_RSA_PUBLIC_KEY": False, "PASSWORD_LAST_SET_TIME": created, "OWNER": "USERADMIN",
+                "TYPE": "PERSON"}
+
+    with seed_connection(endpoint) as conn:
+        create_account_usage(conn)
+        seed_usage(conn, day)
+        insert_rows(conn, "STAND_IN.PUBLIC.SHOW_WAREHOUSES", [
+            warehouse("ETL_WH", "Medium", 60, "ETL_MON"), warehouse("BI_WH", "X-Small", 60, "BI_MON"),
+            warehouse("REPORTING_WH", "X-Large", None, None)])
+        insert_rows(conn, "STAND_IN.PUBLIC.SHOW_RESOURCE_MONITORS", [
+            monitor("ETL_MON", "WAREHOUSE"), monitor("BI_MON", "WAREHOUSE"), monitor("ACCOUNT_MON", "ACCOUNT")])
+        insert_rows(conn, "SNOWFLAKE.ACCOUNT_USAGE.GRANTS_TO_USERS", [
+            {"CREATED_ON": created, "DELETED_ON": None, "ROLE": "ACCOUNTADMIN", "GRANTED_TO": "USER",
+             "GRANTEE_NAME": name, "GRANTED_BY": "ACCOUNTADMIN"} for name in ("ADMIN", "MALLORY")])
+        insert_rows(conn, "SNOWFLAKE.ACCOUNT_USAGE.USERS", [user("ADMIN", mfa=True), user("MALLORY", mfa=False)])
+    return (f"account {SNOWFLAKE_ACCOUNT}: usage of {day} on ETL_WH, BI_WH and REPORTING_WH (no auto-suspend, "
+            "no resource monitor); MALLORY holds ACCOUNTADMIN with a password and no MFA")

@@ -28,8 +28,10 @@ def grant_script(grants: set[str], role: str, user: str) -> str:
     """SQL that creates the role with exactly these grants and gives it to the job's user."""
     lines = [f"CREATE ROLE IF NOT EXISTS {role};"]
     for grant in sorted(grants):
-        if "<" in grant:  # one statement per warehouse: the placeholder says which
-            lines.append(f"GRANT {grant.split(' <')[0]} <warehouse> TO ROLE {role};  -- {grant.split('<')[1].rstrip('>')}")
+        if "<" in grant:  # one statement per object: the placeholder says which
+            head, which = grant.split(" <", 1)
+            kind = head.split()[-1].lower()  # ON WAREHOUSE <...> -> <warehouse>
+            lines.append(f"GRANT {head} <{kind}> TO ROLE {role};  -- {which.rstrip('>')}")
         else:
             lines.append(f"GRANT {grant} TO ROLE {role};")
     lines.append(f"GRANT ROLE {role} TO USER {user};")

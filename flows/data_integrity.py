@@ -1,4 +1,8 @@
-"""data-integrity: did each pipeline's target receive what its source has, and is it fresh?"""
+"""data-integrity: did each pipeline's target receive what its source has, and is it fresh?
+
+Sources and targets are PostgreSQL-family (WarehouseConnection), BigQuery (GcpCredentials) or
+Snowflake (prefect-snowflake SnowflakeConnector) tables, in any combination.
+"""
 
 from __future__ import annotations
 
@@ -30,8 +34,9 @@ from rules.integrity import (
     plan_queries,
     recent_counts,
 )
-from tasks.measure import measure_bigquery_tables, measure_postgres_tables
+from tasks.measure import measure_bigquery_tables, measure_postgres_tables, measure_snowflake_tables
 from tasks.notify import on_flow_failure
+from tasks.snowflake import snowflake_accounts
 from tasks.tell import tell
 
 REPO = Path(__file__).resolve().parent.parent
@@ -84,16 +89,28 @@ def read_pipelines(pipelines_file: str | None, pipelines_block: str | None) -> l
     return pipelines
 
 
-def load_connections(pipelines: Sequence[Pipeline]) -> dict[tuple[str, str], Any]:
-    """Every block the pipelines name, loaded once: (engine, name) -> block."""
+def load_connections(
+    pipelines: Sequence[Pipeline], endpoints: dict[str, str] | None = None
+) -> dict[tuple[str, str], Any]:
+    """Every block the pipelines name, loaded once: (engine, name) -> block (for Snowflake, the
+    checked account with its endpoint)."""
     blocks: dict[tuple[str, str], Any] = {}
+    snowflake = {s.connection for p in pipelines for s in (p.source, p.target) if s and s.engine == "snowflake"}
+    unknown = sorted(set(endpoints or {}) - snowflake)
+    if unknown:
+        raise ConfigError(f"`endpoints` names {unknown}, which no pipeline uses as a Snowflake connection.")
     for p in pipelines:
         for role, side in (("source", p.source), ("target", p.target)):
             if side is None or (side.engine, side.connection) in blocks:
                 continue
+            parameter = f"pipelines[{p.name}].{role}.connection"
+            if side.engine == "snowflake":
+                [blocks[("snowflake", side.connection)]] = snowflake_accounts(
+                    [side.connection], {k: v for k, v in (endpoints or {}).items() if k == side.connection},
+                    parameter)
+                continue
             kind = WarehouseConnection if side.engine == "postgres" else GcpCredentials
-            blocks[(side.engine, side.connection)] = load_block(
-                kind, side.connection, f"pipelines[{p.name}].{role}.connection")
+            blocks[(side.engine, side.connection)] = load_block(kind, side.connection, parameter)
     return blocks
 
 
@@ -115,6 +132,8 @@ def measure_all(
         block = connections[(engine, name)]
         if engine == "postgres":
             futures.append(measure_postgres_tables.submit(block, group, bound))
+        elif engine == "snowflake":
+            futures.append(measure_snowflake_tables.submit(block, group, bound))
         else:
             futures.append(measure_bigquery_tables.submit(bigquery_client(block, group), group, bound))
     measured: dict[str, Measured] = {}
@@ -128,6 +147,7 @@ def data_integrity(
     pipelines_file: str | None = "config/pipelines.yaml",
     pipelines_block: str | None = None,
     policy: IntegrityPolicy = DEFAULT_POLICY,
+    endpoints: dict[str, str] | None = None,
     store: str = "ops-store",
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
@@ -137,12 +157,13 @@ def data_integrity(
         pipelines_file: YAML file in this repository declaring the pipelines.
         pipelines_block: name of an `IntegrityPipelines` block with more pipelines.
         policy: concurrency and reminder interval.
+        endpoints: Per Snowflake connector block name, a URL for that account instead of its public host (PrivateLink; `fakesnow://host:port` in tests and the demo).
         store: `OpsStore` block for findings and count history.
         now: the time to judge freshness against (default: now).
     """
     ops_store = load_store(store)
     pipelines = read_pipelines(pipelines_file, pipelines_block)
-    connections = load_connections(pipelines)
+    connections = load_connections(pipelines, endpoints)
     now = now or datetime.now(timezone.utc)
 
     measured = measure_all(connections, plan_queries(pipelines, now),

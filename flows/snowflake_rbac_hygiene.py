@@ -1,7 +1,6 @@
 """`snowflake-rbac-hygiene`: ACCOUNTADMIN holders, grants to PUBLIC, password sign-in without MFA,
-roles unused for 90 days, per Snowflake account (rules/snowflake_rbac.py). Report only.
-
-Not built yet: drift between a declared role/grant model (YAML or the Pulumi state) and the grants.
+roles unused for 90 days (rules/snowflake_rbac.py), and drift between a declared role/grant model
+and the live grants of its roles (rules/snowflake_rbac_drift.py), per Snowflake account. Report only.
 """
 
 from __future__ import annotations
@@ -19,13 +18,15 @@ from rules.snowflake_rbac import (
     SnowflakeRbacPolicy,
     judge_rbac,
 )
+from rules.snowflake_rbac_drift import DRIFT_KINDS, judge_grant_drift, present_grants
 from tasks.notify import on_flow_failure
 from tasks.snowflake import coverage_of, snowflake_accounts
-from tasks.snowflake_rbac import read_rbac
+from tasks.snowflake_rbac import read_declared_models, read_declared_role_grants, read_rbac
 from tasks.tell import tell
 
 JOB = "snowflake-rbac-hygiene"
 PARTIAL_READS = {"admins": {KIND_ACCOUNTADMIN}, "users": {KIND_PASSWORD_ONLY}, "roles": {KIND_UNUSED_ROLE}}
+DRIFT_READS = {"roles": DRIFT_KINDS, "grants_to": DRIFT_KINDS, "grants_of": DRIFT_KINDS}
 
 
 @flow(name=JOB, on_failure=[on_flow_failure])
@@ -33,6 +34,7 @@ def snowflake_rbac_hygiene(
     accounts: list[str] = ["snowflake"],  # noqa: B006 — Prefect parameters are copied per run
     policy: SnowflakeRbacPolicy = SnowflakeRbacPolicy(),  # noqa: B008
     endpoints: dict[str, str] | None = None,
+    declared_grants: dict[str, str] | None = None,
     store: str = "ops-store",
     now: datetime | None = None,
 ) -> list:
@@ -42,22 +44,37 @@ def snowflake_rbac_hygiene(
         accounts: Names of prefect-snowflake `SnowflakeConnector` blocks, one per account.
         policy: Allowed ACCOUNTADMIN holders and PUBLIC grants, the unused-role period.
         endpoints: Per block name, a URL for that account instead of its public host (PrivateLink; `fakesnow://host:port` in tests and the demo).
+        declared_grants: Per block name, a YAML role/grant model in this repository (e.g. `config/snowflake_roles.yaml`) to compare with the account's grants; unset: no drift check.
         store: Name of the `OpsStore` block.
     """
     targets = snowflake_accounts(check_accounts(accounts), endpoints)
+    models = read_declared_models(declared_grants, accounts)
     ops_store = load_store(store)
     now = now or datetime.now(timezone.utc)
     since = now - timedelta(days=policy.unused_role_days)
 
     futures = [read_rbac.submit(a, since, policy.login_timeout_seconds) for a in targets]
+    drift_futures = {a.scope: read_declared_role_grants.submit(a, sorted(models[a.block][1].roles),
+                                                               policy.login_timeout_seconds)
+                     for a in targets if a.block in models}
     reads = [f.result() for f in futures]
+    drift_reads = {scope: f.result() for scope, f in drift_futures.items()}
 
     findings = []
-    for r in reads:
+    for a, r in zip(targets, reads, strict=True):
         if r.ok("public"):
             findings += judge_rbac(r.account, r.data.get("admins", []), r.data["public"], r.data.get("users"),
                                    r.data.get("roles"), policy, now)
-        findings += access_findings(r.account, r.problems.values())
-    tell(JOB, findings, ops_store, now, coverage_of(reads, PARTIAL_READS),
-         repeat_interval=timedelta(hours=policy.repeat_interval_hours))
+        problems = list(r.problems.values())
+        d = drift_reads.get(a.scope)
+        if d is not None:
+            if all(d.ok(name) for name in DRIFT_READS):
+                origin, declared = models[a.block]
+                findings += judge_grant_drift(a.scope, declared, present_grants(
+                    d.data["roles"], d.data["grants_to"], d.data["grants_of"]), origin)
+            problems += [p for p in d.problems.values() if p not in problems]
+        findings += access_findings(r.account, problems)
+    coverage = coverage_of(reads, PARTIAL_READS)
+    coverage.merge(coverage_of(list(drift_reads.values()), DRIFT_READS))
+    tell(JOB, findings, ops_store, now, coverage, repeat_interval=timedelta(hours=policy.repeat_interval_hours))
     return findings

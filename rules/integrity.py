@@ -47,6 +47,8 @@ _BQ_PROJECT = re.compile(r"^[a-z][a-z0-9.:-]{0,61}[a-z0-9]$")
 _BQ_DATASET = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _BQ_TABLE = re.compile(r"^[A-Za-z0-9_-]{1,1024}$")
 _BQ_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
+# Snowflake names are used unquoted, so resolved as Snowflake does (upper case): plain identifiers only.
+_SF_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
 
 
 class TableSide(BaseModel):
@@ -54,20 +56,21 @@ class TableSide(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    engine: Literal["postgres", "bigquery"] = Field(
+    engine: Literal["postgres", "bigquery", "snowflake"] = Field(
         default="postgres",
-        description="`postgres` (PostgreSQL, Redshift, Aurora) or `bigquery`.",
+        description="`postgres` (PostgreSQL, Redshift, Aurora), `bigquery` or `snowflake`.",
     )
     connection: str = Field(
         min_length=1,
         description=(
             "Block name: a WarehouseConnection for `postgres`, a GcpCredentials block for "
-            "`bigquery`."
+            "`bigquery`, a prefect-snowflake SnowflakeConnector for `snowflake`."
         ),
     )
     table: str = Field(
         min_length=1,
-        description="`schema.table` (postgres) or `project.dataset.table` (bigquery).",
+        description="`schema.table` (postgres), `project.dataset.table` (bigquery), "
+                    "`database.schema.table` or `schema.table` in the connector's database (snowflake).",
     )
     filter: str | None = Field(
         default=None,
@@ -114,6 +117,14 @@ class TableSide(BaseModel):
                 column = getattr(self, name)
                 if column is not None and not _BQ_COLUMN.match(column):
                     raise ValueError(f"{name}: {column!r} is not a valid BigQuery column name")
+        if self.engine == "snowflake":
+            if len(parts) > 3 or not all(_SF_NAME.match(part) for part in parts):
+                raise ValueError(f"table: {self.table!r} must be `database.schema.table` (or `schema.table`) "
+                                 "of unquoted Snowflake names (letters, digits, `_`, `$`)")
+            for name in ("freshness_column", "day_column"):
+                column = getattr(self, name)
+                if column is not None and not _SF_NAME.match(column):
+                    raise ValueError(f"{name}: {column!r} is not an unquoted Snowflake column name")
         return self
 
     @property
@@ -169,6 +180,10 @@ class Pipeline(BaseModel):
                 bad = [c for c in self.checksum_columns if not _BQ_COLUMN.match(c)]
                 if bad:
                     raise ValueError(f"checksum_columns: {bad} are not valid BigQuery column names")
+            if any(s.engine == "snowflake" for s in sides):
+                bad = [c for c in self.checksum_columns if not _SF_NAME.match(c)]
+                if bad:
+                    raise ValueError(f"checksum_columns: {bad} are not unquoted Snowflake column names")
         return self
 
 

@@ -3,7 +3,8 @@
 Each query returns, per day of the table's `day_column` (or once for the whole table): the
 row count, the newest freshness timestamp and two sums of 32-bit slices of an MD5 per row
 (an order-independent checksum computed in the database). Names are quoted by the driver
-(`psycopg.sql.Identifier`) or, on BigQuery, checked against its naming rules and backquoted;
+(`psycopg.sql.Identifier`) or, on BigQuery and Snowflake, checked against their naming rules
+(then backquoted on BigQuery, left unquoted on Snowflake so they resolve as Snowflake resolves them);
 the only SQL text taken verbatim is a side's `filter`, which comes from the pipelines file.
 """
 
@@ -22,10 +23,13 @@ from google.cloud import bigquery
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from psycopg import sql
+from snowflake.connector.errors import Error as SnowflakeError
 
 from blocks.warehouse import WarehouseConnection
 from rules.integrity import Measured, TableError, TableMeasurement, TableQuery
+from rules.snowflake import access_problem
 from tasks.limits import warehouse_slots
+from tasks.snowflake import USE_WAREHOUSE, SnowflakeAccount, connect_kwargs, grants
 
 C = TypeVar("C")
 
@@ -273,3 +277,84 @@ def measure_bigquery_tables(
     """Measure every table read through one BigQuery client, `max_concurrency` at a time."""
     return _run_pooled(queries, max_concurrency, open_conn=lambda: client,
                        measure=_measure_bigquery_one, classify=_bigquery_error)
+
+
+# --- Snowflake ----------------------------------------------------------------------------
+
+# Snowflake's hex parser (TO_NUMBER(x, 'XXXXXXXX')) is not in every emulator: each 32-bit slice
+# of the MD5 is summed digit by digit instead; the same numbers as the other engines.
+_HEX_DIGITS = "'0123456789abcdef'"
+SELECT_TABLES = "SELECT ON TABLE <each pipeline table>"
+USE_DATABASES = "USAGE ON DATABASE <each pipeline table's database>"
+USE_SCHEMAS = "USAGE ON SCHEMA <each pipeline table's schema>"
+
+
+def _hex_slice(start: int) -> str:
+    return " + ".join(f"(POSITION(SUBSTR(dpo_hash, {start + i}, 1), {_HEX_DIGITS}) - 1) * {16 ** (7 - i)}"
+                      for i in range(8))
+
+
+def snowflake_query(q: TableQuery) -> tuple[str, dict[str, Any]]:
+    """The one statement that measures a Snowflake table, and its parameters (pyformat)."""
+    side = q.side
+    table = ".".join(side.table_parts)  # checked unquoted names (rules/integrity.py)
+    conditions = [f"({side.filter.replace('%', '%%')})"] if side.filter else []
+    params: dict[str, Any] = {}
+    day = f"TO_DATE({side.day_column})" if side.day_column else None
+    if q.window_start is not None and day:
+        conditions.append(f"{day} >= %(window_start)s")
+        params["window_start"] = q.window_start
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    fresh = f"MAX({side.freshness_column})" if side.freshness_column else "NULL"
+    if q.checksum_columns:
+        text = " || CHR(31) || ".join(f"COALESCE(TO_VARCHAR({c}), CHR(30))" for c in q.checksum_columns)
+        source = f"(SELECT *, MD5({text}) AS dpo_hash FROM {table}{where}) t"
+        where = ""
+        sums = f"SUM({_hex_slice(1)}), SUM({_hex_slice(9)})"
+    else:
+        source = table
+        sums = "NULL, NULL"
+    group = " GROUP BY 1" if day else ""
+    return f"SELECT {day or 'NULL::DATE'} AS day, COUNT(*), {fresh}, {sums} FROM {source}{where}{group}", params
+
+
+def _snowflake_error(account: SnowflakeAccount) -> Callable[[Exception], TableError]:
+    def classify(exc: Exception) -> TableError:
+        if not isinstance(exc, SnowflakeError):
+            return TableError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        # 2003: "does not exist or not authorized"; Snowflake does not say which.
+        missing = exc.errno == 2003 or exc.sqlstate == "42S02"
+        if missing:
+            return TableError(f"{(exc.msg or '').splitlines()[0]} (or role {account.role or '<role>'} may not "
+                              f"see it: GRANT {SELECT_TABLES}, {USE_SCHEMAS}, {USE_DATABASES})", missing=True)
+        problem = access_problem(account.account, account.role, "the table", errno=exc.errno, sqlstate=exc.sqlstate,
+                                 message=exc.msg or "", error_type=type(exc).__name__, grant=SELECT_TABLES)
+        # 904 invalid identifier, 1003 syntax error: the declared check cannot run as written.
+        return TableError(problem.message, broken=exc.errno in (904, 1003))
+    return classify
+
+
+def _measure_snowflake_one(conn: Any, q: TableQuery) -> TableMeasurement:
+    text, params = snowflake_query(q)
+    with conn.cursor() as cursor:
+        rows = cursor.execute(text, params).fetchall()
+    return _fold(rows, bool(q.checksum_columns))
+
+
+@task(name="measure-snowflake-tables", cache_policy=NO_CACHE)
+@grants(SELECT_TABLES, USE_SCHEMAS, USE_DATABASES, USE_WAREHOUSE)
+def measure_snowflake_tables(
+    account: SnowflakeAccount, queries: Sequence[TableQuery], max_concurrency: int = 4, login_timeout: int = 60
+) -> dict[str, Measured]:
+    """Measure every table of one Snowflake account (connector block), `max_concurrency` at a time,
+    each on its own connection made by the block's credentials."""
+    connector = account.connector
+
+    def open_conn() -> Any:
+        return connector.credentials.get_client(
+            **connect_kwargs(account, login_timeout), database=connector.database,
+            warehouse=connector.warehouse, schema=connector.schema_)
+
+    return _run_pooled(queries, max_concurrency, open_conn=open_conn, measure=_measure_snowflake_one,
+                       classify=_snowflake_error(account), close=lambda c: c.close(),
+                       usable=lambda c: not c.is_closed())

@@ -1,16 +1,23 @@
-"""Read each Snowflake account's grants, users and role use from ACCOUNT_USAGE: one task run per account."""
+"""Read each Snowflake account's grants, users and role use from ACCOUNT_USAGE, and the live grants
+of the declared roles (SHOW ROLES, SHOW GRANTS TO/OF ROLE): one task run per account."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 
+import yaml
 from prefect import task
 from prefect.cache_policies import NONE
 
+from rules.config import ConfigError
 from rules.snowflake import ACCOUNT_USAGE
 from rules.snowflake_rbac import RoleUse, User
+from rules.snowflake_rbac_drift import Declared, parse_declared_grants, quoted_identifier
 from tasks.snowflake import (
     GOVERNANCE_VIEWER,
+    MANAGE_GRANTS,
     SECURITY_VIEWER,
     USE_WAREHOUSE,
     AccountRead,
@@ -19,6 +26,8 @@ from tasks.snowflake import (
     open_session,
     read_into,
 )
+
+REPO = Path(__file__).resolve().parent.parent
 
 ADMINS_SQL = f"""
 SELECT DISTINCT grantee_name FROM {ACCOUNT_USAGE}.GRANTS_TO_USERS
@@ -71,3 +80,46 @@ def read_rbac(account: SnowflakeAccount, since: datetime, login_timeout: int) ->
             RoleUse(account.scope, r["name"], r["created_on"], _since(r["last_used"], since))
             for r in session.rows(ROLES_SQL, {"since": since})], account)
     return read
+
+
+@task(name="snowflake-read-grants", task_run_name="read-grants-{account.block}", cache_policy=NONE)
+@grants(MANAGE_GRANTS, USE_WAREHOUSE)
+def read_declared_role_grants(account: SnowflakeAccount, roles: list[str], login_timeout: int) -> AccountRead:
+    """Reads: `roles` (every role name), `grants_to` and `grants_of` (rows of SHOW GRANTS TO/OF
+    ROLE for each of `roles` that exists). `roles` are SQL identifiers (upper case, or quoted)."""
+    read = AccountRead(account.scope)
+    with open_session(account, login_timeout, read) as session:
+        if session is None:
+            return read
+        if not read_into(read, "roles", "SHOW ROLES", MANAGE_GRANTS,
+                         lambda: [r["name"] for r in session.command("SHOW ROLES")], account):
+            return read
+        existing = {quoted_identifier(n) for n in read.data["roles"]}
+        wanted = [r for r in roles if r in existing]  # a missing role is drift, not an error
+        read_into(read, "grants_to", "SHOW GRANTS TO ROLE", MANAGE_GRANTS,
+                  lambda: [g for r in wanted for g in session.command("SHOW GRANTS TO ROLE", r)], account)
+        read_into(read, "grants_of", "SHOW GRANTS OF ROLE", MANAGE_GRANTS,
+                  lambda: [g for r in wanted for g in session.command("SHOW GRANTS OF ROLE", r)], account)
+    return read
+
+
+def read_declared_models(files: Mapping[str, str] | None, accounts: Sequence[str]) -> dict[str, tuple[str, Declared]]:
+    """Per connector block, its declared role/grant model (the file's path, the model), checked
+    before any connection: a bad file names itself, the field and the fix."""
+    files = dict(files or {})
+    unknown = sorted(set(files) - set(accounts))
+    if unknown:
+        raise ConfigError(f"`declared_grants` names {unknown}, which are not in `accounts` {list(accounts)}: "
+                          "key it by connector block name.")
+    models = {}
+    for block, name in files.items():
+        path = (REPO / name).resolve()
+        if not path.is_relative_to(REPO) or not path.is_file():
+            raise ConfigError(f"`declared_grants` for {block!r}: {name!r} is not a file in this repository; "
+                              "give a path inside it, e.g. `config/snowflake_roles.yaml`.")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"`declared_grants` for {block!r}: {name} is not valid YAML: {exc}") from None
+        models[block] = (name, parse_declared_grants(data, name))
+    return models

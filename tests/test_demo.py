@@ -50,8 +50,8 @@ def unmapped_job() -> None:
     raise AssertionError("a job without demo parameters must not run")
 
 
-@flow(name="demo-needs-snowflake", on_failure=[on_flow_failure])
-def snowflake_job() -> None:
+@flow(name="demo-needs-teradata", on_failure=[on_flow_failure])
+def teradata_job() -> None:
     raise AssertionError("a job whose service is missing must not run")
 
 
@@ -85,12 +85,12 @@ def test_demo_runs_jobs_from_specs_delivers_messages_and_stops_everything():
         {"name": "planted", "entrypoint": "tests/test_demo.py:planted_job", "parameters": {"region": "eu-west-1"}},
         {"name": "planted-again", "entrypoint": "tests/test_demo.py:planted_job"},  # one run per flow
         {"name": "unmapped", "entrypoint": "tests/test_demo.py:unmapped_job"},
-        {"name": "bq", "entrypoint": "tests/test_demo.py:snowflake_job"},
+        {"name": "td", "entrypoint": "tests/test_demo.py:teradata_job"},
         {"name": "not-landed", "entrypoint": "flows/not_landed_yet.py:nothing"},
     ]
     jobs = {
         JOB: DemoJob({"region": "us-east-1"}),
-        "demo-needs-snowflake": DemoJob(needs=frozenset({"snowflake"})),  # a service the demo lacks
+        "demo-needs-teradata": DemoJob(needs=frozenset({"teradata"})),  # a service the demo lacks
         "demo-absent": DemoJob(),
     }
 
@@ -103,7 +103,7 @@ def test_demo_runs_jobs_from_specs_delivers_messages_and_stops_everything():
     assert (planted.status, planted.findings) == ("Completed", 2)
     assert planted.monthly_usd == pytest.approx(2 * 0.005 * 730, rel=0.01)
     assert by_job["demo-unmapped"].status == "skipped" and "DEMO_JOBS" in by_job["demo-unmapped"].note
-    assert "needs snowflake" in by_job["demo-needs-snowflake"].note
+    assert "needs teradata" in by_job["demo-needs-teradata"].note
     assert "cannot load flows/not_landed_yet.py" in by_job["not-landed"].note
     assert any("demo-absent" in n and "not in prefect.yaml" in n for n in summary.notes)
     assert len(summary.results) == 4

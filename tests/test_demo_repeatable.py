@@ -3,7 +3,7 @@ at, one pinned time, so how long each job (or the machine) takes changes nothing
 
 The jobs here are those whose findings depend on time windows (metrics, job history, freshness);
 the second demo starts its jobs 20 s later after seeding, as a slower machine would.
-Costly (two demos with five jobs each): about 2 min on an idle machine.
+Costly (two demos with six jobs each): about 2 min on an idle machine.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import time
 
 from deployments.demo import DEMO_JOBS, run_demo
 
-TIMED = ("lambda-health", "queue-health", "redshift-health", "bigquery-query-cost-watch", "data-integrity")
+TIMED = ("lambda-health", "queue-health", "redshift-health", "bigquery-query-cost-watch", "data-integrity",
+         "snowflake-query-cost-watch")
 
 
 def _totals(delay: float) -> dict[str, tuple[str, int, float]]:

@@ -4,7 +4,8 @@ any log, event, artifact, flow or task run, store row, chat message or the serve
 
 The failing configurations are the ones that put secrets at risk: AWS keys that IAM no longer
 knows (moto's IAM enforcement), a database that refuses the connection, a GCP service account
-whose token request is rejected (a local token endpoint: Google's cannot be reached from here).
+whose token request is rejected (a local token endpoint: Google's cannot be reached from here),
+a Snowflake account that cannot be reached, with a planted key passphrase in its connector block.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from deployments.demo import (
     run_job,
 )
 from deployments.demo_seed import REGIONS
+from deployments.local_snowflake import save_connector
 from flows.registry import contracts, deployment_specs
 from tests.server_search import server_haystack, store_haystack
 
@@ -49,6 +51,14 @@ GCP_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048).private
     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
 ).decode()
 GCP_KEY_LINE = GCP_KEY.splitlines()[3]  # 64 characters of key material
+SF_PASSPHRASE = "planted-sf-passphrase-" + secrets.token_urlsafe(8)
+SF_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+    serialization.BestAvailableEncryption(SF_PASSPHRASE.encode()),
+).decode()
+SF_KEY_LINE = SF_KEY.splitlines()[3]
+SNOWFLAKE_FLOWS = ("snowflake-cost-report", "snowflake-query-cost-watch", "snowflake-query-watch",
+                   "snowflake-warehouse-hygiene", "snowflake-rbac-hygiene")
 
 AWS_FLOWS = tuple(contracts())
 
@@ -112,6 +122,10 @@ def failing_blocks(token_uri: str) -> dict[str, dict]:
         "client_id": "1", "token_uri": token_uri,
     }).save("planted-gcp", overwrite=True)
     bigquery = {"emulator_endpoint": None, "gcp_credentials": "planted-gcp", "projects": ["planted-project"]}
+    # Nothing listens on the endpoint: the login is refused after the key was unlocked with the passphrase.
+    save_connector("broken-snowflake", "acme-prod", passphrase=SF_PASSPHRASE, private_key=SF_KEY)
+    snowflake = {"accounts": ["broken-snowflake"], "policy": {"login_timeout_seconds": 3},
+                 "endpoints": {"broken-snowflake": f"http://127.0.0.1:{free_port()}"}}
     return {
         **{name: {} for name in AWS_FLOWS},  # same blocks, but IAM no longer knows the keys
         "query-watch": {"warehouse": "broken-warehouse"},
@@ -119,6 +133,7 @@ def failing_blocks(token_uri: str) -> dict[str, dict]:
         "data-integrity": {"pipelines_block": "broken-pipelines"},
         "bigquery-cost-report": bigquery,
         "bigquery-query-cost-watch": bigquery,
+        **dict.fromkeys(SNOWFLAKE_FLOWS, snowflake),
     }
 
 
@@ -158,6 +173,7 @@ def test_no_planted_secret_reaches_logs_events_artifacts_store_or_chat():
         "AWS secret key": PLANTED.aws_secret_access_key, "webhook key": PLANTED.chat_key,
         "webhook token": PLANTED.chat_token, "database password": DB_PASSWORD,
         "GCP private key": GCP_KEY_LINE,
+        "Snowflake key passphrase": SF_PASSPHRASE, "Snowflake private key": SF_KEY_LINE,
     }
     leaked = [what for what, value in planted.items() if value in haystack]
     assert not leaked, f"planted secrets found: {leaked}"
