@@ -34,7 +34,7 @@ COMMON = {
     "aws_credentials": "Name of the prefect-aws `AwsCredentials` block.",
     "store": "Name of the `OpsStore` block (findings, history, actions).",
     "apply": "Change things: publish the plan, wait for a person's approval, act on what they pick.",
-    "now": "The time of the run (tests, replays); unset means now.",
+    "now": "Replay only: judge as if it were this time (tests, re-running a past window); leave empty.",
 }
 
 

@@ -57,7 +57,7 @@ def aws_cost_report(
         role_arns: Roles to assume, one per account, besides the credentials' own account.
         aws_credentials: Name of the prefect-aws `AwsCredentials` block.
         store: Name of the `OpsStore` block (history, anomalies announced, applied actions).
-        now: The time of the run (tests); defaults to the current time.
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
     """
     validate_aws_targets(regions, role_arns)
     ops_store = load_store(store)

@@ -51,6 +51,9 @@ def bigquery_query_cost_watch(
         emulator_endpoint: A BigQuery emulator URL (tests, demo); no credentials are used then.
         jobs_table: The job history table, with `{project}` and `{region}` placeholders.
         store: Name of the `OpsStore` block (watermarks and announced jobs).
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
     """
     check_scopes(projects, regions, jobs_table)
     ops_store = load_store(store)

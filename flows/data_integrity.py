@@ -159,7 +159,7 @@ def data_integrity(
         policy: concurrency and reminder interval.
         endpoints: Per Snowflake connector block name, a URL for that account instead of its public host (PrivateLink; `fakesnow://host:port` in tests and the demo).
         store: `OpsStore` block for findings and count history.
-        now: the time to judge freshness against (default: now).
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
     """
     ops_store = load_store(store)
     pipelines = read_pipelines(pipelines_file, pipelines_block)

@@ -90,7 +90,11 @@ def dev_parking(
     now: datetime | None = None,
 ) -> RunResult:
     """Park resources tagged `dataplatform-ops:schedule` (or whose environment tag has a default
-    schedule) on each schedule transition. Dry-run unless `apply=True`."""
+    schedule) on each schedule transition. Dry-run unless `apply=True`.
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
+    """
     calendars = load_calendars(calendars_dir)
     return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, apply=apply, now=now, options={"calendars": calendars})

@@ -62,6 +62,10 @@ def ebs_rightsizing(
     now: datetime | None = None,
 ) -> RunResult:
     """Find cheaper EBS settings. With `apply=True`, the ModifyVolume changes a person approves
-    (the run pauses and asks; nothing is pre-selected) are made."""
+    (the run pauses and asks; nothing is pre-selected) are made.
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
+    """
     return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, apply=apply, now=now)

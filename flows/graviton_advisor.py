@@ -71,6 +71,10 @@ def graviton_advisor(
     store: str = "ops-store",
     now: datetime | None = None,
 ) -> RunResult:
-    """Report what moving to Graviton would save. Advice only: nothing is changed."""
+    """Report what moving to Graviton would save. Advice only: nothing is changed.
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
+    """
     return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, now=now)

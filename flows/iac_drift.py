@@ -218,6 +218,9 @@ def iac_drift(
 
     Args:
         backends: Terraform S3 backends (`bucket`, `key`, `workspace_key_prefix`) or folders of states (`bucket`, `prefix`), read by every account (a central state bucket must be readable by each role); states are also discovered by key unless `policy.discover_states` is off.
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
     """
     return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, now=now, options={"backends": list(backends or []), "regions": regions,

@@ -189,6 +189,9 @@ def iac_health(
 
     Args:
         backends: Terraform S3 backends (`bucket`, `key`, `workspace_key_prefix`, `lock_table`, `use_lockfile`) or folders of states (`bucket`, `prefix`) in the account's own buckets; states are also discovered by key unless `policy.discover_states` is off.
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
     """
     return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, apply=apply, now=now,

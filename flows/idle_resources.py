@@ -144,7 +144,7 @@ def idle_resources(
         aws_credentials: Name of the prefect-aws `AwsCredentials` block.
         store: Name of the `OpsStore` block.
         apply: Publish a plan, pause for approval, then act on the approved items only.
-        now: The time of the run (tests); defaults to the current time.
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
     """
     return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, apply=apply, now=now, options={"opt_out_tag": policy.opt_out_tag})

@@ -81,6 +81,10 @@ def lambda_health(
     store: str = "ops-store",
     now: datetime | None = None,
 ) -> RunResult:
-    """Judge every function (matching `name_prefix` and `tag_filter`) over the policy's window."""
+    """Judge every function (matching `name_prefix` and `tag_filter`) over the policy's window.
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
+    """
     return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, now=now, options={"name_prefix": name_prefix, "tag_filter": tag_filter})

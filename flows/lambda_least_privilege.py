@@ -38,6 +38,10 @@ def lambda_least_privilege(
     store: str = "ops-store",
     now: datetime | None = None,
 ) -> RunResult:
-    """Name the functions whose execution role allows more than least privilege."""
+    """Name the functions whose execution role allows more than least privilege.
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
+    """
     return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, now=now)

@@ -49,7 +49,7 @@ def query_watch(
         store: name of the `OpsStore` block.
         apply: really cancel/terminate (allow-listed users, and what a person approves when
             the run asks); otherwise the planned actions are only recorded.
-        now: the run's time (tests, replays); defaults to the current time.
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
     """
     ops_store = load_store(store)
     conn = load_block(WarehouseConnection, warehouse, "warehouse")

@@ -47,6 +47,10 @@ def queue_health(
     store: str = "ops-store",
     now: datetime | None = None,
 ) -> RunResult:
-    """Judge every queue whose name starts with `name_prefix`."""
+    """Judge every queue whose name starts with `name_prefix`.
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
+    """
     return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, now=now, options={"name_prefix": name_prefix})

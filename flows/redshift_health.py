@@ -54,7 +54,7 @@ def redshift_health(
             `workgroup_name`) and `region` say which CloudWatch metrics to read.
         aws_credentials: name of the `AwsCredentials` block for CloudWatch.
         store: name of the `OpsStore` block.
-        now: the run's time (tests, replays); defaults to the current time.
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
     """
     ops_store = load_store(store)
     conn = load_block(WarehouseConnection, warehouse, "warehouse")

@@ -47,6 +47,10 @@ def s3_intelligent_tiering(
     now: datetime | None = None,
 ) -> RunResult:
     """Recommend the transition per bucket; with `apply=True`, add it to the buckets a person
-    approves (the run pauses and asks), merging with their existing rules."""
+    approves (the run pauses and asks), merging with their existing rules.
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
+    """
     return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, apply=apply, now=now)

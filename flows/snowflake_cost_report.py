@@ -49,6 +49,9 @@ def snowflake_cost_report(
         endpoints: Per block name, a URL for that account instead of its public host (PrivateLink; `fakesnow://host:port` in tests and the demo).
         store: Name of the `OpsStore` block.
         last_day: The last reported day (UTC); unset means yesterday.
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
     """
     targets = snowflake_accounts(check_accounts(accounts), endpoints)
     ops_store = load_store(store)

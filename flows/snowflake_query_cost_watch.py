@@ -39,6 +39,9 @@ def snowflake_query_cost_watch(
         policy: Threshold, price per credit, lookback.
         endpoints: Per block name, a URL for that account instead of its public host (PrivateLink; `fakesnow://host:port` in tests and the demo).
         store: Name of the `OpsStore` block (watermarks and announced queries).
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
     """
     targets = snowflake_accounts(check_accounts(accounts), endpoints)
     ops_store = load_store(store)

@@ -49,6 +49,9 @@ def snowflake_query_watch(
         endpoints: Per block name, a URL for that account instead of its public host (PrivateLink; `fakesnow://host:port` in tests and the demo).
         store: Name of the `OpsStore` block.
         apply: Offer the queries past a hard limit for approval and cancel what a person picks; otherwise only record the plan.
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
     """
     targets = {a.scope: a for a in snowflake_accounts(check_accounts(accounts), endpoints)}
     ops_store = load_store(store)

@@ -46,6 +46,9 @@ def snowflake_rbac_hygiene(
         endpoints: Per block name, a URL for that account instead of its public host (PrivateLink; `fakesnow://host:port` in tests and the demo).
         declared_grants: Per block name, a YAML role/grant model in this repository (e.g. `config/snowflake_roles.yaml`) to compare with the account's grants; unset: no drift check.
         store: Name of the `OpsStore` block.
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
     """
     targets = snowflake_accounts(check_accounts(accounts), endpoints)
     models = read_declared_models(declared_grants, accounts)

@@ -44,6 +44,9 @@ def snowflake_warehouse_hygiene(
         policy: Auto-suspend limit, resource monitor rule, oversize thresholds, price per credit.
         endpoints: Per block name, a URL for that account instead of its public host (PrivateLink; `fakesnow://host:port` in tests and the demo).
         store: Name of the `OpsStore` block.
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
     """
     targets = snowflake_accounts(check_accounts(accounts), endpoints)
     ops_store = load_store(store)

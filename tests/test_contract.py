@@ -170,3 +170,13 @@ def test_run_job_gives_other_targets_the_same_coverage(store):
     state = warehouse_watch({"bi": False}, {"bi": []}, name, return_state=True)
     assert state.is_failed() and "could not read anything" in state.message
     assert {f["resource_id"] for f in store.findings_of(WATCH.name, "open")} == {"q2"}
+
+
+def test_the_replay_time_is_labelled_as_such_in_every_job_form():
+    """`now` is for tests and replays: the run form (the flow's parameter schema) says so."""
+    from flows.registry import JOBS
+
+    unlabelled = [name for name, job in JOBS.items()
+                  if "now" in (props := job.parameters.model_dump()["properties"])
+                  and not props["now"].get("description", "").startswith("Replay only")]
+    assert unlabelled == []
