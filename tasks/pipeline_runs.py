@@ -48,9 +48,17 @@ from rules.pipeline_failures import ERROR, LogRecord, RunRecord, TaskRunRecord
 from tasks.notify import owners_of, safe_parameters
 
 MAX_FAILED_TASK_RUNS = 200
+RUNS_PER_TASK_RUN_READ = 20  # so each run's failed tasks fit in one page
 MAX_ERROR_RECORDS = 50
-MAX_RUNS = 500  # runs read per call: a storm past this is gathered by the next report
+PAGE = 200  # the API's largest page
+MAX_RUNS = PAGE  # running runs read per sweep
+MAX_REPORTS_GATHERED = 5_000  # a storm past this is gathered by the next report
 ANNOUNCEMENT_DAYS = 7
+
+
+def _chunks(flow_run_ids: Sequence[UUID | str], size: int) -> list[list[UUID]]:
+    ids = [UUID(str(i)) for i in flow_run_ids]
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
 def _records(client: SyncPrefectClient, runs: Iterable[FlowRun]) -> list[RunRecord]:
@@ -78,27 +86,26 @@ def _records(client: SyncPrefectClient, runs: Iterable[FlowRun]) -> list[RunReco
 @task
 def read_runs(flow_run_ids: Sequence[UUID | str]) -> list[RunRecord]:
     """The runs as they are now, with their flow and deployment names and masked parameters."""
-    if not flow_run_ids:
-        return []
+    runs: list[FlowRun] = []
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
-            any_=[UUID(str(i)) for i in flow_run_ids])), limit=len(flow_run_ids))
+        for chunk in _chunks(flow_run_ids, PAGE):
+            runs += client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=PAGE)
         return _records(client, runs)
 
 
 @task
 def read_failed_task_runs(flow_run_ids: Sequence[UUID | str]) -> dict[str, list[TaskRunRecord]]:
     """Task runs of the runs that ended Failed or Crashed, retries used up, oldest first, by run id."""
-    if not flow_run_ids:
-        return {}
+    task_runs: list[Any] = []
     with get_client(sync_client=True) as client:
-        task_runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(str(i)) for i in flow_run_ids])),
-            task_run_filter=TaskRunFilter(state=TaskRunFilterState(
-                type=TaskRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED]))),
-            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
-            limit=MAX_FAILED_TASK_RUNS,
-        )
+        for chunk in _chunks(flow_run_ids, RUNS_PER_TASK_RUN_READ):
+            task_runs += client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)),
+                task_run_filter=TaskRunFilter(state=TaskRunFilterState(
+                    type=TaskRunFilterStateType(any_=[StateType.FAILED, StateType.CRASHED]))),
+                sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+                limit=MAX_FAILED_TASK_RUNS,
+            )
     by_run: dict[str, list[TaskRunRecord]] = {}
     for t in task_runs:
         by_run.setdefault(str(t.flow_run_id), []).append(TaskRunRecord(
@@ -129,33 +136,38 @@ def read_log_records(flow_run_id: UUID | str, last: int) -> list[LogRecord]:
 def announced_runs(flow_run_ids: Sequence[UUID | str], events: Sequence[str]) -> set[str]:
     """The runs among `flow_run_ids` that one of `events` already announced (a failure hook, an
     earlier report, a grouped message)."""
-    if not flow_run_ids:
-        return set()
     found: set[str] = set()
     with get_client(sync_client=True) as client:
-        page = client.read_events(EventFilter(
-            occurred=EventOccurredFilter(since=datetime.now(timezone.utc) - timedelta(days=ANNOUNCEMENT_DAYS)),
-            event=EventNameFilter(name=list(events)),
-            resource=EventResourceFilter(id=[f"prefect.flow-run.{i}" for i in flow_run_ids]),
-        ), limit=200)
-        while True:
+        for chunk in _chunks(flow_run_ids, PAGE):
+            page = client.read_events(EventFilter(
+                occurred=EventOccurredFilter(since=datetime.now(timezone.utc) - timedelta(days=ANNOUNCEMENT_DAYS)),
+                event=EventNameFilter(name=list(events)),
+                resource=EventResourceFilter(id=[f"prefect.flow-run.{i}" for i in chunk]),
+            ), limit=PAGE)
             found |= {e.resource.id.removeprefix("prefect.flow-run.") for e in page.events}
-            if not page.next_page:
-                return found
-            page = client.read_events_page(page.next_page)
+            while page.next_page:
+                page = client.read_events_page(page.next_page)
+                found |= {e.resource.id.removeprefix("prefect.flow-run.") for e in page.events}
+    return found
 
 
 def _never_started_reports(client: SyncPrefectClient, lookback: timedelta) -> list[FlowRun]:
     now = datetime.now(timezone.utc)
-    return [r for r in client.read_flow_runs(
-        flow_run_filter=FlowRunFilter(
-            deployment_id=FlowRunFilterDeploymentId(any_=[UUID(runtime_deployment.id)]),
-            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.CANCELLED])),
-            expected_start_time=FlowRunFilterExpectedStartTime(after_=now - lookback, before_=now),
-            start_time=FlowRunFilterStartTime(is_null_=True),
-        ),
-        sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=MAX_RUNS,
-    ) if str(r.id) != str(runtime_flow_run.id)]
+    found: list[FlowRun] = []
+    while len(found) < MAX_REPORTS_GATHERED:
+        page = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                deployment_id=FlowRunFilterDeploymentId(any_=[UUID(runtime_deployment.id)]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.CANCELLED])),
+                expected_start_time=FlowRunFilterExpectedStartTime(after_=now - lookback, before_=now),
+                start_time=FlowRunFilterStartTime(is_null_=True),
+            ),
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=PAGE, offset=len(found),
+        )
+        found += page
+        if len(page) < PAGE:
+            break
+    return [r for r in found if str(r.id) != str(runtime_flow_run.id)]
 
 
 @task
