@@ -50,7 +50,8 @@ from tasks.notify import owners_of, safe_parameters
 MAX_FAILED_TASK_RUNS = 200
 RUNS_PER_TASK_RUN_READ = 20  # so each run's failed tasks fit in one page
 MAX_ERROR_RECORDS = 50
-PAGE = 200  # the API's largest page
+PAGE = 200  # the API's largest page of runs
+EVENTS_PAGE = 50  # and of events
 MAX_RUNS = PAGE  # running runs read per sweep
 MAX_REPORTS_GATHERED = 5_000  # a storm past this is gathered by the next report
 ANNOUNCEMENT_DAYS = 7
@@ -143,7 +144,7 @@ def announced_runs(flow_run_ids: Sequence[UUID | str], events: Sequence[str]) ->
                 occurred=EventOccurredFilter(since=datetime.now(timezone.utc) - timedelta(days=ANNOUNCEMENT_DAYS)),
                 event=EventNameFilter(name=list(events)),
                 resource=EventResourceFilter(id=[f"prefect.flow-run.{i}" for i in chunk]),
-            ), limit=PAGE)
+            ), limit=EVENTS_PAGE)
             found |= {e.resource.id.removeprefix("prefect.flow-run.") for e in page.events}
             while page.next_page:
                 page = client.read_events_page(page.next_page)
