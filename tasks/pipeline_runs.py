@@ -21,7 +21,6 @@ from prefect.client.schemas.filters import (
     FlowRunFilterDeploymentId,
     FlowRunFilterExpectedStartTime,
     FlowRunFilterId,
-    FlowRunFilterStartTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
     LogFilter,
@@ -161,14 +160,15 @@ def _never_started_reports(client: SyncPrefectClient, lookback: timedelta) -> li
                 deployment_id=FlowRunFilterDeploymentId(any_=[UUID(runtime_deployment.id)]),
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.CANCELLED])),
                 expected_start_time=FlowRunFilterExpectedStartTime(after_=now - lookback, before_=now),
-                start_time=FlowRunFilterStartTime(is_null_=True),
             ),
             sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=PAGE, offset=len(found),
         )
         found += page
         if len(page) < PAGE:
             break
-    return [r for r in found if str(r.id) != str(runtime_flow_run.id)]
+    # A cancelled run has a start time (the server sets one on any final state): it never ran
+    # when its run count is 0.
+    return [r for r in found if str(r.id) != str(runtime_flow_run.id) and not r.run_count]
 
 
 @task
@@ -179,7 +179,8 @@ def previous_report_end() -> datetime | None:
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[UUID(runtime_deployment.id)])),
-            flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(is_null_=False)),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
+                any_=[StateType.COMPLETED, StateType.FAILED, StateType.CRASHED]))),
             sort=FlowRunSort.END_TIME_DESC, limit=2)
     ends = [r.end_time for r in runs if str(r.id) != str(runtime_flow_run.id) and r.end_time]
     return max(ends, default=None)

@@ -241,8 +241,9 @@ def test_storm_of_failures_is_grouped_every_run_named_once_none_lost(reported, r
     reported.wait_for(2, timeout=120)
     delivered = reported.settle(quiet=12, timeout=180)  # a second report may gather stragglers
     texts = [" ".join(readable(m.message)) for m in delivered]
+    subjects = [readable(m.message)[0] for m in delivered]
     for name in names:
-        assert sum(f" {name}:" in t or f" {name} " in t for t in texts) == 1, name  # named once, in one message
+        assert sum(f" {name}:" in t or f" {name} " in t for t in texts) == 1, (name, subjects)  # named once
     assert 2 <= len(delivered) <= 6, [readable(m.message)[0] for m in delivered]
     grouped = [t for t in texts if t.startswith("[pipeline-failures] ")]
     assert grouped and "runs failed at once" in grouped[0] and "could not connect to the warehouse" in grouped[0]
