@@ -3,10 +3,10 @@ flow run, or a completed one whose tasks failed; many failures at once in groupe
 
 Started by the "pipeline" automations (deployments/automations.py) with a run's id, for flows
 that carry no hook of ours; for a late run, a while after it turned Late. Its schedule runs it
-without a run id: the sweep for slow runs. The deployment runs one report at a time and cancels
-the others that would start meanwhile (`concurrency_limit` 1, `CANCEL_NEW`): each report first
-gathers the runs of the reports that never started, until no new failure came for
-`storm_window_seconds`, so a storm of failures becomes one report and a few messages.
+without a run id: the sweep for slow runs. The deployment runs one report at a time
+(`concurrency_limit` 1, `ENQUEUE`): the others wait, and the running one first gathers their
+runs, until no new report came for `storm_window_seconds`, then cancels them, so a storm of
+failures costs a report or two and is announced in grouped messages.
 
 Collect the runs, their failed task runs and logs from the Prefect API; judge with
 `rules.pipeline_failures`; tell by emitting the `on_flow_failure` hook's event (one message per

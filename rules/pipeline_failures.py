@@ -53,8 +53,7 @@ class ReportPolicy(BaseModel):
         default=40, ge=1, le=200, description="Failed runs listed in one grouped message; more take more messages.")
     lookback_minutes: float = Field(
         default=60, ge=1, le=7 * 24 * 60,
-        description=("How far back a report looks for reports that never ran (cancelled because "
-                     "another report was running) to announce their runs."),
+        description="Report runs waiting longer than this are left to run themselves, not gathered.",
     )
     slow_factor: float = Field(
         default=3, ge=1, le=100, description="A run is slow past this many times its deployment's usual duration.")

@@ -1,7 +1,7 @@
 """Reads flow runs back from the Prefect API for failure reports: the runs, their failed task
-runs, their logs, whether they were already announced, the report runs that never ran (their
-runs are announced by the report that gathers them), and the running runs and completed
-durations that slow runs are judged by. Any flow's runs: no hook needed.
+runs, their logs, whether they were already announced, the other report runs waiting (their
+runs are announced by the report that gathers them, and they are cancelled), and the running
+runs and completed durations that slow runs are judged by. Any flow's runs: no hook needed.
 """
 
 from __future__ import annotations
@@ -151,14 +151,16 @@ def announced_runs(flow_run_ids: Sequence[UUID | str], events: Sequence[str]) ->
     return found
 
 
-def _never_started_reports(client: SyncPrefectClient, lookback: timedelta) -> list[FlowRun]:
+def _waiting_reports(client: SyncPrefectClient, lookback: timedelta) -> list[FlowRun]:
+    """This deployment's other report runs that are due and waiting: not picked up yet, or
+    waiting for the running report to end (`AwaitingConcurrencySlot`, same expected start)."""
     now = datetime.now(timezone.utc)
     found: list[FlowRun] = []
     while len(found) < MAX_REPORTS_GATHERED:
         page = client.read_flow_runs(
             flow_run_filter=FlowRunFilter(
                 deployment_id=FlowRunFilterDeploymentId(any_=[UUID(runtime_deployment.id)]),
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.CANCELLED])),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
                 expected_start_time=FlowRunFilterExpectedStartTime(after_=now - lookback, before_=now),
             ),
             sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=PAGE, offset=len(found),
@@ -166,9 +168,7 @@ def _never_started_reports(client: SyncPrefectClient, lookback: timedelta) -> li
         found += page
         if len(page) < PAGE:
             break
-    # A cancelled run has a start time (the server sets one on any final state): it never ran
-    # when its run count is 0.
-    return [r for r in found if str(r.id) != str(runtime_flow_run.id) and not r.run_count]
+    return [r for r in found if str(r.id) != str(runtime_flow_run.id)]
 
 
 @task
@@ -228,8 +228,9 @@ def read_durations(deployment_ids: Sequence[str], last: int) -> dict[str, list[f
 
 @task
 def gather_reports_due(window_seconds: float, max_seconds: float, lookback_minutes: float) -> list[tuple[str, str]]:
-    """`reports_due`, gathered until no new one came for `window_seconds` (at most `max_seconds`):
-    in a storm, failures keep coming for a while, and this report announces them together."""
+    """(report run, the run it is about) of the report runs waiting (`_waiting_reports`),
+    gathered until no new one came for `window_seconds` (at most `max_seconds`): in a storm,
+    failures keep coming for a while, and this report announces them together."""
     if not runtime_deployment.id:
         return []
     deadline = time.monotonic() + max_seconds
@@ -238,7 +239,7 @@ def gather_reports_due(window_seconds: float, max_seconds: float, lookback_minut
         while True:
             time.sleep(max(0.0, min(window_seconds, deadline - time.monotonic())))
             new = {str(r.id): str(r.parameters["flow_run_id"])
-                   for r in _never_started_reports(client, timedelta(minutes=lookback_minutes))
+                   for r in _waiting_reports(client, timedelta(minutes=lookback_minutes))
                    if r.parameters.get("flow_run_id") and str(r.id) not in due}
             due |= new
             if not new or time.monotonic() >= deadline:
