@@ -259,8 +259,8 @@ def test_storm_of_failures_is_grouped_every_run_named_once_none_lost(reported, r
     refused = [r for r in reported.received if r.status == 429]
     assert len(refused) == 3  # each was sent again and went through
     assert all(any(d.raw == r.raw for d in delivered) for r in refused)
-    started = [r for r in report_runs(runner) if r.start_time and r.expected_start_time > runs[0].created]
-    assert len(started) <= 3  # a handful of report processes, not 50
+    ran = [r for r in report_runs(runner) if r.run_count and r.expected_start_time > runs[0].created]
+    assert len(ran) <= 3  # a report process or two, not 50: the others were taken over and cancelled
 
 
 def test_slow_run_is_reported_once(reported, runner):
