@@ -39,6 +39,7 @@ from rules.pipeline_failures import (
     RunRecord,
     TaskRunRecord,
     log_lines,
+    duration_text,
     percentile,
     plan_reports,
     seconds_to_settle,
@@ -359,6 +360,11 @@ def test_report_waits_for_a_hook_only_where_one_runs():
 def test_skip_reason(run, announced, reason):
     got = skip_reason(run, [], ["noisy"], announced)
     assert got == reason if reason is None else got.startswith(reason)
+
+
+def test_durations_read_as_people_say_them():
+    assert [duration_text(s) for s in (45, 600, 9000)] == ["45 s", "10 min", "2.5 h"]
+    assert duration_text(600, "ko") == "10분"
 
 
 def test_percentile_is_a_duration_some_run_took():
