@@ -9,6 +9,8 @@
 - `emit_flow_failure`: that event; `flows/pipeline_failure_report.py` emits it too, for runs
   of flows without the hook, so one automation routes both and the event marks a run as
   announced.
+- `mark_flow_runs`: marks a run announced by a message of another kind (a grouped storm
+  message, a slow-run message), so no report announces it again.
 - `messages_of`: the messages a flow run of this process emitted (the command line prints them).
 
 Owners come from the run's tags (a deployment's tags are its runs' tags): `owner:<chat
