@@ -248,7 +248,11 @@ def test_storm_of_failures_is_grouped_every_run_named_once_none_lost(reported, r
                                       else Failed(message=outage), force=True)
     reported.wait_for(2, timeout=120)
     reports_done(runner)  # a report for a straggler waits its turn (about 30 s), then runs
-    delivered = reported.settle(quiet=3)
+    deadline = time.monotonic() + 60  # its messages follow through the automation
+    while time.monotonic() < deadline and not all(name in " ".join(m.text for m in reported.delivered)
+                                                  for name in names):
+        time.sleep(1)
+    delivered = reported.settle(quiet=3)  # and nothing more: no run twice
     texts = [" ".join(readable(m.message)) for m in delivered]
     subjects = [readable(m.message)[0] for m in delivered]
     for name in names:
