@@ -13,7 +13,9 @@ deployment (narrowed by `--include-tag`, `--include-deployment`, `--exclude-depl
 on the deployment's name, and `--exclude-tag`) start the `pipeline-failure-report` deployment
 with the run's id, so flows without our hook get a message with their logs. Runs of
 deployments tagged `report-task-failures` that complete with failed tasks get one too, and
-runs still Late `--late-after-minutes` (default 10) after turning Late.
+runs still Late `--late-after-minutes` (default 10) after turning Late. The report deployment
+runs one report at a time, so when many runs fail at once the running report takes over the
+waiting ones and sends grouped messages; slow runs are found by its scheduled sweep, not here.
 
 Messages are in the chat block's `language` (`en` or `ko`): apply the automations again after
 changing it.

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig
 
 from flows.registry import PREFECT_YAML, deployment_specs, load_flow
 
@@ -16,6 +17,7 @@ def main(limit: int = 4) -> None:
     runners = []
     for spec in deployment_specs():
         schedule = (spec.get("schedules") or [{}])[0]
+        concurrency = spec.get("concurrency_limit")
         runners.append(
             load_flow(spec["entrypoint"]).to_deployment(
                 name=spec["name"],
@@ -24,6 +26,7 @@ def main(limit: int = 4) -> None:
                 parameters=spec.get("parameters") or {},
                 tags=spec.get("tags") or [],
                 description=spec.get("description"),
+                concurrency_limit=ConcurrencyLimitConfig(**concurrency) if isinstance(concurrency, dict) else concurrency,
             )
         )
     serve(*runners, limit=limit)

@@ -9,6 +9,8 @@
 - `emit_flow_failure`: that event; `flows/pipeline_failure_report.py` emits it too, for runs
   of flows without the hook, so one automation routes both and the event marks a run as
   announced.
+- `mark_flow_runs`: marks a run announced by a message of another kind (a grouped storm
+  message, a slow-run message), so no report announces it again.
 - `messages_of`: the messages a flow run of this process emitted (the command line prints them).
 
 Owners come from the run's tags (a deployment's tags are its runs' tags): `owner:<chat
@@ -44,6 +46,9 @@ if TYPE_CHECKING:  # the chat block imports this module
 EVENT_FINDINGS = "dataplatform-ops.findings.changed"
 EVENT_FLOW_FAILED = "dataplatform-ops.flow-run.failed"
 EVENT_CHAT_REFUSED = "dataplatform-ops.chat.refused"
+# Marks on a flow run, sent to no one: announced in a grouped (storm) message; announced as slow.
+EVENT_FLOW_GROUPED = "dataplatform-ops.flow-run.grouped"
+EVENT_FLOW_SLOW = "dataplatform-ops.flow-run.slow"
 LOG_TAIL_RECORDS = 15
 TRACEBACK_LINES = 8
 OWNER_TAG_PREFIX = "owner:"
@@ -170,6 +175,14 @@ async def aemit_chat_refused(refusals: Sequence[tuple[str, str]]) -> None:
                                         **_refusal(subject, error)))
     except Exception:  # an exception here would make the server retry the whole notification
         logging.getLogger(__name__).exception("could not emit %s", EVENT_CHAT_REFUSED)
+
+
+def mark_flow_runs(event: str, runs: Sequence[tuple[Any, str]]) -> None:
+    """One `event` per (flow run id, name): a run announced by a message that is not its own
+    `EVENT_FLOW_FAILED` (a grouped one, a slow-run one), so it is never announced again."""
+    for flow_run_id, name in runs:
+        emit_event(event=event, resource={"prefect.resource.id": f"prefect.flow-run.{flow_run_id}",
+                                          "prefect.resource.name": name})
 
 
 def emit_outbox_flush(job: str) -> None:

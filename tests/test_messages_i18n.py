@@ -32,7 +32,16 @@ from rules.messages import (
     store_down_note,
     truncated_note,
 )
-from rules.pipeline_failures import LogRecord, ReportPolicy, RunRecord, TaskRunRecord, report
+from rules.pipeline_failures import (
+    LogRecord,
+    ReportPolicy,
+    RunRecord,
+    SlowRun,
+    TaskRunRecord,
+    report,
+    slow_report,
+    storm_reports,
+)
 from tasks.notify import emit_job_message
 
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=timezone.utc)
@@ -99,6 +108,16 @@ KINDS: dict[str, Callable[[str], tuple[str, str]]] = {
         for i, outcome in enumerate(["done", "failed", "skipped", "dry-run"] * 4)], lang),
     "silent deployment": lambda lang: silent_deployment("crm-export/nightly", "6h", ["111"], lang),
     "crashed": _crashed,
+    "storm": lambda lang: storm_reports(
+        [_run(id=f"r{i}", name=f"run-{i}", state_message="x" * 400, owners=[str(i)]) for i in range(200)],
+        {f"r{i}": LINK for i in range(200)}, 200, lang)[0],
+    "storm, second part": lambda lang: storm_reports(
+        [_run(id=f"r{i}", name=f"run-{i}", state_name="Crashed") for i in range(5)], {}, 2, lang)[1],
+    "slow run": lambda lang: slow_report(SlowRun(_run(state_type="RUNNING", state_name="Running"), 5400, 600,
+                                                 1800, 50), LINK, ReportPolicy(), lang),
+    "slow run, seconds": lambda lang: slow_report(SlowRun(_run(state_type="RUNNING", state_name="Running",
+                                                               deployment=None), 100, 3, 9, 10), None,
+                                                  ReportPolicy(), lang),
     "chat notes": lambda lang: ("[job] x", "\n".join([
         refused_earlier_note("", "HTTP 400: bad card", lang), store_down_note("sqlite:///ops.db", lang),
         truncated_note(12345, lang)])),

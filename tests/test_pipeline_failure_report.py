@@ -19,9 +19,11 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
+from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.exceptions import ObjectNotFound
+from prefect.flow_engine import run_flow
 from prefect.runner import Runner
-from prefect.states import Late, Scheduled
+from prefect.states import Crashed, Failed, Late, Running, Scheduled
 
 from deployments.automations import (
     PIPELINE_PREFIX,
@@ -36,14 +38,24 @@ from rules.pipeline_failures import (
     ReportPolicy,
     RunRecord,
     TaskRunRecord,
+    duration_text,
     log_lines,
+    percentile,
+    plan_reports,
+    seconds_to_settle,
     seconds_to_wait,
     skip_reason,
+    slow_runs,
+    storm_reports,
     task_failure,
 )
 from tests import third_party_pipelines as third_party
 
 pytestmark = pytest.mark.slow
+
+# Short windows keep the module fast; the hook grace stays at its default (the hooked test needs it).
+POLICY = {"storm_window_seconds": 3, "storm_max_seconds": 60, "storm_runs_per_message": 25,
+          "slow_min_history": 5, "slow_min_seconds": 0}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +69,9 @@ def runner() -> Iterator[dict[str, UUID]]:
             pass
     runner = Runner(name="pipeline-failures-test", query_seconds=1, pause_on_shutdown=False, limit=None)
     deployments = [
-        pipeline_failure_report.to_deployment(name=JOB, tags=["dataplatform-ops", "pipeline-watch"]),
+        pipeline_failure_report.to_deployment(  # as prefect.yaml has it: one report at a time
+            name=JOB, tags=["dataplatform-ops", "pipeline-watch"], parameters={"policy": POLICY},
+            concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy="ENQUEUE")),
         third_party.crm_sync.to_deployment(name="nightly", tags=["team:crm", "owner:555"]),
         third_party.crm_export.to_deployment(name="export", tags=["team:crm"]),
         third_party.crm_hooked.to_deployment(name="hooked", tags=["team:crm"]),
@@ -96,8 +110,11 @@ def reported(routed, runner):
 def run_and_wait(deployment_id: UUID, parameters: dict | None = None, timeout: float = 90):
     """Start a run of a served deployment; the run once final."""
     with get_client(sync_client=True) as client:
-        flow_run = client.create_flow_run_from_deployment(deployment_id, parameters=parameters)
         deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(not r.state.is_final() for r in client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))):
+            time.sleep(0.5)  # one report at a time: one started now would wait, or be gathered
+        flow_run = client.create_flow_run_from_deployment(deployment_id, parameters=parameters)
         while time.monotonic() < deadline:
             flow_run = client.read_flow_run(flow_run.id)
             if flow_run.state.is_final():
@@ -111,6 +128,13 @@ def one_message(chat) -> tuple[object, str, str]:
     [message] = chat.wait_for(1, timeout=90)
     assert chat.settle(quiet=3) == [message]
     return message, *readable(message.message)
+
+
+def reports_done(ids: dict[str, UUID], timeout: float = 180) -> None:
+    """Wait until every report run is final."""
+    deadline = time.monotonic() + timeout
+    while any(not r.state.is_final() for r in report_runs(ids)) and time.monotonic() < deadline:
+        time.sleep(1)
 
 
 def report_runs(ids: dict[str, UUID]) -> list:
@@ -206,6 +230,70 @@ def test_run_still_late_is_reported_once(reported, runner):
     assert message.message["text"] == "<users/555>"
 
 
+def test_storm_of_failures_is_grouped_every_run_named_once_none_lost(reported, runner):
+    """50 runs of 5 pipelines fail within a few seconds (a warehouse outage). Their processes are
+    not what is under test here (the tests above run real ones): the test proposes the Failed and
+    Crashed states, as a worker would, and the server emits the same events. The first report
+    takes over the runs of the reports waiting for it; Google Chat answers 429 three times."""
+    pipelines = [third_party.crm_export.to_deployment(name=f"dw-load-{p}", tags=["team:dw", "owner:777"]).apply()
+                 for p in range(5)]
+    names = [f"storm-{i:02d}" for i in range(50)]
+    reported.respond_with(429, 429, 429)
+    with get_client(sync_client=True) as client:
+        runs = [client.create_flow_run_from_deployment(pipelines[i % 5], name=name) for i, name in enumerate(names)]
+        for i, run in enumerate(runs):
+            client.set_flow_run_state(run.id, Running(), force=True)
+            outage = "OperationalError: could not connect to the warehouse: connection refused"
+            client.set_flow_run_state(run.id, Crashed(message="process killed") if i % 10 == 9
+                                      else Failed(message=outage), force=True)
+    reported.wait_for(2, timeout=120)
+    reports_done(runner)  # a report for a straggler waits its turn (about 30 s), then runs
+    deadline = time.monotonic() + 60  # its messages follow through the automation
+    while time.monotonic() < deadline and not all(name in " ".join(m.text for m in reported.delivered)
+                                                  for name in names):
+        time.sleep(1)
+    delivered = reported.settle(quiet=3)  # and nothing more: no run twice
+    texts = [" ".join(readable(m.message)) for m in delivered]
+    subjects = [readable(m.message)[0] for m in delivered]
+    for name in names:
+        assert sum(f" {name}:" in t or f" {name} " in t for t in texts) == 1, (name, subjects)  # named once
+    assert 2 <= len(delivered) <= 6, [readable(m.message)[0] for m in delivered]
+    grouped = [t for t in texts if t.startswith("[pipeline-failures] ")]
+    assert grouped and "runs failed at once" in grouped[0] and "could not connect to the warehouse" in grouped[0]
+    assert "dw-load-" in grouped[0] and "<users/777>" in delivered[texts.index(grouped[0])].text
+    refused = [r for r in reported.received if r.status == 429]
+    assert len(refused) == 3  # each was sent again and went through
+    assert all(any(d.raw == r.raw for d in delivered) for r in refused)
+    ran = [r for r in report_runs(runner) if r.run_count and r.expected_start_time > runs[0].created]
+    assert len(ran) <= 3  # a report process or two, not 50: the others were taken over and cancelled
+
+
+def test_slow_run_is_reported_once(reported, runner):
+    """Five quick runs of a deployment (in this process), then one held running; the scheduled
+    sweep (run here: the test server runs no schedules) finds it slow, once."""
+    deployment_id = third_party.warehouse_load.to_deployment(name="hourly", tags=["team:dw", "owner:777"]).apply()
+    with get_client(sync_client=True) as client:
+        for _ in range(5):
+            run = client.create_flow_run_from_deployment(deployment_id)
+            assert run_flow(third_party.warehouse_load, flow_run=run, return_type="state").is_completed()
+        held = client.create_flow_run_from_deployment(deployment_id, parameters={"hold": True})
+    third_party.RELEASE_WAREHOUSE_LOAD.clear()
+    holder = threading.Thread(target=run_flow, args=(third_party.warehouse_load,),
+                              kwargs={"flow_run": held, "parameters": {"hold": True}}, daemon=True)
+    holder.start()
+    try:
+        assert run_and_wait(runner[JOB], {}).state.is_completed()
+        message, subject, text = one_message(reported)
+        assert subject.startswith(f"[warehouse-load/hourly] run {held.name} slow: running for "), subject
+        assert "The last 5 completed runs of this deployment took at most" in text and "Deployment: hourly" in text
+        assert f"/runs/flow-run/{held.id}" in text and message.message["text"] == "<users/777>"
+        assert run_and_wait(runner[JOB], {}).state.is_completed()  # the next sweep: still slow, said once
+        assert reported.settle(quiet=3) == [message]
+    finally:
+        third_party.RELEASE_WAREHOUSE_LOAD.set()
+        holder.join(timeout=60)
+
+
 def test_pipeline_failure_automations_are_idempotent_and_never_watch_the_report(routed, runner):
     first = apply_pipeline_failure_automations(include_tags=["team:crm"])
     main(["--chat-block", routed.block_name, "--pipeline-failures", "--include-tag", "team:crm",
@@ -276,3 +364,75 @@ def test_report_waits_for_a_hook_only_where_one_runs():
 def test_skip_reason(run, announced, reason):
     got = skip_reason(run, [], ["noisy"], announced)
     assert got == reason if reason is None else got.startswith(reason)
+
+
+def test_durations_read_as_people_say_them():
+    assert [duration_text(s) for s in (45, 600, 9000)] == ["45 s", "10 min", "2.5 h"]
+    assert duration_text(600, "ko") == "10분"
+
+
+def test_percentile_is_a_duration_some_run_took():
+    assert percentile([5, 1, 3, 2, 4], 95) == 5 and percentile([5, 1, 3, 2, 4], 50) == 3
+    assert percentile(list(range(1, 101)), 95) == 95 and percentile([7], 95) == 7
+
+
+def running(name: str, started_seconds_ago: float, deployment_id: str = "d1", tags=()) -> RunRecord:
+    now = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)
+    return RunRecord(id=name, name=name, flow_id="f", flow_name="etl", deployment="nightly", state_type="RUNNING",
+                     state_name="Running", state_message="", tags=tags,
+                     started=now - timedelta(seconds=started_seconds_ago), deployment_id=deployment_id)
+
+
+def test_slow_runs_need_history_and_go_past_the_usual_times_the_factor():
+    now = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)
+    policy = ReportPolicy(slow_factor=3, slow_percentile=95, slow_min_history=10, slow_min_seconds=300)
+    history = {"d1": [100.0] * 18 + [200.0] * 2, "short": [100.0] * 9, "quick": [10.0] * 20}
+    found = slow_runs([
+        running("past", 601), running("within", 599), running("no-history", 10_000, "short"),
+        running("quick-but-young", 200, "quick"),  # 3 x 10 s is passed, but not 300 s
+        running("quick-and-old", 301, "quick"), running("excluded", 10_000, tags=("noisy",)),
+    ], history, now, policy, exclude_tags=["noisy"])
+    assert [(s.run.name, s.usual, s.threshold, s.history) for s in found] == [
+        ("past", 200.0, 600.0, 20), ("quick-and-old", 10.0, 300.0, 20)]
+
+
+def test_seconds_to_settle_waits_for_the_previous_reports_events_too():
+    ended = datetime(2026, 11, 24, 6, 0, tzinfo=timezone.utc)
+    policy = ReportPolicy(announce_grace_seconds=10)
+    crashed = run_record("CRASHED", "Crashed", ended=ended)
+    assert seconds_to_settle([crashed], None, ended, policy) == 0
+    assert seconds_to_settle([crashed], ended, ended.replace(second=3), policy) == 7
+    assert seconds_to_settle([run_record("FAILED", "Failed", ended=ended)], None, ended.replace(second=1), policy) == 9
+
+
+def failed(i: int, state: str = "FAILED", tags=()) -> RunRecord:
+    ended = datetime(2026, 11, 24, 6, 0, i % 60, tzinfo=timezone.utc)
+    return RunRecord(id=f"r{i}", name=f"run-{i:02d}", flow_id="f", flow_name="etl", deployment=f"d{i % 3}",
+                     state_type=state, state_name=state.title(), state_message="OperationalError: refused\nmore",
+                     tags=tags, owners=[str(i % 2)], ended=ended)
+
+
+def test_plan_groups_a_storm_and_keeps_other_kinds_and_skips_apart():
+    policy = ReportPolicy(storm_threshold=5)
+    few = plan_reports([failed(i) for i in range(4)], {}, set(), (), policy)
+    assert len(few.individual) == 4 and few.grouped == []
+    late = run_record("SCHEDULED", "Late")
+    many = plan_reports([*(failed(i) for i in range(6)), failed(6, "CRASHED"), failed(1), late,
+                         failed(7, tags=("noisy",))], {}, {"r0"}, ["noisy"], policy)
+    assert [r.id for r in many.grouped] == ["r1", "r2", "r3", "r4", "r5", "r6"]  # r1 once
+    assert many.individual == [late]
+    assert many.skipped["r0"].startswith("already announced") and many.skipped["r7"] == "tagged noisy"
+
+
+def test_storm_messages_name_every_run_once_in_parts():
+    runs = [failed(i) for i in range(7)]
+    messages = storm_reports(runs, {r.id: f"http://ui/{r.id}" for r in runs}, 3)
+    assert [s for s, _ in messages] == [
+        f"[pipeline-failures] 7 runs failed at once, 06:00:00–06:00:06 UTC (part {p} of 3)" for p in (1, 2, 3)]
+    bodies = "\n".join(body for _, body in messages)
+    for r in runs:
+        assert bodies.count(f"• etl/{r.deployment} — {r.name}: Failed: OperationalError: refused http://ui/{r.id}") == 1
+    first = messages[0][1]
+    assert first.startswith("<users/0> <users/1> 7 runs of 3 pipelines failed between 06:00:00 and 06:00:06 UTC")
+    assert "Runs 1 to 3 of 7:" in first and "Runs 7 to 7 of 7:" in messages[2][1]
+    assert storm_reports(runs, {}, 40)[0][0] == "[pipeline-failures] 7 runs failed at once, 06:00:00–06:00:06 UTC"

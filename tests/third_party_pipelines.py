@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 from prefect import flow, get_run_logger, task
 from prefect.logging.handlers import APILogHandler
@@ -48,3 +49,14 @@ def crm_best_effort() -> str:
     """The flow carries on when its optional task fails."""
     refresh_thumbnails(return_state=True)
     return "done"
+
+
+RELEASE_WAREHOUSE_LOAD = threading.Event()  # set by a test to end a held run at once
+
+
+@flow(name="warehouse-load")
+def warehouse_load(hold: bool = False) -> None:
+    """A load that usually takes a moment; held (in-process runs only), it runs until released."""
+    get_run_logger().info("loading the warehouse")
+    if hold:
+        RELEASE_WAREHOUSE_LOAD.wait(timeout=120)
