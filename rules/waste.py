@@ -115,6 +115,10 @@ class WastePolicy(ActingPolicy):
     notebook_max_hours: int = Field(
         default=24, ge=1, description="SageMaker notebook instances in service this many hours since their last "
                                       "start or change are reported (and offered a stop).")
+    reservation_expiry_days: int = Field(
+        default=30, ge=1, le=365, description="Redshift reserved nodes, RDS reserved instances and Savings Plans "
+                                              "ending within this many days are reported (renew, or plan for "
+                                              "on-demand prices).")
     s3_max_pages: int = Field(
         default=200, ge=1, description="S3 listing pages (uploads, parts, versions) read per region per run; "
                                        "past it a finding says `at least`.")
@@ -587,12 +591,50 @@ NOTEBOOK_RUNNING = Rule("sagemaker-notebook-left-running",
                         _notebook_running, _notebook_price, action="stop-notebook-instance")
 
 
+# --- reservations that expire ------------------------------------------------------------
+
+SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
+
+
+def commitment_monthly(count: int, hourly: float, upfront: float, term_seconds: int) -> float:
+    """What a reservation commits per month: its hourly charges x 730 plus its upfront payment
+    spread over the term, for `count` nodes or instances (AWS prices a reservation per unit)."""
+    amortised = upfront * SECONDS_PER_MONTH / term_seconds if term_seconds else 0.0
+    return round(count * (hourly * HOURS_PER_MONTH + amortised), 4)
+
+
+def _expiring(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    ends = datetime.fromisoformat(r.facts["ends"])
+    if r.facts["state"] != "active" or not now <= ends <= now + timedelta(days=policy.reservation_expiry_days):
+        return None
+    days = (ends - now).days
+    when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
+    return (f"{r.facts['what']} ends {when} ({ends:%Y-%m-%d}); from then on the usage it covers bills at "
+            f"on-demand prices unless it is renewed")
+
+
+def _commitment(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
+    # The reservation's own price, not a list price: never an estimate.
+    return Price(r.facts["monthly_commitment_usd"], False)
+
+
+EXPIRING_REDSHIFT_RESERVATION = Rule(
+    "expiring-redshift-reserved-node", "Redshift reserved nodes ending within `reservation_expiry_days`",
+    _expiring, _commitment)
+EXPIRING_RDS_RESERVATION = Rule(
+    "expiring-rds-reserved-instance", "RDS reserved DB instances ending within `reservation_expiry_days`",
+    _expiring, _commitment)
+EXPIRING_SAVINGS_PLAN = Rule(
+    "expiring-savings-plan", "Savings Plans ending within `reservation_expiry_days`", _expiring, _commitment)
+
+
 # --- the catalogue, in the order of what they save a data platform ------------------------
 
 RULES: dict[str, Rule] = {r.kind: r for r in (
     IDLE_NAT, UNUSED_LB, LOG_NO_RETENTION, S3_MULTIPART, S3_NONCURRENT, S3_NO_LIFECYCLE, OLD_RDS_SNAPSHOT,
     OLD_EBS_SNAPSHOT, UNUSED_AMI, LONG_STOPPED, PREVIOUS_GENERATION, IO1_VOLUME, ECR_UNTAGGED, ECR_NO_LIFECYCLE,
-    DYNAMODB_PROVISIONED, UNUSED_SECRET, IDLE_EMR, KINESIS_IDLE_SHARDS, NOTEBOOK_RUNNING)}
+    DYNAMODB_PROVISIONED, UNUSED_SECRET, IDLE_EMR, KINESIS_IDLE_SHARDS, NOTEBOOK_RUNNING,
+    EXPIRING_REDSHIFT_RESERVATION, EXPIRING_RDS_RESERVATION, EXPIRING_SAVINGS_PLAN)}
 
 
 def _jsonable(value: Any) -> Any:
