@@ -14,6 +14,7 @@ from rules.findings import Severity
 from rules.pricing import BUNDLED
 from rules.waste import (
     DYNAMODB_PROVISIONED,
+    EXPIRING_SAVINGS_PLAN,
     IDLE_EMR,
     IDLE_NAT,
     IO1_VOLUME,
@@ -33,6 +34,7 @@ from rules.waste import (
     UNUSED_SECRET,
     Resource,
     WastePolicy,
+    commitment_monthly,
     judge_rule,
     lifecycle_rule_for,
     stale_upload,
@@ -316,3 +318,32 @@ def test_a_notebook_in_service_past_the_limit():
     assert judged(NOTEBOOK_RUNNING, r("nb-1", since=(NOW - timedelta(hours=25)).isoformat(), **nb),
                   r("nb-2", since=(NOW - timedelta(hours=23)).isoformat(), **nb)) == [
         ("nb-1", "ml.t3.large notebook in service for 25 h since its last start or change", 73.0)]
+
+
+# --- reservations ----------------------------------------------------------------------------
+
+
+def commitment(name: str, ends: datetime, state: str = "active", usd: float = 100.0, **tags: str) -> Resource:
+    return r(name, tags=tags, what="a plan", state=state, ends=ends.isoformat(), monthly_commitment_usd=usd)
+
+
+def test_a_commitment_is_reported_from_30_days_before_its_end_until_it_ends():
+    found = judged(EXPIRING_SAVINGS_PLAN,
+                   commitment("today", NOW + timedelta(hours=3)),
+                   commitment("one-day", NOW + timedelta(days=1, hours=1)),
+                   commitment("day-30", NOW + timedelta(days=30)),
+                   commitment("day-31", NOW + timedelta(days=30, seconds=1)),
+                   commitment("ended", NOW - timedelta(seconds=1)),
+                   commitment("queued", NOW + timedelta(days=3), state="queued"),
+                   commitment("kept", NOW + timedelta(days=3), **{"dataplatform-ops:keep": "yes"}),
+                   commitment("cheap", NOW + timedelta(days=3), usd=0.5))
+    assert [(f[0], f[1].split(" (")[0], f[2]) for f in found] == [
+        ("today", "a plan ends today", 100.0), ("one-day", "a plan ends in 1 day", 100.0),
+        ("day-30", "a plan ends in 30 days", 100.0)]
+
+
+def test_the_monthly_commitment_adds_hourly_charges_and_the_upfront_spread_over_the_term():
+    year = 365 * 86_400
+    assert commitment_monthly(1, 0.0, 8_760.0, year) == 730.0  # all upfront: $1 an hour of the term
+    assert commitment_monthly(3, 0.25, 0.0, year) == 547.5  # no upfront: 3 x $0.25 x 730
+    assert commitment_monthly(2, 0.1, 1_000.0, 3 * year) == round(2 * (73 + 1_000 / 36), 4)
