@@ -407,10 +407,27 @@ def gp3_equivalent(iops: int) -> tuple[int, int]:
     return iops, max(125, min(GP3_MAX_THROUGHPUT, iops * IO1_KIB_PER_IO // 1024))
 
 
+# io2 bills IOPS in tiers: above 32,000 at 70 % of the base rate, above 64,000 at 49.2 %
+# (us-east-1: $0.065, $0.0455, $0.032 per IOPS-month); io1 bills every IOPS at the base rate.
+IO2_TIERS = ((32_000, 1.0), (64_000, 0.7), (None, 0.032 / 0.065))
+
+
+def io2_iops_monthly(iops: int, base_rate: float) -> float:
+    """io2's IOPS charge per month for `iops` provisioned, tier by tier."""
+    usd, floor = 0.0, 0
+    for ceiling, share in IO2_TIERS:
+        in_tier = max(0, (iops if ceiling is None else min(iops, ceiling)) - floor)
+        usd, floor = usd + in_tier * base_rate * share, ceiling or floor
+    return usd
+
+
 def _io1(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
     iops = r.facts["iops"]
-    if r.facts["volume_type"] != "io1" or iops > GP3_MAX_IOPS:
-        return None
+    if r.facts["volume_type"] != "io1" or GP3_MAX_IOPS < iops <= IO2_TIERS[0][0]:
+        return None  # between the two, io2 costs the same as io1 and gp3 cannot do it
+    if iops > GP3_MAX_IOPS:
+        return (f"{r.facts['size_gb']} GiB io1 with {iops:,} IOPS; io2 bills the IOPS above "
+                f"{IO2_TIERS[0][0]:,} at a lower tier (same IOPS, more durable)")
     gp3_iops, throughput = gp3_equivalent(iops)
     return (f"{r.facts['size_gb']} GiB io1 with {iops:,} IOPS; gp3 gives the same {gp3_iops:,} IOPS and "
             f"{throughput} MiB/s for less")
@@ -419,11 +436,16 @@ def _io1(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
 def _io1_saving(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
     size, iops = r.facts["size_gb"], r.facts["iops"]
     before = ebs_volume_monthly(prices, r.region, "io1", size, iops)
+    if iops > GP3_MAX_IOPS:  # to io2: the same storage price, tiered IOPS
+        rate = prices.get(r.region, "ebs:io2:iops")
+        saving = iops * prices.get(r.region, "ebs:io1:iops").usd - io2_iops_monthly(iops, rate.usd)
+        # The tier shares are us-east-1's; elsewhere the figure is an estimate.
+        return Price(round(saving, 4), before.estimated or rate.estimated or r.region != "us-east-1")
     after = ebs_volume_monthly(prices, r.region, "gp3", size, *gp3_equivalent(iops))
     return Price(round(before.usd - after.usd, 4), before.estimated or after.estimated)
 
 
-IO1_VOLUME = Rule("io1-volume", "io1 volumes with at most 16,000 IOPS, cheaper as gp3 with the same IOPS",
+IO1_VOLUME = Rule("io1-volume", "io1 volumes cheaper as gp3 (up to 16,000 IOPS) or io2 (over 32,000 IOPS)",
                   _io1, _io1_saving)
 
 

@@ -19,57 +19,25 @@ from deployments.iam import flow_actions
 from flows.waste_checks import waste_checks
 from rules.waste import WastePolicy
 from tests.least_privilege import iam_user_with
-from tests.waste.reservations import Planted
+from tests.waste.reservations import Planted, reserved_db_instance, reserved_node, savings_plan
 from tests.waste.test_waste_flow import KEEP, creds  # noqa: F401 - a fixture
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 KINDS = ["expiring-redshift-reserved-node", "expiring-rds-reserved-instance", "expiring-savings-plan"]
-YEAR, THREE_YEARS = 31_536_000, 94_608_000
 ACCOUNT = "123456789012"
-
-
-def _node(id_: str, ends_in_days: int, term: int = YEAR, state: str = "active") -> dict:
-    return {"ReservedNodeId": id_, "ReservedNodeOfferingId": f"offer-{id_}", "NodeType": "ra3.4xlarge",
-            "StartTime": NOW + timedelta(days=ends_in_days) - timedelta(seconds=term), "Duration": term,
-            "FixedPrice": 10_000.0, "UsagePrice": 0.0, "CurrencyCode": "USD", "NodeCount": 2, "State": state,
-            "OfferingType": "Partial Upfront", "ReservedNodeOfferingType": "Regular",
-            "RecurringCharges": [{"RecurringChargeAmount": 0.5, "RecurringChargeFrequency": "Hourly"}]}
-
-
-def _db(id_: str, ends_in_days: int, region: str, state: str = "active") -> dict:
-    return {"ReservedDBInstanceId": id_, "ReservedDBInstancesOfferingId": f"offer-{id_}",
-            "DBInstanceClass": "db.r6g.large", "StartTime": NOW + timedelta(days=ends_in_days, seconds=-THREE_YEARS),
-            "Duration": THREE_YEARS, "FixedPrice": 3_000.0, "UsagePrice": 0.0, "CurrencyCode": "USD",
-            "DBInstanceCount": 1, "ProductDescription": "postgresql", "OfferingType": "Partial Upfront",
-            "MultiAZ": True, "State": state, "LeaseId": f"lease-{id_}",
-            "RecurringCharges": [{"RecurringChargeAmount": 0.1, "RecurringChargeFrequency": "Hourly"}],
-            "ReservedDBInstanceArn": f"arn:aws:rds:{region}:{ACCOUNT}:ri:{id_}"}
-
-
-def _plan(id_: str, ends_in_days: int, state: str = "active", commitment: str = "2.5", tags: dict | None = None) -> dict:
-    def iso(t: datetime) -> str:
-        return t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    end = NOW + timedelta(days=ends_in_days)
-    return {"offeringId": f"offer-{id_}", "savingsPlanId": id_,
-            "savingsPlanArn": f"arn:aws:savingsplans::{ACCOUNT}:savingsplan/{id_}", "description": "3 year No Upfront",
-            "start": iso(end - timedelta(seconds=THREE_YEARS)), "end": iso(end), "state": state, "region": "",
-            "ec2InstanceFamily": "", "savingsPlanType": "Compute", "paymentOption": "No Upfront",
-            "productTypes": ["EC2", "Fargate", "Lambda"], "currency": "USD", "commitment": commitment,
-            "upfrontPaymentAmount": "0.0", "recurringPaymentAmount": commitment,
-            "termDurationInSeconds": THREE_YEARS, "tags": tags or {}}
 
 
 def plant(planted: Planted) -> dict[str, tuple[str, str, float]]:
     """-> resource id -> (region, kind, $/month) of the commitments that end within 30 days."""
     planted.reserved_nodes["us-east-1"] = [
-        _node("rs-expiring", 10), _node("rs-renewed", 355), _node("rs-later", 40),
-        _node("rs-retired", -5, state="retired")]
+        reserved_node(NOW, "rs-expiring", 10), reserved_node(NOW, "rs-renewed", 355),
+        reserved_node(NOW, "rs-later", 40), reserved_node(NOW, "rs-retired", -5, state="retired")]
     planted.reserved_db_instances["eu-west-1"] = [
-        _db("pg-expiring", 5, "eu-west-1"), _db("pg-fresh", 900, "eu-west-1"),
-        _db("pg-retired", -1, "eu-west-1", state="retired")]
+        reserved_db_instance(NOW, "pg-expiring", 5, "eu-west-1"), reserved_db_instance(NOW, "pg-fresh", 900, "eu-west-1"),
+        reserved_db_instance(NOW, "pg-retired", -1, "eu-west-1", state="retired")]
     planted.savings_plans[:] = [
-        _plan("sp-expiring", 20), _plan("sp-long", 300), _plan("sp-kept", 3, tags={KEEP["Key"]: "yes"}),
-        _plan("sp-retired", -30, state="retired")]
+        savings_plan(NOW, "sp-expiring", 20), savings_plan(NOW, "sp-long", 300),
+        savings_plan(NOW, "sp-kept", 3, tags={KEEP["Key"]: "yes"}), savings_plan(NOW, "sp-retired", -30, state="retired")]
     return {
         # 2 nodes x ($0.50 x 730 + $10,000 over a 1-year term: 10,000 x 730 x 3600 / 31,536,000 = $833.33)
         "rs-expiring": ("us-east-1", "expiring-redshift-reserved-node", 2 * (0.5 * 730 + 10_000 / 12)),

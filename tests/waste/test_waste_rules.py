@@ -256,6 +256,20 @@ def test_io1_up_to_16000_iops_moves_to_gp3_with_matching_throughput():
         ("vol-a", "100 GiB io1 with 16,000 IOPS; gp3 gives the same 16,000 IOPS and 250 MiB/s for less", 974.5)]
 
 
+def test_io1_over_32000_iops_moves_to_io2_whose_iops_above_32000_bill_at_a_lower_tier():
+    io1 = {"volume_type": "io1", "size_gb": 1000, "state": "in-use", "attached_to": []}
+    found = judged(IO1_VOLUME, r("vol-32k", iops=32_000, **io1), r("vol-40k", iops=40_000, **io1),
+                   r("vol-64k", iops=64_000, **io1))
+    # 8,000 and 32,000 IOPS above 32,000 at $0.065 on io1 and $0.0455 on io2 (us-east-1)
+    assert [(f[0], f[2]) for f in found] == [("vol-40k", 156.0), ("vol-64k", 624.0)]
+    assert found[0][1] == ("1000 GiB io1 with 40,000 IOPS; io2 bills the IOPS above 32,000 at a lower tier "
+                           "(same IOPS, more durable)")
+    eu = judge_rule(IO1_VOLUME, [Resource("vol-eu", "eu-west-1", facts={**io1, "iops": 40_000})], SCOPE,
+                    WastePolicy(), BUNDLED, NOW)
+    # eu-west-1: 8,000 x $0.072 x 30 %, the tier share taken from us-east-1: an estimate
+    assert [(f.monthly_cost_usd, f.numbers["price_estimated"]) for f in eu] == [(172.8, True)]
+
+
 # --- DynamoDB, Secrets Manager ---------------------------------------------------------------
 
 
