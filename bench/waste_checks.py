@@ -6,7 +6,7 @@ Seeds one region of a moto server on 127.0.0.1 with `scale` log groups and volum
 of that of every other resource the checks read (instances, snapshots, AMIs, NAT gateways, load
 balancers, buckets with uploads and versions, RDS snapshots, ECR repositories, DynamoDB tables,
 secrets, EMR clusters, Kinesis streams, notebooks, reservations and Savings Plans: moto lacks those
-three listings, answered here by `tests/waste/reservations.py`), then runs, each in its own fresh
+three listings, answered here by `deployments/local_reservations.py`), then runs, each in its own fresh
 process:
 
 - ours: the `waste-checks` flow (report only) against a Prefect server;
@@ -110,7 +110,7 @@ def seed(endpoint: str, scale: int, planted) -> dict:
     from moto.ec2.models import ec2_backends
     from moto.logs.models import logs_backends
 
-    from tests.waste.reservations import reserved_db_instance, reserved_node, savings_plan
+    from deployments.local_reservations import reserved_db_instance, reserved_node, savings_plan
 
     def client(service: str):
         return boto3.client(service, region_name=REGION, endpoint_url=endpoint)
@@ -205,7 +205,7 @@ def main() -> None:
     from prefect.testing.utilities import prefect_test_harness
 
     sys.path.insert(0, str(ROOT))
-    from tests.waste.reservations import reservations_answered
+    from deployments.local_reservations import reservations_answered
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)

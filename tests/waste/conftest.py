@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.waste.reservations import Planted, reservations_answered
+from deployments.local_reservations import Planted, reservations_answered
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 Savings Plans that end within `reservation_expiry_days` (30), each priced at the monthly
 commitment it holds.
 
-moto lacks all three listings: `tests/waste/reservations.py` answers them with the documented
+moto lacks all three listings: `deployments/local_reservations.py` answers them with the documented
 shapes (see there what is real and what is not). Planted: one expiring commitment of each kind,
 and look-alikes that are not findings: one far from its end, one ending in 40 days, one already
 retired, an expiring Savings Plan tagged to be kept.
@@ -16,10 +16,15 @@ import pytest
 
 import flows.waste_checks as waste_module
 from deployments.iam import flow_actions
+from deployments.local_reservations import (
+    Planted,
+    reserved_db_instance,
+    reserved_node,
+    savings_plan,
+)
 from flows.waste_checks import waste_checks
 from rules.waste import WastePolicy
 from tests.least_privilege import iam_user_with
-from tests.waste.reservations import Planted, reserved_db_instance, reserved_node, savings_plan
 from tests.waste.test_waste_flow import KEEP, creds  # noqa: F401 - a fixture
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)

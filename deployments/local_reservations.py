@@ -1,4 +1,5 @@
-"""The reservation listings moto 5.2.5 lacks, answered with the documented response shapes.
+"""A local stand-in, for the tests, the bench and the demo: the reservation listings moto 5.2.5
+lacks, answered with the documented response shapes.
 
 moto implements none of the three APIs the reservation checks read:
 - Redshift `DescribeReservedNodes` and RDS `DescribeReservedDBInstances` raise NotImplementedError.
@@ -8,10 +9,11 @@ moto implements none of the three APIs the reservation checks read:
   denial, are real. Every record comes back on one page (`MaxRecords` is not applied).
 - Savings Plans `DescribeSavingsPlans`: moto has no Savings Plans service at all (HTTP 404 in
   process, 500 from a moto server). The one REST-JSON request is answered at moto's HTTP stub
-  (in process) or in front of the moto server's WSGI app (bench) with the documented body
+  (in process) or in front of a moto server's WSGI app (the bench, the demo) with the documented body
   (`savingsPlans`, start and end as ISO strings, the commitment as a string), honouring the
   `states` filter. moto's IAM is not consulted there: `savingsplans:DescribeSavingsPlans` is
   declared and probed, but not proven under IAM enforcement.
+moto must be running in this process (`mock_aws`, or a `ThreadedMotoServer`).
 Everything else still goes to moto.
 """
 
