@@ -22,11 +22,19 @@ def validation_message(exc: ValidationError) -> str:
     return str(problem.get("ctx", {}).get("error") or problem["msg"])
 
 
-def _types_named(name: str) -> list[str]:
-    """The types of the blocks saved under `name` (secrets not read)."""
+def _saved() -> list:
+    """Every saved block document, without secrets."""
     with get_client(sync_client=True) as client:
-        documents = client.read_block_documents(include_secrets=False)
+        return client.read_block_documents(include_secrets=False)
+
+
+def _types_named(documents: list, name: str) -> list[str]:
     return sorted({d.block_type.name for d in documents if d.name == name and d.block_type})
+
+
+def _names_of(documents: list, block_type: type[Block]) -> list[str]:
+    slug = block_type.get_block_type_slug()
+    return sorted(d.name for d in documents if d.block_type and d.block_type.slug == slug and d.name)
 
 
 def load_block(block_type: type[B], name: str, parameter: str) -> B:
@@ -40,7 +48,8 @@ def load_block(block_type: type[B], name: str, parameter: str) -> B:
         raise ConfigError(f"{block_type.__name__} block {name!r} (parameter `{parameter}`): "
                           f"{validation_message(exc.__cause__)}") from None
     except ValueError:
-        other = _types_named(name)
+        documents = _saved()
+        other = _types_named(documents, name)
         if other:
             raise ConfigError(
                 f"block {name!r} (parameter `{parameter}`) has type {' / '.join(other)}, not "
@@ -49,7 +58,10 @@ def load_block(block_type: type[B], name: str, parameter: str) -> B:
         how = (" or with `dataplatform-ops setup`"
                if block_type.get_block_type_slug() in _MADE_BY_COMMAND else
                f" (Blocks > + > {block_type.get_block_type_name()}) or in Python (README: Pointing it at real systems)")
+        names = _names_of(documents, block_type)
+        existing = (f"the saved ones are {', '.join(names[:20])}{' ...' if len(names) > 20 else ''}"
+                    if names else "none is saved yet")
         raise ConfigError(
-            f"{block_type.__name__} block {name!r} (parameter `{parameter}`) does not exist: "
-            f"create it in the Prefect UI{how}, or pass the name of an existing one."
+            f"{block_type.__name__} block {name!r} (parameter `{parameter}`) does not exist "
+            f"({existing}): create it in the Prefect UI{how}, or pass the name of an existing one."
         ) from None

@@ -58,7 +58,7 @@ def query_watch(
 
     snap = collect_query_watch(conn, policy.min_query_seconds)
 
-    findings = [*judge_long_queries(snap.queries, policy, scope),
+    findings = [*judge_long_queries(snap.queries, policy, scope, snap.waits),
                 *judge_lock_waits(snap.waits, policy, scope)]
     findings += access_findings(scope, [(p.problem, p.message) for p in snap.problems.values()])
     coverage = Coverage({scope})
@@ -67,9 +67,12 @@ def query_watch(
         # the access finding above is what the run saw, and resolves once access works again.
         coverage.fail(scope, problem.message, not_checked({name}))
 
-    tell(JOB, findings, ops_store, now, coverage, repeat_interval=timedelta(hours=policy.repeat_interval_hours))
-
     plans = plan_actions(snap.queries, snap.waits, policy, snap.own_pid)
+    planned = [] if apply else [f"would {p.action} pid {p.pid}: {p.reason}"
+                                f"{' (allow-listed: no approval needed)' if p.allow_listed else ''}"
+                                for p in plans]
+    tell(JOB, findings, ops_store, now, coverage, repeat_interval=timedelta(hours=policy.repeat_interval_hours),
+         planned=planned, policy=policy)
     if apply:
         offers = [Offer(p.resource_id, scope, p.action, 0.0, p.reason, payload=p)
                   for p in plans if not p.allow_listed]

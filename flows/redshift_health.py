@@ -92,5 +92,5 @@ def redshift_health(
 
     ops_store.record_metrics(JOB, metric_points(target, now, values, snap.queues))
     tell(JOB, findings, ops_store, now, coverage,
-         repeat_interval=timedelta(hours=policy.repeat_interval_hours))
+         repeat_interval=timedelta(hours=policy.repeat_interval_hours), policy=policy)
     return findings

@@ -17,7 +17,12 @@ def opted_out(tags: dict[str, str], tag: str = OPT_OUT_TAG) -> bool:
     return tag.lower() in {key.lower() for key in tags}
 
 
-class ConfigError(ValueError):
+class Explained(Exception):
+    """An error whose message says all a person needs (what is wrong and the fix): the run's log
+    shows it as one line, its traceback goes to the debug log (tasks/notify.py)."""
+
+
+class ConfigError(Explained, ValueError):
     """A parameter, block or config file is wrong; the message says which and how to fix it."""
 
 

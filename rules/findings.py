@@ -138,6 +138,9 @@ class Transitions:
     reminded: list[Finding] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)  # keys of findings no longer present
     still_open: list[Finding] = field(default_factory=list)
+    # "field: old -> new" when the job's policy changed since its last run: what no longer
+    # shows may be healed or only under a raised threshold, and the digest says so.
+    policy_changes: list[str] = field(default_factory=list)
 
     @property
     def to_announce(self) -> list[Finding]:
@@ -146,6 +149,14 @@ class Transitions:
     @property
     def is_quiet(self) -> bool:
         return not (self.opened or self.escalated or self.reminded or self.resolved)
+
+
+def policy_changes(before: Mapping[str, Any] | None, now: Mapping[str, Any]) -> list[str]:
+    """The policy fields that differ from the last run's (none on a first run)."""
+    if before is None:
+        return []
+    return [f"{name}: {before.get(name)!r} -> {now.get(name)!r}"
+            for name in sorted(set(before) | set(now)) if before.get(name) != now.get(name)]
 
 
 def diff_findings(

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rules.config import Explained
+
 TERRAFORM_SUFFIX = ".tfstate"
 PULUMI_STACKS = ".pulumi/stacks/"
 TERRAFORM_FORMAT = 4
@@ -199,7 +201,7 @@ class ParsedState:
     version: str = ""  # the tool version that wrote it
 
 
-class StateError(ValueError):
+class StateError(Explained, ValueError):
     """A state that cannot be read as what it claims to be; the message never quotes its contents."""
 
 

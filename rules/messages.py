@@ -72,22 +72,29 @@ def _section(title: str, lines: Sequence[str], language: str) -> list[str]:
 
 
 def findings_digest(
-    job: str, transitions: Transitions, run_url: str | None = None, language: str = "en"
+    job: str, transitions: Transitions, run_url: str | None = None, language: str = "en",
+    planned: Sequence[str] = (),
 ) -> tuple[str, str]:
-    """Subject and body of the one message a job run sends about its findings."""
+    """Subject and body of the one message a job run sends about its findings; `planned` are the
+    changes a dry run would make (one line each), so a reader knows what `apply` would do."""
     _ = _tr(language)[0]
     parts = [
         (len(transitions.opened), _("{count} new")),
         (len(transitions.escalated), _("{count} escalated")),
         (len(transitions.reminded), _("{count} still open")),
-        (len(transitions.resolved), _("{count} resolved")),
+        (len(transitions.resolved),
+         _("{count} no longer reported") if transitions.policy_changes else _("{count} resolved")),
     ]
     subject = f"[{job}] " + ", ".join(text.format(count=n) for n, text in parts if n)
     body: list[str] = []
     body += _section(_("New"), [_line(f, language) for f in transitions.opened], language)
     body += _section(_("Escalated"), [_line(f, language) for f in transitions.escalated], language)
     body += _section(_("Still open (reminder)"), [_line(f, language) for f in transitions.reminded], language)
-    body += _section(_("Resolved"), [f"• {key.replace('|', ' ')}" for key in transitions.resolved], language)
+    resolved_title = (_("No longer reported: healed, or under a threshold the policy changed ({changes})").format(
+        changes="; ".join(transitions.policy_changes)) if transitions.policy_changes else _("Resolved"))
+    body += _section(resolved_title, [f"• {key.replace('|', ' ')}" for key in transitions.resolved], language)
+    body += _section(_("Would change (dry run: with apply, each waits for approval)"),
+                     [f"• {line}" for line in planned], language)
     money_open = sum(
         f.monthly_cost_usd or 0
         for f in (*transitions.to_announce, *transitions.still_open)

@@ -145,10 +145,13 @@ def blocker_resource_id(pid: int, since: datetime | None) -> str:
 
 
 def judge_long_queries(
-    queries: Iterable[RunningQuery], policy: QueryWatchPolicy, scope: str
+    queries: Iterable[RunningQuery], policy: QueryWatchPolicy, scope: str,
+    waits: Iterable[LockWait] = (),
 ) -> list[Finding]:
-    """Queries over the warn threshold: warning; over the critical one: critical."""
+    """Queries over the warn threshold: warning; over the critical one: critical. A query that
+    waits on a lock says so and names its blocker: it is not slow, it is stuck."""
     warn_s, crit_s = policy.long_query_warn_minutes * 60, policy.long_query_critical_minutes * 60
+    waiting = {w.waiter_pid: w for w in waits}
     found = []
     for q in sorted(queries, key=lambda q: -q.duration_s):
         if q.duration_s < warn_s:
@@ -156,16 +159,20 @@ def judge_long_queries(
         severity = Severity.CRITICAL if q.duration_s >= crit_s else Severity.WARNING
         text = mask_sql_literals(q.text, QUERY_TEXT_CHARS)
         queue = f" in queue {q.queue}" if q.queue else ""
+        wait = waiting.get(q.pid)
+        blocked = (f", blocked for {_minutes(wait.waited_s)} by {wait.blocker_user} (pid {wait.blocker_pid}) "
+                   f"on {wait.relation}" if wait else "")
         found.append(Finding(
             kind="long-running-query",
             resource_id=query_resource_id(q),
             scope=scope,
             severity=severity,
-            reason=(f"{q.user}@{q.database} has been {q.state} for {_minutes(q.duration_s)}{queue} "
-                    f"(limit {_minutes(warn_s)}): {text}"),
+            reason=(f"{q.user}@{q.database} has been {q.state} for {_minutes(q.duration_s)}{queue}"
+                    f"{blocked} (limit {_minutes(warn_s)}): {text}"),
             numbers={"pid": q.pid, "user": q.user, "database": q.database,
                      "started": _iso(q.started), "duration_s": round(q.duration_s),
-                     "queue": q.queue, "state": q.state, "query": text},
+                     "queue": q.queue, "state": "blocked" if wait else q.state, "query": text,
+                     **({"blocked_by_pid": wait.blocker_pid} if wait else {})},
         ))
     return found
 

@@ -18,6 +18,8 @@ from rules.pricing import GP3_FREE_IOPS, GP3_FREE_THROUGHPUT, PriceTable, ebs_vo
 KEEP_TAG = OPT_OUT_TAG
 COOLDOWN = timedelta(hours=6)  # AWS: one modification per volume per 6 hours
 GP2_MAX_IOPS = 16_000
+GP3_MAX_IOPS, GP3_MAX_THROUGHPUT = 16_000, 1_000
+GP3_IOPS_PER_GB, GP3_MIBPS_PER_IOPS = 500, 0.25  # AWS's ratios for a gp3 volume's settings
 
 
 class EbsPolicy(ActingPolicy):
@@ -25,7 +27,7 @@ class EbsPolicy(ActingPolicy):
         default=168, ge=1, description="Hours before a still-open finding is announced again (advice: weekly)."
     )
     lookback_days: int = Field(default=14, ge=1, le=63, description="Days of CloudWatch history to judge on.")
-    io_headroom: float = Field(default=1.5, ge=1.0, description="Provisioned IOPS kept above the observed peak, as a factor.")
+    io_headroom: float = Field(default=1.5, ge=1.0, description="Provisioned IOPS and throughput kept above the measured need (io1/io2 peak, gp3 p99), as a factor.")
     io_overprovision_ratio: float = Field(default=2.0, gt=1.0, description="Flag io1/io2 when provisioned IOPS exceed this multiple of what is needed.")
     idle_ops_per_day: float = Field(default=100, ge=0, description="An attached volume with fewer read+write operations per day on average is near-idle.")
     shrink_max_used_percent: float = Field(default=40, gt=0, lt=100, description="Shrink candidate when the filesystem never filled more than this.")
@@ -40,6 +42,16 @@ class Activity:
 
     peak_iops: float | None  # highest 1-minute read+write rate; None: no datapoints
     total_ops: float | None
+    # 99th percentile over the lookback of each hour's busiest minute (read+write): what a gp3
+    # volume must sustain. None: no datapoints.
+    p99_iops: float | None = None
+    p99_mibps: float | None = None
+
+
+def p99(values: Iterable[float]) -> float | None:
+    """The 99th percentile (nearest rank) of `values`; None when there are none."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)] if ordered else None
 
 
 @dataclass(frozen=True)
@@ -88,10 +100,20 @@ def gp2_baseline(size_gb: int) -> tuple[int, int]:
     return min(GP2_MAX_IOPS, max(100, 3 * size_gb)), (128 if size_gb <= 170 else 250)
 
 
-def gp3_target(size_gb: int) -> tuple[int, int]:
-    """gp3 settings that keep at least the gp2 baseline (free up to 3,000 IOPS / 125 MiB/s)."""
-    iops, throughput = gp2_baseline(size_gb)
-    return max(GP3_FREE_IOPS, iops), max(GP3_FREE_THROUGHPUT, throughput)
+def gp3_target(size_gb: int, act: Activity, headroom: float, days: int) -> tuple[int, int, str]:
+    """gp3 IOPS and throughput from measured use (p99 x headroom), never from gp2's burst
+    figures; without metrics, gp3's free baseline unless gp2's baseline IOPS is above it.
+    -> (iops, MiB/s, how they were chosen)."""
+    if act.p99_iops is None:
+        iops = max(GP3_FREE_IOPS, gp2_baseline(size_gb)[0])
+        return iops, GP3_FREE_THROUGHPUT, "no CloudWatch history: gp2's baseline IOPS, gp3's free throughput"
+    throughput = min(GP3_MAX_THROUGHPUT, max(GP3_FREE_THROUGHPUT,
+                                             math.ceil((act.p99_mibps or 0) * headroom)))
+    iops = max(GP3_FREE_IOPS, math.ceil(act.p99_iops * headroom / 100) * 100,
+               math.ceil(throughput / GP3_MIBPS_PER_IOPS))
+    iops = min(iops, GP3_MAX_IOPS, max(GP3_FREE_IOPS, GP3_IOPS_PER_GB * size_gb))
+    return iops, throughput, (f"measured p99 {act.p99_iops:,.0f} IOPS / {act.p99_mibps or 0:,.1f} MiB/s "
+                              f"in {days} days x {headroom:g} headroom")
 
 
 def _cooldown(volume_id: str, last_modified: Mapping[str, tuple[str, datetime]], now: datetime) -> str | None:
@@ -125,10 +147,10 @@ def review_volumes(
 
         change = None
         if v.volume_type == "gp2":
-            iops, throughput = gp3_target(v.size_gb)
+            iops, throughput, basis = gp3_target(v.size_gb, act, policy.io_headroom, policy.lookback_days)
             saving = round(cost - ebs_volume_monthly(table, v.region, "gp3", v.size_gb, iops, throughput).usd, 2)
-            reason = (f"gp2 {v.size_gb} GB -> gp3 at {iops} IOPS / {throughput} MiB/s (at least the gp2 "
-                      f"baseline): saves ${saving:,.2f}/month, online")
+            reason = (f"gp2 {v.size_gb} GB -> gp3 at {iops} IOPS / {throughput} MiB/s ({basis}): "
+                      f"saves ${saving:,.2f}/month, online")
             change = VolumeChange(v.volume_id, v.region, "gp2-to-gp3", "gp3", iops, throughput, saving, blocked)
         elif v.volume_type in ("io1", "io2") and v.iops and act.peak_iops is not None:
             needed = max(100, math.ceil(act.peak_iops * policy.io_headroom / 100) * 100)
@@ -144,7 +166,7 @@ def review_volumes(
                 reason=reason + (f" (not applied: {blocked})" if blocked else ""),
                 numbers={"size_gb": v.size_gb, "type": v.volume_type, "iops": v.iops,
                          "target_iops": change.target_iops, "target_throughput": change.target_throughput,
-                         "peak_iops": act.peak_iops},
+                         "peak_iops": act.peak_iops, "p99_iops": act.p99_iops, "p99_mibps": act.p99_mibps},
                 monthly_cost_usd=change.saving))
 
         if v.attached_to and act.total_ops is not None and act.total_ops < policy.idle_ops_per_day * policy.lookback_days:

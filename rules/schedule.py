@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from rules.config import Explained
+
 SCHEDULE_TAG = "dataplatform-ops:schedule"
 OVERRIDE_TAG = "dataplatform-ops:up-until"
 
@@ -44,7 +46,7 @@ _CALENDAR = re.compile(r"^[a-z0-9_-]+$")
 _LOOKBACK_DAYS = 400
 
 
-class ScheduleError(ValueError):
+class ScheduleError(Explained, ValueError):
     """A schedule tag that does not follow the grammar; the message says what is wrong."""
 
 

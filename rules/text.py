@@ -6,8 +6,15 @@ import re
 
 _SECRET_QUERY = re.compile(r"(?i)\b(key|token|sig|signature|password|secret|x-amz-[a-z-]+)=[^&\s\"'<>]+")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s:@]+):([^@\s/]+)@")
-_SQL_STRING = re.compile(r"'(?:[^']|'')*'")
-_SQL_NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
+# One pass, leftmost first: quoted names stay, strings and numbers are masked, and the column
+# positions of GROUP BY / ORDER BY (`GROUP BY 1, 2`) stay, since they are not data.
+_SQL_TOKEN = re.compile(r"""
+    (?P<name>"(?:[^"]|"")*"|`[^`]*`)
+  | (?P<string>'(?:[^']|'')*')
+  | (?P<position>\b(?:GROUP|ORDER)\s+BY\s+\d+(?:\s*,\s*\d+)*\b)
+  | (?P<number>(?<![\w.$])\d+(?:\.\d+)?(?![\w.]))
+""", re.IGNORECASE | re.VERBOSE)
+_MASKED = {"string": "'?'", "number": "?"}
 
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
@@ -21,7 +28,7 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 def mask_sql_literals(sql: str, max_chars: int = 500) -> str:
     """Query text safe to show in chat: string and number literals masked, then truncated."""
-    masked = _SQL_NUMBER.sub("?", _SQL_STRING.sub("'?'", sql))
+    masked = _SQL_TOKEN.sub(lambda m: _MASKED.get(m.lastgroup or "", m.group()), sql)
     masked = " ".join(masked.split())
     return truncate(masked, max_chars)
 

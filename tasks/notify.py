@@ -32,6 +32,7 @@ from prefect.runtime import deployment as runtime_deployment
 from prefect.runtime import flow_run as runtime_flow_run
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
+from rules.config import Explained
 from rules.findings import Transitions
 from rules.i18n import in_every_language
 from rules.messages import TaskFailure, findings_digest, flow_failure_message
@@ -87,7 +88,8 @@ def message_fields(messages: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
     return fields
 
 
-def emit_findings_digest(job: str, transitions: Transitions, store: OpsStore | None = None) -> bool:
+def emit_findings_digest(job: str, transitions: Transitions, store: OpsStore | None = None,
+                         planned: Sequence[str] = ()) -> bool:
     """Emit the digest event if anything changed; returns whether one was emitted.
 
     With `store`, the digest is recorded first (in each language), so that a chat block whose
@@ -96,7 +98,7 @@ def emit_findings_digest(job: str, transitions: Transitions, store: OpsStore | N
     if transitions.is_quiet:
         return False
     link = run_url()
-    messages = in_every_language(lambda lang: findings_digest(job, transitions, link, lang))
+    messages = in_every_language(lambda lang: findings_digest(job, transitions, link, lang, planned))
     if store is not None:
         for subject, text in messages.values():
             store.record_announcement(job, subject, text, transitions, datetime.now(timezone.utc))
@@ -203,16 +205,16 @@ class _LogTail(logging.Handler):
         if retry:
             self._retries[task_run] = (int(retry.group(1)), int(retry.group(2)))
             self._bound(self._retries)
-        if record.levelno < logging.ERROR or not record.exc_info or not record.exc_info[1]:
+        exc = record.exc_info[1] if record.exc_info else getattr(record, "explained", None)
+        if record.levelno < logging.ERROR or exc is None:
             return
-        exc = record.exc_info[1]
         summary = f"{type(exc).__name__}: {exc}"
         task_name = getattr(record, "task_name", None)
         known = self._failures.get(run_id)
         if not task_name and known and known.task_name and known.exception == summary:
             return  # the flow re-raising its task's exception: the task's record says more
         used, allowed = self._retries.pop(task_run, (0, 0))
-        lines = "".join(traceback.format_exception(exc)).rstrip().splitlines()
+        lines = [] if isinstance(exc, Explained) else "".join(traceback.format_exception(exc)).rstrip().splitlines()
         self._failures[run_id] = TaskFailure(
             task_name=task_name,
             task_run_name=getattr(record, "task_run_name", None),
@@ -262,10 +264,29 @@ class _LogTail(logging.Handler):
             return self._failures.get(str(run_id))
 
 
+class _OneLine(logging.Filter):
+    """An `Explained` error (bad input, nothing read, no answer) is one line in a run's log, where
+    Prefect would print its traceback: the traceback goes to the debug log instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, Explained) and not getattr(record, "explained", None):
+            record.explained = exc  # what `_LogTail` notes as the run's failure
+            record.exc_info = record.exc_text = None
+            logger = logging.getLogger(record.name)
+            if logger.isEnabledFor(logging.DEBUG):
+                ids = {k: getattr(record, k) for k in ("flow_run_id", "task_run_id") if hasattr(record, k)}
+                logger.debug("traceback of: %s", exc, exc_info=exc, extra={**ids, "explained": exc})
+        return True
+
+
 _LOG_TAIL = _LogTail()
 for _name in ("prefect.flow_runs", "prefect.task_runs"):
-    if _LOG_TAIL not in logging.getLogger(_name).handlers:
-        logging.getLogger(_name).addHandler(_LOG_TAIL)
+    _logger = logging.getLogger(_name)
+    if _LOG_TAIL not in _logger.handlers:
+        _logger.addHandler(_LOG_TAIL)
+    if not any(isinstance(f, _OneLine) for f in _logger.filters):
+        _logger.addFilter(_OneLine())
 
 
 def safe_parameters(parameters: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from rules.config import validate_aws_targets
 from rules.findings import Coverage, Finding
 from rules.pricing import BUNDLED, PriceTable
 from tasks.approval import ApprovalExpired, Offer, ask_approval, cancelled, outcome_message
-from tasks.aws.clients import Account, deadline, enabled_regions, error_summary
+from tasks.aws.clients import Account, deadline, enabled_regions, error_summary, stop_on_exit
 from tasks.aws.permissions import requires
 from tasks.limits import aws_account_slot
 from tasks.notify import on_flow_failure
@@ -269,8 +269,9 @@ def run_aws(
     validate_aws_targets(regions, role_arns)
     ops_store = load_store(store)
     creds = load_block(AwsCredentials, aws_credentials, "aws_credentials")
-    return run_job(job, policy, lambda coverage: aws_targets(creds, role_arns, regions, job.service, coverage),
-                   store=ops_store, apply=apply, now=now, options=options)
+    with stop_on_exit():
+        return run_job(job, policy, lambda coverage: aws_targets(creds, role_arns, regions, job.service, coverage),
+                       store=ops_store, apply=apply, now=now, options=options)
 
 
 def run_job(
@@ -303,7 +304,10 @@ def run_job(
     store.record_metrics(job.name, judged.metrics)
     repeat = timedelta(hours=policy.repeat_interval_hours)
     # quote(): Prefect need not walk thousands of findings looking for futures.
-    tell(job.name, quote(judged.findings), store, ctx.now, coverage, repeat, notes=notes)
+    planned = [] if apply or not job.act else [
+        f"would {o.action} {o.item_id} ({o.scope}): saves ${o.monthly_usd:,.2f}/mo" for o in judged.offers]
+    tell(job.name, quote(judged.findings), store, ctx.now, coverage, repeat, notes=notes, planned=planned,
+         policy=policy)
     actions: list[dict[str, Any]] = []
     if job.act and judged.offers:
         write_table(job.name, "plan", [o.row() for o in judged.offers],

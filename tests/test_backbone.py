@@ -21,7 +21,7 @@ from deployments.automations import apply_automations, build_automations
 from rules.config import ConfigError
 from rules.findings import Finding
 from tasks.report import write_report
-from tests.sample_jobs import failing_job, findings_job
+from tests.sample_jobs import PlantedPolicy, failing_job, findings_job
 from tests.server_search import server_haystack, store_haystack
 
 
@@ -52,6 +52,18 @@ def test_finding_opens_once_stays_quiet_then_resolves(routed, store):
     messages = routed.wait_for(2)
     assert len(messages) == 2 and "1 resolved" in messages[1].text and "vol-1" in messages[1].text
     assert "vol-2" not in messages[1].text
+
+
+def test_a_finding_gone_after_the_policy_changed_is_no_longer_reported_not_resolved(routed, store):
+    name = store._block_document_name
+    findings_job(["vol-1", "vol-2"], name, policy=PlantedPolicy(min_cost_usd=1))
+    routed.wait_for(1)
+    findings_job(["vol-2"], name, policy=PlantedPolicy(min_cost_usd=5))  # the threshold was raised
+    second = routed.wait_for(2)[1]
+    assert "1 no longer reported" in second.text and "resolved" not in second.text
+    assert "under a threshold the policy changed (min_cost_usd: 1.0 -> 5.0)" in second.text
+    findings_job([], name, policy=PlantedPolicy(min_cost_usd=5))  # same policy: really healed
+    assert "1 resolved" in routed.wait_for(3)[2].text
 
 
 def test_escalation_is_announced(routed, store):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -18,6 +20,9 @@ import sqlalchemy
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError
 from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.runner import Runner
+from prefect.states import Cancelling
 from prefect_aws import AwsCredentials
 
 import tasks.runner as runner
@@ -208,3 +213,78 @@ def test_an_endpoint_that_never_answers_costs_one_bounded_wait_and_the_others_co
     assert {f["scope"] for f in store.findings_of("idle-resources", status="open")} == {"123456789012/us-east-1"}
     assert result.errors and all(where.startswith("123456789012/eu-west-1") for where in result.errors)
     assert all("no answer in 8 s" in why for why in result.errors.values()), result.errors
+
+
+def test_cancelling_a_run_stuck_on_a_silent_endpoint_takes_effect_within_seconds(store):
+    """A deployment run served by a real runner (a subprocess per run) waits on an endpoint that
+    never answers; cancelling it ends it in seconds, not after its 60 s target budget."""
+    with eu_west_1_never_answers(hold=300) as endpoint:
+        name = f"aws-{uuid.uuid4().hex[:8]}"
+        AwsCredentials(region_name="eu-west-1", aws_client_parameters={"endpoint_url": endpoint}).save(name)
+        with served(idle_resources, name="cancel-test") as deployment_id, get_client(sync_client=True) as client:
+            run = client.create_flow_run_from_deployment(deployment_id, parameters={
+                "regions": ["eu-west-1"], "aws_credentials": name, "store": store._block_document_name,
+                "policy": {"refresh_prices": False}})
+            until(lambda: client.read_flow_run(run.id).state.is_running(), 120, "the run to start")
+            time.sleep(3)  # inside the unanswered call now: the run itself would wait 60 s
+            asked = time.monotonic()
+            client.set_flow_run_state(run.id, Cancelling(), force=True)
+            until(lambda: client.read_flow_run(run.id).state.is_cancelled(), 30, "the run to be cancelled")
+            took = time.monotonic() - asked
+    # Without the stop it took 30 s: the runner's grace, then SIGKILL. One read timeout (15 s) at most.
+    print(f"cancelled {took:.1f} s after the request")
+    assert took < 22, f"cancelled after {took:.0f} s"
+
+
+def until(ready, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what}")
+        time.sleep(0.3)
+
+
+@contextmanager
+def served(flow_, name: str) -> Iterator:
+    """A real runner in a background thread, polling every second; yields the deployment id."""
+    runner = Runner(name=f"{name}-{uuid.uuid4().hex[:6]}", query_seconds=1, pause_on_shutdown=False)
+    loop = asyncio.new_event_loop()
+    ids: list = []
+
+    async def serve() -> None:
+        ids.append(await runner.aadd_deployment(await flow_.ato_deployment(name=name)))
+        await runner.start()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    until(lambda: ids, 60, "the runner")
+    try:
+        yield ids[0]
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.astop(), loop).result(timeout=60)
+        thread.join(timeout=60)
+
+
+def test_bad_input_is_one_line_in_the_log_and_in_chat_with_the_traceback_at_debug(routed, store):
+    """Prefect logs a failed run's exception with its traceback; an error that already names the
+    field and the fix (`Explained`) is one line, its traceback only in the debug log."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(level=logging.DEBUG)
+    handler.emit = records.append
+    logger = logging.getLogger("prefect.flow_runs")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        state = idle_resources(regions=["eu-west"], store=store._block_document_name, return_state=True)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert state.is_failed()
+    errors = [r for r in records if r.levelno >= logging.ERROR]
+    assert errors and not any(r.exc_info for r in errors)
+    assert any("`regions`: 'eu-west' is not a region name" in r.getMessage() for r in errors)
+    assert any(r.levelno == logging.DEBUG and r.exc_info and "Traceback" not in r.getMessage() for r in records)
+    [message] = routed.wait_for(1)
+    assert "`regions`: 'eu-west' is not a region name" in message.text
+    assert "Traceback" not in message.text

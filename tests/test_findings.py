@@ -67,6 +67,14 @@ def test_digest_lists_changes_and_total_cost():
     assert body.endswith("Run: http://ui/runs/flow-run/1")
 
 
+def test_digest_of_a_dry_run_says_what_apply_would_change():
+    t = diff_findings({}, [finding("vol-a", cost=8.0)], NOW, DAY, READ)
+    _, body = findings_digest("idle-resources", t, planned=["would delete vol-a (123/eu-west-1): saves $8.00/mo"])
+    assert "Would change (dry run: with apply, each waits for approval) (1):\n• would delete vol-a" in body
+    _, quiet = findings_digest("idle-resources", t)
+    assert "Would change" not in quiet
+
+
 def test_digest_caps_long_lists():
     many = [finding(f"vol-{i}") for i in range(100)]
     _, body = findings_digest("idle", diff_findings({}, many, NOW, DAY, READ))
@@ -91,6 +99,14 @@ def test_redact_and_mask():
     assert mask_sql_literals("select * from t where name = 'bob''s' and id = 42") == (
         "select * from t where name = '?' and id = ?"
     )
+
+
+def test_masking_keeps_names_and_column_positions():
+    sql = ("select region, sum(v2) from `shop-123.sales_2024.orders` o join \"t 7\" x on o.id = x.id "
+           "where o.day > '2026-01-01' and o.qty >= 3.5 group by 1, 2 order by 2 desc limit 10")
+    assert mask_sql_literals(sql) == (
+        "select region, sum(v2) from `shop-123.sales_2024.orders` o join \"t 7\" x on o.id = x.id "
+        "where o.day > '?' and o.qty >= ? group by 1, 2 order by 2 desc limit ?")
 
 
 def test_only_targets_read_can_resolve():

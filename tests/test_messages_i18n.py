@@ -38,7 +38,7 @@ from tasks.notify import emit_job_message
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=timezone.utc)
 LINK = "http://prefect.test/runs/flow-run/6f1c"
 # Words our Korean text keeps on purpose: product names, and UTC.
-KEPT = {"Prefect", "UI", "Google", "Chat", "UTC"}
+KEPT = {"Prefect", "UI", "Google", "Chat", "UTC", "apply"}  # names; `apply` is the parameter
 
 
 def _finding(i: int, severity: Severity = Severity.WARNING) -> Finding:
@@ -76,7 +76,7 @@ KINDS: dict[str, Callable[[str], tuple[str, str]]] = {
     "digest": lambda lang: findings_digest("idle-resources", Transitions(
         opened=[_finding(i) for i in range(40)], escalated=[_finding(90, Severity.CRITICAL)],
         reminded=[_finding(91)], resolved=[f"idle-elastic-ip|123456789012/eu-west-1|eipalloc-{i}" for i in range(3)],
-        still_open=[_finding(92)]), LINK, lang),
+        still_open=[_finding(92)]), LINK, lang, planned=[f"would delete vol-{i} (1/eu-west-1)" for i in range(40)]),
     "failure": lambda lang: flow_failure_message(
         flow_name="idle-resources", flow_run_name="amber-fox", state_name="TimedOut",
         state_message="Flow run exceeded timeout of 150.0 second(s)", log_lines=["z" * 200] * 200,

@@ -80,6 +80,14 @@ def test_long_queries_are_judged_and_text_is_masked():
     assert "in queue etl" in found[0].reason
 
 
+def test_a_long_query_waiting_on_a_lock_is_labelled_blocked_with_its_blocker():
+    wait = LockWait(3, "etl", 10, "bi", T0 - timedelta(hours=6), "AccessExclusiveLock", "orders", 250 * 60)
+    [stuck, slow] = judge_long_queries([q(3, 300), q(2, 280)], QueryWatchPolicy(), "db", [wait])
+    assert "has been running for 5.0 h in queue etl, blocked for 4.2 h by bi (pid 10) on orders" in stuck.reason
+    assert stuck.numbers["state"] == "blocked" and stuck.numbers["blocked_by_pid"] == 10
+    assert "blocked" not in slow.reason and slow.numbers["state"] == "running"
+
+
 def test_lock_waits_grouped_per_blocker():
     since = T0 - timedelta(hours=1)
     waits = [LockWait(11, "a", 10, "etl", since, "AccessShareLock", "orders", 400),

@@ -64,9 +64,11 @@ def test_unreachable_store_is_a_clear_error_without_password():
     assert "127.0.0.1:1" in str(err.value) and "s3cret-pw" not in str(err.value)
 
 
-def test_missing_store_block_names_it():
-    with pytest.raises(ConfigError, match="'no-such-store' \\(parameter `store`\\) does not exist"):
+def test_missing_store_block_names_it_and_lists_the_saved_ones(tmp_path):
+    OpsStore(url=f"sqlite:///{tmp_path / 'a.db'}").save("store-listed-a", overwrite=True)
+    with pytest.raises(ConfigError, match="'no-such-store' \\(parameter `store`\\) does not exist") as err:
         load_store("no-such-store")
+    assert "the saved ones are " in str(err.value) and "store-listed-a" in str(err.value)
 
 
 @pytest.mark.parametrize("url", ["mysql://ops:s3cret-pw@db/ops", "not a url"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from prefect import get_run_logger
 from prefect.exceptions import MissingContextError
 from prefect_aws import AwsCredentials
 
+from rules.config import Explained
 from tasks.aws.permissions import requires
 
 # Throttling is retried with adaptive backoff; an endpoint that accepts and never answers costs
@@ -28,10 +30,12 @@ from tasks.aws.permissions import requires
 RETRY_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=5, read_timeout=15)
 _DEADLINE: contextvars.ContextVar[tuple[float, float, str] | None] = contextvars.ContextVar(
     "aws_deadline", default=None)
+# Set when the run that started these calls is leaving (cancelled): see `stop_on_exit`.
+_STOP: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("aws_stop", default=None)
 log = logging.getLogger(__name__)
 
 
-class NoAnswer(Exception):
+class NoAnswer(Explained):
     """A target's AWS endpoint did not answer within its time budget."""
 
 
@@ -46,7 +50,27 @@ def deadline(seconds: float, where: str) -> Iterator[None]:
         _DEADLINE.reset(token)
 
 
+@contextmanager
+def stop_on_exit() -> Iterator[None]:
+    """Leaving this block by an exception (the runner's SIGTERM when a run is cancelled) stops
+    the AWS calls its task threads still make, at their next attempt. Otherwise the process
+    waits for those threads at exit (Python joins pool threads) until their own deadline,
+    longer than the runner's grace before it kills the run."""
+    stop = threading.Event()
+    token = _STOP.set(stop)  # task threads run in a copy of this context: they share `stop`
+    try:
+        yield
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        _STOP.reset(token)
+
+
 def _check_deadline(**_: Any) -> None:
+    stop = _STOP.get()
+    if stop is not None and stop.is_set():
+        raise NoAnswer("the run was stopped")
     bound = _DEADLINE.get()
     if bound is None:
         return
