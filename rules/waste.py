@@ -636,8 +636,9 @@ def _expiring(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
 
 
 def _commitment(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
-    # The reservation's own price, not a list price: never an estimate.
-    return Price(r.facts["monthly_commitment_usd"], False)
+    # The reservation's own prices, not list prices: never an estimate.
+    f = r.facts
+    return Price(commitment_monthly(f["count"], f["hourly_usd"], f["upfront_usd"], f["term_seconds"]), False)
 
 
 EXPIRING_REDSHIFT_RESERVATION = Rule(

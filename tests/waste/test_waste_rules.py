@@ -338,7 +338,8 @@ def test_a_notebook_in_service_past_the_limit():
 
 
 def commitment(name: str, ends: datetime, state: str = "active", usd: float = 100.0, **tags: str) -> Resource:
-    return r(name, tags=tags, what="a plan", state=state, ends=ends.isoformat(), monthly_commitment_usd=usd)
+    return r(name, tags=tags, what="a plan", state=state, ends=ends.isoformat(), count=1, hourly_usd=usd / 730,
+             upfront_usd=0.0, term_seconds=0)
 
 
 def test_a_commitment_is_reported_from_30_days_before_its_end_until_it_ends():

@@ -1,8 +1,8 @@
 """Waste listers for commitments that end soon: Redshift reserved nodes, RDS reserved DB instances
 (both regional) and Savings Plans (one account-wide API, read in `SAVINGS_PLANS_REGION`).
 
-Each becomes a `Resource` whose facts carry its end and its monthly commitment, worked out from
-the reservation's own prices (`commitment_monthly`); nothing here acts.
+Each becomes a `Resource` whose facts carry its end and its own prices (count, hourly charges,
+upfront payment, term), which `rules/waste.py` turns into a monthly commitment; nothing here acts.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from rules.waste import Resource, commitment_monthly
+from rules.waste import Resource
 from tasks.aws.clients import paginate
 from tasks.aws.permissions import requires
 from tasks.aws.waste.scan import Scan
@@ -29,10 +29,9 @@ def _reservation(scan: Scan, id_: str, arn: str, what: str, r: Mapping[str, Any]
     return Resource(
         id=id_, region=scan.region, arn=arn, created=start,
         facts={"what": what, "state": r.get("State", ""), "ends": (start + timedelta(seconds=term)).isoformat(),
-               "count": count, "offering_type": r.get("OfferingType", ""),
-               "monthly_commitment_usd": commitment_monthly(
-                   count, r.get("UsagePrice", 0.0) + _hourly(r.get("RecurringCharges", [])),
-                   r.get("FixedPrice", 0.0), term)})
+               "offering_type": r.get("OfferingType", ""), "count": count,
+               "hourly_usd": r.get("UsagePrice", 0.0) + _hourly(r.get("RecurringCharges", [])),
+               "upfront_usd": r.get("FixedPrice", 0.0), "term_seconds": term})
 
 
 @requires("redshift:DescribeReservedNodes")
@@ -80,5 +79,5 @@ def list_savings_plans(scan: Scan) -> list[Resource]:
             created=start,
             facts={"what": f"${hourly:,.3f}/hour {kind} Savings Plan{where}", "state": p.get("state", ""),
                    "ends": end.isoformat(), "payment_option": p.get("paymentOption", ""),
-                   "monthly_commitment_usd": commitment_monthly(1, hourly, 0.0, 0)}))
+                   "count": 1, "hourly_usd": hourly, "upfront_usd": 0.0, "term_seconds": 0}))
     return resources
