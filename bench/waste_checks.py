@@ -5,7 +5,9 @@
 Seeds one region of a moto server on 127.0.0.1 with `scale` log groups and volumes and a share
 of that of every other resource the checks read (instances, snapshots, AMIs, NAT gateways, load
 balancers, buckets with uploads and versions, RDS snapshots, ECR repositories, DynamoDB tables,
-secrets, EMR clusters, Kinesis streams, notebooks), then runs, each in its own fresh process:
+secrets, EMR clusters, Kinesis streams, notebooks, reservations and Savings Plans: moto lacks those
+three listings, answered here by `deployments/local_reservations.py`), then runs, each in its own fresh
+process:
 
 - ours: the `waste-checks` flow (report only) against a Prefect server;
 - plain: the same listers called directly (`scan_region`), no Prefect, no runner, no store.
@@ -102,11 +104,13 @@ def run_plain(now: datetime) -> dict:
             "monthly_usd": round(sum(f.monthly_cost_usd or 0 for f in findings), 2), "errors": read.gaps}
 
 
-def seed(endpoint: str, scale: int) -> dict:
+def seed(endpoint: str, scale: int, planted) -> dict:
     """Big counts straight into moto's backends (same process), the rest through the API."""
     import boto3
     from moto.ec2.models import ec2_backends
     from moto.logs.models import logs_backends
+
+    from deployments.local_reservations import reserved_db_instance, reserved_node, savings_plan
 
     def client(service: str):
         return boto3.client(service, region_name=REGION, endpoint_url=endpoint)
@@ -163,8 +167,14 @@ def seed(endpoint: str, scale: int) -> dict:
         emr.run_job_flow(Name=f"bench-{i}", ReleaseLabel="emr-7.1.0", JobFlowRole="r", ServiceRole="s",
                          Instances={"KeepJobFlowAliveWhenNoSteps": True, "MasterInstanceType": "m5.xlarge",
                                     "SlaveInstanceType": "m5.xlarge", "InstanceCount": 3})
+    # Reservations: one in ten ends within the 30 days.
+    now = datetime.now(timezone.utc) + LATER
+    planted.reserved_nodes[REGION] = [reserved_node(now, f"rs-{i}", 10 if i % 10 == 0 else 200) for i in range(tenth)]
+    planted.reserved_db_instances[REGION] = [reserved_db_instance(now, f"ri-{i}", 10 if i % 10 == 0 else 200)
+                                             for i in range(tenth)]
+    planted.savings_plans[:] = [savings_plan(now, f"sp-{i}", 10 if i % 10 == 0 else 200) for i in range(tenth)]
     return {"log groups": scale, "volumes": scale, "snapshots": scale // 2, "instances": tenth,
-            "AMIs": tenth, "NAT gateways": tenth, "load balancers": tenth, "tables/repos/secrets/streams": tenth}
+            "AMIs": tenth, "NAT gateways": tenth, "load balancers": tenth, "tables/repos/secrets/streams/reservations": tenth}
 
 
 def _child(tool: str, env: dict, now: datetime) -> dict:
@@ -194,21 +204,25 @@ def main() -> None:
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
+    sys.path.insert(0, str(ROOT))
+    from deployments.local_reservations import reservations_answered
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"})
-    start = time.perf_counter()
-    inventory = seed(endpoint, args.scale)
-    print(f"seeded {inventory} in {time.perf_counter() - start:.1f} s")
-    now = datetime.now(timezone.utc) + LATER
-    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": REGION, "DO_NOT_TRACK": "1"}
-    plain = _child("plain", env, now)
-    with prefect_test_harness(server_startup_timeout=600):
-        env["PREFECT_API_URL"] = PREFECT_API_URL.value()
-        ours = _child("ours", env, now)
+    with reservations_answered() as planted:
+        start = time.perf_counter()
+        inventory = seed(endpoint, args.scale, planted)
+        print(f"seeded {inventory} in {time.perf_counter() - start:.1f} s")
+        now = datetime.now(timezone.utc) + LATER
+        env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": REGION, "DO_NOT_TRACK": "1"}
+        plain = _child("plain", env, now)
+        with prefect_test_harness(server_startup_timeout=600):
+            env["PREFECT_API_URL"] = PREFECT_API_URL.value()
+            ours = _child("ours", env, now)
     server.stop()
     for r in (ours, plain):
         print(f"{r['tool']:>6}: wall {r['wall_s']:7.2f} s | API calls {r['api_calls']:6d} | findings "

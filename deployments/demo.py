@@ -513,10 +513,13 @@ def demo(
         endpoint = stack.enter_context(moto_server())
         stack.enter_context(environment(AWS_ENDPOINT_URL=endpoint))
         from deployments.demo_seed import seed_account
+        from deployments.local_reservations import reservations_answered
+
+        reservations = stack.enter_context(reservations_answered())  # listings moto lacks
 
         out(f"Seeding a messy AWS account in moto ({endpoint}) while the Prefect server starts ...")
         env, notes = DemoEnv(home), []
-        seeded = seed_account(endpoint, scale=seed_scale, now=env.now)
+        seeded = seed_account(endpoint, scale=seed_scale, now=env.now, reservations=reservations)
         out(f"  planted {seeded.summary()}")
         try:
             env.postgres = stack.enter_context(demo_databases(DEMO_DATABASES))

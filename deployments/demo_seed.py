@@ -20,9 +20,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
+
+if TYPE_CHECKING:  # moto, which it needs, is a development dependency
+    from deployments.local_reservations import Planted
 
 REGIONS = ("us-east-1", "eu-west-1")
 KEEP_TAG = {"Key": "dataplatform-ops:keep", "Value": "true"}
@@ -334,14 +337,29 @@ def seed_waste(aws: _Account, seeded: Seeded, region: str, now: datetime) -> Non
     seeded.add("log groups without retention", group)
 
 
-def seed_account(endpoint_url: str, scale: int = 3, now: datetime | None = None) -> Seeded:
-    """Plant the demo account in the moto server at `endpoint_url` (running in this process)."""
+def seed_reservations(planted: Planted, seeded: Seeded, region: str, now: datetime) -> None:
+    """waste-checks: a Redshift reservation and a Savings Plan that end within the month, one that
+    does not (answered by `deployments/local_reservations.py`: moto lacks these listings)."""
+    from deployments.local_reservations import reserved_node, savings_plan
+
+    planted.reserved_nodes[region] = [reserved_node(now, "analytics-ra3-2025", 12),
+                                      reserved_node(now, "analytics-ra3-2026", 300)]
+    planted.savings_plans[:] = [savings_plan(now, "compute-2023", 20, commitment="1.2")]
+    seeded.add("reservations ending this month", "analytics-ra3-2025", "compute-2023")
+
+
+def seed_account(endpoint_url: str, scale: int = 3, now: datetime | None = None,
+                 reservations: Planted | None = None) -> Seeded:
+    """Plant the demo account in the moto server at `endpoint_url` (running in this process);
+    `reservations`: where the reservation listings moto lacks are answered from, if anywhere."""
     now = now or datetime.now(timezone.utc)
     aws = _Account(endpoint_url)
     seeded = Seeded(endpoint_url)
     for region in REGIONS:
         seed_ec2(aws, seeded, region, scale, now)
     seed_waste(aws, seeded, REGIONS[0], now)
+    if reservations is not None:
+        seed_reservations(reservations, seeded, REGIONS[0], now)
     seed_rds(aws, seeded, scale, now)
     seed_s3(aws, seeded, scale, now)
     seed_lambda(aws, seeded, scale, now)

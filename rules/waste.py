@@ -115,6 +115,10 @@ class WastePolicy(ActingPolicy):
     notebook_max_hours: int = Field(
         default=24, ge=1, description="SageMaker notebook instances in service this many hours since their last "
                                       "start or change are reported (and offered a stop).")
+    reservation_expiry_days: int = Field(
+        default=30, ge=1, le=365, description="Redshift reserved nodes, RDS reserved instances and Savings Plans "
+                                              "ending within this many days are reported (renew, or plan for "
+                                              "on-demand prices).")
     s3_max_pages: int = Field(
         default=200, ge=1, description="S3 listing pages (uploads, parts, versions) read per region per run; "
                                        "past it a finding says `at least`.")
@@ -403,10 +407,27 @@ def gp3_equivalent(iops: int) -> tuple[int, int]:
     return iops, max(125, min(GP3_MAX_THROUGHPUT, iops * IO1_KIB_PER_IO // 1024))
 
 
+# io2 bills IOPS in tiers: above 32,000 at 70 % of the base rate, above 64,000 at 49.2 %
+# (us-east-1: $0.065, $0.0455, $0.032 per IOPS-month); io1 bills every IOPS at the base rate.
+IO2_TIERS = ((32_000, 1.0), (64_000, 0.7), (None, 0.032 / 0.065))
+
+
+def io2_iops_monthly(iops: int, base_rate: float) -> float:
+    """io2's IOPS charge per month for `iops` provisioned, tier by tier."""
+    usd, floor = 0.0, 0
+    for ceiling, share in IO2_TIERS:
+        in_tier = max(0, (iops if ceiling is None else min(iops, ceiling)) - floor)
+        usd, floor = usd + in_tier * base_rate * share, ceiling or floor
+    return usd
+
+
 def _io1(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
     iops = r.facts["iops"]
-    if r.facts["volume_type"] != "io1" or iops > GP3_MAX_IOPS:
-        return None
+    if r.facts["volume_type"] != "io1" or GP3_MAX_IOPS < iops <= IO2_TIERS[0][0]:
+        return None  # between the two, io2 costs the same as io1 and gp3 cannot do it
+    if iops > GP3_MAX_IOPS:
+        return (f"{r.facts['size_gb']} GiB io1 with {iops:,} IOPS; io2 bills the IOPS above "
+                f"{IO2_TIERS[0][0]:,} at a lower tier (same IOPS, more durable)")
     gp3_iops, throughput = gp3_equivalent(iops)
     return (f"{r.facts['size_gb']} GiB io1 with {iops:,} IOPS; gp3 gives the same {gp3_iops:,} IOPS and "
             f"{throughput} MiB/s for less")
@@ -415,11 +436,16 @@ def _io1(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
 def _io1_saving(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
     size, iops = r.facts["size_gb"], r.facts["iops"]
     before = ebs_volume_monthly(prices, r.region, "io1", size, iops)
+    if iops > GP3_MAX_IOPS:  # to io2: the same storage price, tiered IOPS
+        rate = prices.get(r.region, "ebs:io2:iops")
+        saving = iops * prices.get(r.region, "ebs:io1:iops").usd - io2_iops_monthly(iops, rate.usd)
+        # The tier shares are us-east-1's; elsewhere the figure is an estimate.
+        return Price(round(saving, 4), before.estimated or rate.estimated or r.region != "us-east-1")
     after = ebs_volume_monthly(prices, r.region, "gp3", size, *gp3_equivalent(iops))
     return Price(round(before.usd - after.usd, 4), before.estimated or after.estimated)
 
 
-IO1_VOLUME = Rule("io1-volume", "io1 volumes with at most 16,000 IOPS, cheaper as gp3 with the same IOPS",
+IO1_VOLUME = Rule("io1-volume", "io1 volumes cheaper as gp3 (up to 16,000 IOPS) or io2 (over 32,000 IOPS)",
                   _io1, _io1_saving)
 
 
@@ -587,12 +613,51 @@ NOTEBOOK_RUNNING = Rule("sagemaker-notebook-left-running",
                         _notebook_running, _notebook_price, action="stop-notebook-instance")
 
 
+# --- reservations that expire ------------------------------------------------------------
+
+SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
+
+
+def commitment_monthly(count: int, hourly: float, upfront: float, term_seconds: int) -> float:
+    """What a reservation commits per month: its hourly charges x 730 plus its upfront payment
+    spread over the term, for `count` nodes or instances (AWS prices a reservation per unit)."""
+    amortised = upfront * SECONDS_PER_MONTH / term_seconds if term_seconds else 0.0
+    return round(count * (hourly * HOURS_PER_MONTH + amortised), 4)
+
+
+def _expiring(r: Resource, policy: WastePolicy, now: datetime) -> str | None:
+    ends = datetime.fromisoformat(r.facts["ends"])
+    if r.facts["state"] != "active" or not now <= ends <= now + timedelta(days=policy.reservation_expiry_days):
+        return None
+    days = (ends - now).days
+    when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
+    return (f"{r.facts['what']} ends {when} ({ends:%Y-%m-%d}); from then on the usage it covers bills at "
+            f"on-demand prices unless it is renewed")
+
+
+def _commitment(r: Resource, prices: PriceTable, policy: WastePolicy) -> Price:
+    # The reservation's own prices, not list prices: never an estimate.
+    f = r.facts
+    return Price(commitment_monthly(f["count"], f["hourly_usd"], f["upfront_usd"], f["term_seconds"]), False)
+
+
+EXPIRING_REDSHIFT_RESERVATION = Rule(
+    "expiring-redshift-reserved-node", "Redshift reserved nodes ending within `reservation_expiry_days`",
+    _expiring, _commitment)
+EXPIRING_RDS_RESERVATION = Rule(
+    "expiring-rds-reserved-instance", "RDS reserved DB instances ending within `reservation_expiry_days`",
+    _expiring, _commitment)
+EXPIRING_SAVINGS_PLAN = Rule(
+    "expiring-savings-plan", "Savings Plans ending within `reservation_expiry_days`", _expiring, _commitment)
+
+
 # --- the catalogue, in the order of what they save a data platform ------------------------
 
 RULES: dict[str, Rule] = {r.kind: r for r in (
     IDLE_NAT, UNUSED_LB, LOG_NO_RETENTION, S3_MULTIPART, S3_NONCURRENT, S3_NO_LIFECYCLE, OLD_RDS_SNAPSHOT,
     OLD_EBS_SNAPSHOT, UNUSED_AMI, LONG_STOPPED, PREVIOUS_GENERATION, IO1_VOLUME, ECR_UNTAGGED, ECR_NO_LIFECYCLE,
-    DYNAMODB_PROVISIONED, UNUSED_SECRET, IDLE_EMR, KINESIS_IDLE_SHARDS, NOTEBOOK_RUNNING)}
+    DYNAMODB_PROVISIONED, UNUSED_SECRET, IDLE_EMR, KINESIS_IDLE_SHARDS, NOTEBOOK_RUNNING,
+    EXPIRING_REDSHIFT_RESERVATION, EXPIRING_RDS_RESERVATION, EXPIRING_SAVINGS_PLAN)}
 
 
 def _jsonable(value: Any) -> Any:

@@ -43,6 +43,7 @@ from flows.bigquery_query_cost_watch import bigquery_query_cost_watch
 from flows.data_integrity import data_integrity
 from flows.snowflake_cost_report import snowflake_cost_report
 from flows.snowflake_query_cost_watch import snowflake_query_cost_watch
+from rules.aws_cost import CostLine, TagLine, metric_rows, tag_metric_rows
 from rules.findings import Coverage, Finding, Severity
 from rules.iac_drift import Coverage as ManagedShare
 from rules.iac_drift import coverage_rows
@@ -83,7 +84,7 @@ def test_provisioning_files_are_valid_for_grafana():
     assert providers["apiVersion"] == 1
     [provider] = providers["providers"]
     assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
-    assert set(_dashboards()) == {"bigquery.json", "findings.json", "iac.json", "integrity.json", "pipelines.json",
+    assert set(_dashboards()) == {"aws-cost.json", "bigquery.json", "findings.json", "iac.json", "integrity.json", "pipelines.json",
                                    "redshift.json", "snowflake.json"}
 
 
@@ -163,6 +164,9 @@ def pipelines_block(pg_admin: str) -> Iterator[Callable[[], str]]:
         yield make
 
 
+# (service, linked account, USD per day) of the planted AWS bill
+AWS_BILL = [("Amazon Redshift", "111111111111", 120.0), ("Amazon Simple Storage Service", "111111111111", 30.5),
+            ("Amazon Redshift", "222222222222", 10.25)]
 integrity: list = []  # what the real runs returned, to compare with the panels
 report: list = []
 snowflake: list = []
@@ -218,6 +222,16 @@ def filled(pg_store: OpsStore, pipelines_block) -> OpsStore:
                                       _finding("unmanaged-resource", "aws_sqs_queue/manual")], NOW)
     fill_findings(name, "iac-health", [_finding("stale-state-lock", "dynamodb:tf-locks/b/k", "critical")], NOW)
     fill_findings(name, "lambda-least-privilege", [_finding("lambda-over-privileged", "etl")], NOW)
+    # AWS cost: two days of bill and a tag, through aws-cost-report's own producers of store rows.
+    days = [(NOW - timedelta(days=d)).date() for d in (2, 1)]
+    bill = [CostLine(day, service, account, usd) for day in days for service, account, usd in AWS_BILL]
+    pg_store.record_metrics("aws-cost-report", [{"name": "aws_cost_usd:111111111111", **row}
+                                                for row in metric_rows(bill)])
+    pg_store.record_metrics("aws-cost-report", [{"name": "aws_cost_usd_by_tag:111111111111:team", **row}
+                                                for row in tag_metric_rows(TagLine(day, "team", "data", 100.0)
+                                                                           for day in days)])
+    fill_findings(name, "aws-cost-report", [_finding("aws-cost-anomaly", f"{days[1]}/Amazon Redshift", usd=None,
+                                                     scope="111111111111")], NOW)
     # data-integrity and the BigQuery cost jobs: real flow runs over the demo's seeded data.
     integrity.append(data_integrity(pipelines_file=None, pipelines_block=pipelines_block(), store=name))
     with bigquery_with_history(scale=1) as endpoint:
@@ -350,6 +364,15 @@ def test_panels_show_the_exact_figures(filled):
         ("aws_instance", 10, 8, 80.0), ("aws_s3_bucket", 4, 3, 75.0)]  # the latest run only
     unmanaged = results[("dpo-iac", "Created outside IaC: open findings and $/month per kind")]
     assert unmanaged == [("aws_instance", 2, Decimal("91.11")), ("aws_sqs_queue", 1, Decimal("0.00"))]
+
+    # AWS: two days of the planted bill, per service and account.
+    assert results[("dpo-aws-cost", "Cost in range")] == [(pytest.approx(2 * sum(usd for *_, usd in AWS_BILL)),)]
+    assert results[("dpo-aws-cost", "Cost per service and account (range)")] == [
+        ("Amazon Redshift", "111111111111", Decimal("240.00"), False),
+        ("Amazon Simple Storage Service", "111111111111", Decimal("61.00"), False),
+        ("Amazon Redshift", "222222222222", Decimal("20.50"), False)]
+    assert results[("dpo-aws-cost", "Cost per cost-allocation tag (range)")] == [("team", "data", Decimal("200.00"))]
+    assert results[("dpo-aws-cost", "Cost anomalies open")] == [(1,)]
 
     redshift_panels = {t for (uid, t) in results if uid == "dpo-redshift"}
     assert {"$metric [redshift.cpu_percent]", "$metric [redshift.connections]"} <= redshift_panels

@@ -154,6 +154,11 @@ PROBES: dict[str, Probe] = {
     "logs:DescribeLogGroups": Probe("logs", "describe_log_groups", {"limit": 1}),
     "rds:DescribeDBSnapshots": Probe("rds", "describe_db_snapshots", {"MaxRecords": 20}),
     "redshift:DescribeClusters": Probe("redshift", "describe_clusters", {"MaxRecords": 20}),
+    "redshift:DescribeReservedNodes": Probe("redshift", "describe_reserved_nodes", {"MaxRecords": 20}),
+    "rds:DescribeReservedDBInstances": Probe("rds", "describe_reserved_db_instances", {"MaxRecords": 20}),
+    # One endpoint for the account: the same answer from every region.
+    "savingsplans:DescribeSavingsPlans": Probe("savingsplans", "describe_savings_plans", {"maxResults": 1},
+                                               regional=False),
     "sagemaker:ListNotebookInstances": Probe("sagemaker", "list_notebook_instances", {"MaxResults": 1}),
     "sagemaker:ListTags": Probe("sagemaker", "list_tags", lambda a, r: {
         "ResourceArn": f"arn:aws:sagemaker:{r}:{a}:notebook-instance/{PLACEHOLDER}"}),

@@ -14,6 +14,7 @@ from rules.findings import Severity
 from rules.pricing import BUNDLED
 from rules.waste import (
     DYNAMODB_PROVISIONED,
+    EXPIRING_SAVINGS_PLAN,
     IDLE_EMR,
     IDLE_NAT,
     IO1_VOLUME,
@@ -33,6 +34,7 @@ from rules.waste import (
     UNUSED_SECRET,
     Resource,
     WastePolicy,
+    commitment_monthly,
     judge_rule,
     lifecycle_rule_for,
     stale_upload,
@@ -254,6 +256,20 @@ def test_io1_up_to_16000_iops_moves_to_gp3_with_matching_throughput():
         ("vol-a", "100 GiB io1 with 16,000 IOPS; gp3 gives the same 16,000 IOPS and 250 MiB/s for less", 974.5)]
 
 
+def test_io1_over_32000_iops_moves_to_io2_whose_iops_above_32000_bill_at_a_lower_tier():
+    io1 = {"volume_type": "io1", "size_gb": 1000, "state": "in-use", "attached_to": []}
+    found = judged(IO1_VOLUME, r("vol-32k", iops=32_000, **io1), r("vol-40k", iops=40_000, **io1),
+                   r("vol-64k", iops=64_000, **io1))
+    # 8,000 and 32,000 IOPS above 32,000 at $0.065 on io1 and $0.0455 on io2 (us-east-1)
+    assert [(f[0], f[2]) for f in found] == [("vol-40k", 156.0), ("vol-64k", 624.0)]
+    assert found[0][1] == ("1000 GiB io1 with 40,000 IOPS; io2 bills the IOPS above 32,000 at a lower tier "
+                           "(same IOPS, more durable)")
+    eu = judge_rule(IO1_VOLUME, [Resource("vol-eu", "eu-west-1", facts={**io1, "iops": 40_000})], SCOPE,
+                    WastePolicy(), BUNDLED, NOW)
+    # eu-west-1: 8,000 x $0.072 x 30 %, the tier share taken from us-east-1: an estimate
+    assert [(f.monthly_cost_usd, f.numbers["price_estimated"]) for f in eu] == [(172.8, True)]
+
+
 # --- DynamoDB, Secrets Manager ---------------------------------------------------------------
 
 
@@ -316,3 +332,33 @@ def test_a_notebook_in_service_past_the_limit():
     assert judged(NOTEBOOK_RUNNING, r("nb-1", since=(NOW - timedelta(hours=25)).isoformat(), **nb),
                   r("nb-2", since=(NOW - timedelta(hours=23)).isoformat(), **nb)) == [
         ("nb-1", "ml.t3.large notebook in service for 25 h since its last start or change", 73.0)]
+
+
+# --- reservations ----------------------------------------------------------------------------
+
+
+def commitment(name: str, ends: datetime, state: str = "active", usd: float = 100.0, **tags: str) -> Resource:
+    return r(name, tags=tags, what="a plan", state=state, ends=ends.isoformat(), count=1, hourly_usd=usd / 730,
+             upfront_usd=0.0, term_seconds=0)
+
+
+def test_a_commitment_is_reported_from_30_days_before_its_end_until_it_ends():
+    found = judged(EXPIRING_SAVINGS_PLAN,
+                   commitment("today", NOW + timedelta(hours=3)),
+                   commitment("one-day", NOW + timedelta(days=1, hours=1)),
+                   commitment("day-30", NOW + timedelta(days=30)),
+                   commitment("day-31", NOW + timedelta(days=30, seconds=1)),
+                   commitment("ended", NOW - timedelta(seconds=1)),
+                   commitment("queued", NOW + timedelta(days=3), state="queued"),
+                   commitment("kept", NOW + timedelta(days=3), **{"dataplatform-ops:keep": "yes"}),
+                   commitment("cheap", NOW + timedelta(days=3), usd=0.5))
+    assert [(f[0], f[1].split(" (")[0], f[2]) for f in found] == [
+        ("today", "a plan ends today", 100.0), ("one-day", "a plan ends in 1 day", 100.0),
+        ("day-30", "a plan ends in 30 days", 100.0)]
+
+
+def test_the_monthly_commitment_adds_hourly_charges_and_the_upfront_spread_over_the_term():
+    year = 365 * 86_400
+    assert commitment_monthly(1, 0.0, 8_760.0, year) == 730.0  # all upfront: $1 an hour of the term
+    assert commitment_monthly(3, 0.25, 0.0, year) == 547.5  # no upfront: 3 x $0.25 x 730
+    assert commitment_monthly(2, 0.1, 1_000.0, 3 * year) == round(2 * (73 + 1_000 / 36), 4)

@@ -21,6 +21,9 @@ from rules.waste import (
     DYNAMODB_PROVISIONED,
     ECR_NO_LIFECYCLE,
     ECR_UNTAGGED,
+    EXPIRING_RDS_RESERVATION,
+    EXPIRING_REDSHIFT_RESERVATION,
+    EXPIRING_SAVINGS_PLAN,
     IDLE_EMR,
     IDLE_NAT,
     IO1_VOLUME,
@@ -56,6 +59,12 @@ from tasks.aws.waste.compute import (
 )
 from tasks.aws.waste.logs import list_log_groups, set_log_retention
 from tasks.aws.waste.network import list_load_balancers, list_nat_gateways
+from tasks.aws.waste.reservations import (
+    SAVINGS_PLANS_REGION,
+    list_reserved_db_instances,
+    list_reserved_nodes,
+    list_savings_plans,
+)
 from tasks.aws.waste.s3 import (
     add_abort_multipart_rule,
     add_noncurrent_expiration_rule,
@@ -81,6 +90,7 @@ class Check(NamedTuple):
     act: Callable[[Account, str, Resource, WastePolicy], Outcome] | None = None
     service: str = "ec2"  # the boto3 service: regions that do not offer it have nothing to check
     account_wide: bool = False  # reads the account's bucket list (S3 is global)
+    home_region: str | None = None  # an account-wide API: read, and reported, in this region only
 
 
 CHECKS: tuple[Check, ...] = (
@@ -103,6 +113,9 @@ CHECKS: tuple[Check, ...] = (
     Check(IDLE_EMR, list_emr_clusters, service="emr"),
     Check(KINESIS_IDLE_SHARDS, list_streams, service="kinesis"),
     Check(NOTEBOOK_RUNNING, list_notebooks, stop_notebook, service="sagemaker"),
+    Check(EXPIRING_REDSHIFT_RESERVATION, list_reserved_nodes, service="redshift"),
+    Check(EXPIRING_RDS_RESERVATION, list_reserved_db_instances, service="rds"),
+    Check(EXPIRING_SAVINGS_PLAN, list_savings_plans, service="savingsplans", home_region=SAVINGS_PLANS_REGION),
 )
 BY_KIND = {c.rule.kind: c for c in CHECKS}
 # Findings the account-wide bucket listing decides: hidden everywhere when it fails.
@@ -138,7 +151,7 @@ def scan_region(scan: Scan, open_kinds: Iterable[str] = ()) -> Read:
             if kind in open_kinds:
                 read.gaps.append(({kind}, f"{kind}: not run (left out of `policy.checks`)", ""))
             continue
-        if not _offered(scan, check.service):
+        if not _offered(scan, check.service) or check.home_region not in (None, scan.region):
             read.resources[kind] = []
             continue
         if check.account_wide and scan.buckets is None:
