@@ -91,7 +91,7 @@ def test_refresh_task_queries_every_family_and_overrides_the_bundle(monkeypatch)
     for service, family in QUERIES:
         stubber.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": RECORDED[(service, family)]},
                              {"ServiceCode": service, "Filters": ANY})
-    monkeypatch.setattr(account, "client", lambda service, region=None: pricing)
+    monkeypatch.setattr(account, "client", lambda service, region=None, config=None: pricing)
     with stubber:
         table = refresh_price_table.fn(account, ["eu-west-1"])
         stubber.assert_no_pending_responses()
