@@ -15,7 +15,12 @@ from prefect import flow
 
 from blocks.store import load_store
 from rules.snowflake import access_findings, check_accounts
-from rules.snowflake_cost import SnowflakeQueryCostPolicy, expensive_query_findings, watch_start
+from rules.snowflake_cost import (
+    SnowflakeQueryCostPolicy,
+    expensive_query_findings,
+    watch_start,
+    window_note,
+)
 from tasks.notify import on_flow_failure
 from tasks.snowflake import coverage_of, snowflake_accounts
 from tasks.snowflake_usage import read_expensive_queries
@@ -47,9 +52,11 @@ def snowflake_query_cost_watch(
     ops_store = load_store(store)
     now = now or datetime.now(timezone.utc)
 
+    marks = {a.scope: _watermark(ops_store, a.scope) for a in targets}
+    starts = {scope: watch_start(mark, now, policy.lookback_hours) for scope, mark in marks.items()}
     futures = [read_expensive_queries.submit(
-        a, watch_start(_watermark(ops_store, a.scope), now, policy.lookback_hours),
-        policy.threshold_usd / policy.pricing.price(a.scope), policy.query_chars, policy.login_timeout_seconds)
+        a, starts[a.scope], policy.threshold_usd / policy.pricing.price(a.scope), policy.query_chars,
+        policy.login_timeout_seconds)
         for a in targets]
     reads = [f.result() for f in futures]
 
@@ -64,7 +71,9 @@ def snowflake_query_cost_watch(
     announced = tell_events(JOB, events + problems, ops_store, now, coverage, notes=[
         f"{len(queries)} finished queries over ${policy.threshold_usd:,.2f} read; query history lags up to "
         "45 min and attribution up to 8 h, so a query is announced when it shows, priced by attribution "
-        "when it has one, else estimated (marked)."])
+        "when it has one, else estimated (marked).",
+        *(window_note(scope, start, now, marks[scope] is None, policy.lookback_hours)
+          for scope, start in starts.items())])
     for r in reads:  # only after the announcements are saved: a crash re-reads the window
         if r.ok("attributed") or r.ok("executed"):
             ops_store.set_watermark(JOB, r.account, now.isoformat(), now)

@@ -346,6 +346,15 @@ def watch_start(watermark: datetime | None, now: datetime, lookback_hours: int) 
     return min((watermark or now) - timedelta(hours=lookback_hours), now)
 
 
+def window_note(scope: str, start: datetime, now: datetime, first: bool, lookback_hours: int) -> str:
+    """What a run read in one account; a first run says how to read further back."""
+    note = f"{scope}: read queries started {start:%Y-%m-%d %H:%M} to {now:%Y-%m-%d %H:%M} UTC"
+    if first:
+        note += (f" (first run: the last {lookback_hours} h; raise `policy.lookback_hours` for a longer "
+                 "backfill)")
+    return note
+
+
 def expensive_query_findings(queries: Iterable[CostlyQuery], policy: SnowflakeQueryCostPolicy) -> list[Finding]:
     """One finding per query whose credits x price exceed the threshold; attribution wins over
     an estimate of the same query id."""

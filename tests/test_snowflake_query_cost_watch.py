@@ -78,3 +78,14 @@ def test_each_expensive_query_is_announced_once_across_overlapping_runs(endpoint
     assert [(f.resource_id, f.numbers["usd"]) for f in opened] == [("a3", 6.0)]
     assert len(store.findings_of(JOB)) == 3
     assert store.get_watermark(JOB, PROD) == (NOW + timedelta(minutes=30)).isoformat()
+
+
+def test_the_report_says_what_window_a_run_read_and_how_to_backfill():
+    from rules.snowflake_cost import watch_start, window_note
+
+    first = window_note(PROD, watch_start(None, NOW, 48), NOW, True, 48)
+    assert first == (f"{PROD}: read queries started {NOW - timedelta(hours=48):%Y-%m-%d %H:%M} to "
+                     f"{NOW:%Y-%m-%d %H:%M} UTC (first run: the last 48 h; raise `policy.lookback_hours` "
+                     "for a longer backfill)")
+    later = window_note(PROD, watch_start(NOW, NOW + timedelta(hours=1), 2), NOW + timedelta(hours=1), False, 2)
+    assert "first run" not in later and f"started {NOW - timedelta(hours=2):%Y-%m-%d %H:%M}" in later
