@@ -420,6 +420,10 @@ class OpsStore(Block):
         with self.engine.connect() as conn:
             return conn.execute(query).scalar_one_or_none()
 
+    def delete_watermark(self, job: str, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(watermarks.delete().where(watermarks.c.job == job, watermarks.c.name == name))
+
     def set_watermark(self, job: str, name: str, value: str, now: datetime) -> None:
         with self.engine.begin() as conn:
             updated = conn.execute(

@@ -32,6 +32,7 @@ from rules.pricing import BUNDLED, PriceTable
 from tasks.approval import ApprovalExpired, Offer, ask_approval, cancelled, outcome_message
 from tasks.aws.clients import Account, deadline, enabled_regions, error_summary, stop_on_exit
 from tasks.aws.permissions import requires
+from tasks.fan_out import fans_out, gather, is_part, save_part
 from tasks.limits import aws_account_slot
 from tasks.notify import on_flow_failure
 from tasks.report import write_table
@@ -167,9 +168,11 @@ TARGETS = resolve_account.fn.aws_permissions
 
 
 def aws_targets(creds: AwsCredentials, role_arns: list[str] | None, regions: list[str] | None,
-                service: str, coverage: Coverage) -> list[AwsTarget]:
-    """The credentials' own account plus one per role; an account that cannot be entered is a gap."""
-    accounts = [Account(creds), *(Account(creds, arn) for arn in role_arns or [])]
+                service: str, coverage: Coverage, own_account: bool = True) -> list[AwsTarget]:
+    """The credentials' own account (unless `own_account` is False and roles are given) plus one
+    per role; an account that cannot be entered is a gap."""
+    own = [Account(creds)] if own_account or not role_arns else []
+    accounts = [*own, *(Account(creds, arn) for arn in role_arns or [])]
     futures = [(a, resolve_account.submit(a, regions, service)) for a in accounts]
     by_account: dict[str, list[AwsTarget]] = {}
     for account, future in futures:
@@ -269,9 +272,23 @@ def run_aws(
     validate_aws_targets(regions, role_arns)
     ops_store = load_store(store)
     creds = load_block(AwsCredentials, aws_credentials, "aws_credentials")
+    if fans_out(role_arns, apply):  # one child run per account on the pool's workers
+        findings, coverage, notes = gather(ops_store, job.name, role_arns or [])
+        return tell_gathered(job, policy, ops_store, now or datetime.now(timezone.utc), findings, coverage, notes)
+    part = is_part()  # a child of a fanned-out sweep: its own account is read by a sibling
     with stop_on_exit():
-        return run_job(job, policy, lambda coverage: aws_targets(creds, role_arns, regions, job.service, coverage),
-                       store=ops_store, apply=apply, now=now, options=options)
+        return run_job(job, policy, lambda coverage: aws_targets(
+            creds, role_arns, regions, job.service, coverage, own_account=not part),
+            store=ops_store, apply=apply and not part, now=now, options=options, part=part)
+
+
+def tell_gathered(job: Job, policy: BaseModel | dict[str, Any], store: OpsStore, now: datetime,
+                  findings: list[Finding], coverage: Coverage, notes: list[str]) -> RunResult:
+    """The parent of a fanned-out sweep tells once what its children found."""
+    policy = job.policy.model_validate(policy)
+    tell(job.name, quote(findings), store, now, coverage, timedelta(hours=policy.repeat_interval_hours),
+         notes=notes, policy=policy)
+    return RunResult(findings, [], [], coverage.errors, round(sum(f.monthly_cost_usd or 0 for f in findings), 2))
 
 
 def run_job(
@@ -283,8 +300,11 @@ def run_job(
     apply: bool = False,
     now: datetime | None = None,
     options: dict[str, Any] | None = None,
+    part: bool = False,
 ) -> RunResult | State:
-    """Run a job over the targets `targets_of` finds (a target it cannot reach is a coverage gap)."""
+    """Run a job over the targets `targets_of` finds (a target it cannot reach is a coverage gap).
+    `part`: one account of a fanned-out sweep: its findings go to the store for the parent to
+    tell (tasks/fan_out.py)."""
     policy = job.policy.model_validate(policy)  # a mapping (a CLI, a test) gets the form's checks
     ctx = RunContext(job.name, now or datetime.now(timezone.utc), store, apply,
                      first_seen=store.first_seen(job.name), options=dict(options or {}))
@@ -302,6 +322,10 @@ def run_job(
         notes += job.notes(list(read.values()), policy, ctx)
     notes += judged.notes
     store.record_metrics(job.name, judged.metrics)
+    if part:
+        save_part(store, job.name, judged.findings, coverage, notes, ctx.now)
+        return RunResult(judged.findings, [], [], coverage.errors,
+                         round(sum(f.monthly_cost_usd or 0 for f in judged.findings), 2), judged.details)
     repeat = timedelta(hours=policy.repeat_interval_hours)
     # quote(): Prefect need not walk thousands of findings looking for futures.
     planned = [] if apply or not job.act else [

@@ -36,6 +36,7 @@ from deployments.automations import apply_automations
 from deployments.chat_receiver import ChatReceiver
 from deployments.demo import moto_server, prefect_server, stop_process_group, use_server
 from deployments.local_postgres import to_url
+from tasks.fan_out import FAN_OUT, PART
 from tests.conftest import fresh_database
 from tests.test_queue_health import make_queue
 
@@ -170,3 +171,33 @@ def test_a_failing_deployment_run_sends_its_alert(engine):
     [message] = engine.chat.settle(quiet=3)[before:]
     assert f"[{NAME}/{NAME}] run {run.name} Failed" in message.text
     assert "no-such-store" in message.text
+
+
+def test_a_sweep_of_accounts_fans_out_one_run_per_account_and_tells_once(engine):
+    """A run tagged for fan-out with two roles: three account runs (own account and each role)
+    on the pool's workers, each reading only its account; the parent merges them and tells once."""
+    endpoint = AwsCredentials.load("aws").aws_client_parameters.endpoint_url
+    arns = [f"arn:aws:iam::{account}:role/ops-reader" for account in ("111111111111", "222222222222")]
+    sts = boto3.client("sts", region_name="us-east-1", endpoint_url=endpoint)
+    for arn in arns:  # a dead-lettered message in each role's account
+        creds = sts.assume_role(RoleArn=arn, RoleSessionName="seed")["Credentials"]
+        sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=endpoint,
+                           aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
+                           aws_session_token=creds["SessionToken"])
+        dlq = make_queue(sqs, "billing-dlq")
+        make_queue(sqs, "billing", dlq)
+        sqs.send_message(QueueUrl=dlq, MessageBody="lost invoice")
+    before = len(engine.chat.received)
+    with get_client(sync_client=True) as client:
+        parent = client.create_flow_run_from_deployment(
+            engine.deployment_id, parameters={"role_arns": arns, "regions": ["us-east-1"]}, tags=[FAN_OUT])
+        [run] = wait_final([parent.id])
+        children = [r for r in client.read_flow_runs() if PART in (r.tags or [])]
+    assert run.state.is_completed(), run.state.message
+    assert len(children) == 3 and all(c.state.is_completed() for c in children)
+    open_dlqs = {(f["scope"], f["resource_id"]) for f in engine.store.findings_of(NAME, "open")}
+    assert {("111111111111/us-east-1", "billing-dlq"), ("222222222222/us-east-1", "billing-dlq"),
+            ("123456789012/us-east-1", "orders-dlq")} <= open_dlqs
+    engine.chat.wait_for(before + 1, timeout=120)
+    [message] = engine.chat.settle(quiet=3)[before:]  # one message for the whole sweep
+    assert "111111111111/us-east-1" in message.text and "222222222222/us-east-1" in message.text
