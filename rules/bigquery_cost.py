@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rules.config import ConfigError
 from rules.findings import Finding, Severity
 from rules.text import mask_sql_literals
+from rules.text import window_note as text_window_note
 
 TIB = 1024**4
 MS_PER_HOUR = 3_600_000
@@ -346,11 +347,8 @@ def watch_start(watermark: datetime | None, now: datetime, policy: QueryWatchPol
 
 def window_note(scope: str, start: datetime, now: datetime, first: bool, policy: QueryWatchPolicy) -> str:
     """What a run read in one project/region; a first run says how to read further back."""
-    note = f"{scope}: read jobs created {start:%Y-%m-%d %H:%M} to {now:%Y-%m-%d %H:%M} UTC"
-    if first:
-        note += (f" (first run: a {policy.first_run_hours} h backfill; set `policy.first_run_hours` "
-                 "up to 720 to read further back)")
-    return note
+    return text_window_note(scope, "jobs created", start, now, (
+        f"a {policy.first_run_hours} h backfill; set `policy.first_run_hours` up to 720 to read further back") if first else None)
 
 
 def expensive_query_findings(jobs: Iterable[JobRecord], policy: QueryWatchPolicy) -> list[Finding]:

@@ -11,7 +11,7 @@ Pure: `tasks/pipeline_runs.py` reads the runs, their task runs and logs into the
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -193,6 +193,12 @@ def failure_report(run: RunRecord, failed_tasks: Sequence[TaskRunRecord], record
     )
 
 
+def _where(run: RunRecord, run_url: str | None, _: Callable[[str], str]) -> list[str]:
+    """The deployment and link lines of a report about one run."""
+    lines = [_("Deployment: {deployment}").format(deployment=run.deployment)] if run.deployment else []
+    return lines + ([_("Run: {url}").format(url=run_url)] if run_url else [])
+
+
 def late_report(run: RunRecord, now: datetime, run_url: str | None, language: str = "en") -> tuple[str, str]:
     """Subject and body of the one message about a scheduled run that has not started."""
     _ = translations(language).gettext
@@ -210,10 +216,7 @@ def late_report(run: RunRecord, now: datetime, run_url: str | None, language: st
     else:
         first = _("Flow {flow}, run {run}: still not started").format(flow=run.flow_name, run=run.name)
     body = [f"{owners + ' ' if owners else ''}{first}"]
-    if run.deployment:
-        body.append(_("Deployment: {deployment}").format(deployment=run.deployment))
-    if run_url:
-        body.append(_("Run: {url}").format(url=run_url))
+    body += _where(run, run_url, _)
     body += ["", _("Usual causes: no worker polls its work pool or queue, the pool or deployment is "
                    "paused, or a concurrency limit is reached by runs that do not finish.")]
     return redact(subject), truncate(redact("\n".join(body)), MAX_BODY_CHARS)
@@ -237,10 +240,7 @@ def task_failures_report(run: RunRecord, failed_tasks: Sequence[TaskRunRecord], 
         body.append("• " + _("{task} ({task_run}), attempt {attempt} of {attempts}: {error}").format(
             task=failure.task_name, task_run=failure.task_run_name, attempt=failure.attempts,
             attempts=failure.max_attempts, error=truncate(failure.exception, 500)))
-    if run.deployment:
-        body.append(_("Deployment: {deployment}").format(deployment=run.deployment))
-    if run_url:
-        body.append(_("Run: {url}").format(url=run_url))
+    body += _where(run, run_url, _)
     if lines := log_lines(records, log_limit):
         body += ["", _("Last log lines:"), truncate("\n".join(lines), 6_000)]
     return redact(subject), truncate(redact("\n".join(body)), MAX_BODY_CHARS)
@@ -387,10 +387,7 @@ def slow_report(slow: SlowRun, run_url: str | None, policy: ReportPolicy, langua
         flow=run.flow_name, run=run.name, elapsed=elapsed, percentile=f"{policy.slow_percentile:g}",
         count=slow.history, usual=usual, factor=f"{policy.slow_factor:g}",
         threshold=duration_text(slow.threshold, language))]
-    if run.deployment:
-        body.append(_("Deployment: {deployment}").format(deployment=run.deployment))
-    if run_url:
-        body.append(_("Run: {url}").format(url=run_url))
+    body += _where(run, run_url, _)
     body += ["", _("Usual causes: a lock or a slow query in the warehouse, much more data than usual, "
                    "or a call that waits without a timeout. This run is announced once.")]
     return redact(subject), truncate(redact("\n".join(body)), MAX_BODY_CHARS)

@@ -28,6 +28,7 @@ from rules.snowflake import (
     credits_per_hour,
 )
 from rules.text import mask_sql_literals
+from rules.text import window_note as text_window_note
 
 IDLE = "(idle)"
 CLOUD_SERVICES = "(cloud services)"
@@ -348,11 +349,8 @@ def watch_start(watermark: datetime | None, now: datetime, lookback_hours: int) 
 
 def window_note(scope: str, start: datetime, now: datetime, first: bool, lookback_hours: int) -> str:
     """What a run read in one account; a first run says how to read further back."""
-    note = f"{scope}: read queries started {start:%Y-%m-%d %H:%M} to {now:%Y-%m-%d %H:%M} UTC"
-    if first:
-        note += (f" (first run: the last {lookback_hours} h; raise `policy.lookback_hours` for a longer "
-                 "backfill)")
-    return note
+    return text_window_note(scope, "queries started", start, now, (
+        f"the last {lookback_hours} h; raise `policy.lookback_hours` for a longer backfill") if first else None)
 
 
 def expensive_query_findings(queries: Iterable[CostlyQuery], policy: SnowflakeQueryCostPolicy) -> list[Finding]:

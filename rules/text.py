@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 _SECRET_QUERY = re.compile(r"(?i)\b(key|token|sig|signature|password|secret|x-amz-[a-z-]+)=[^&\s\"'<>]+")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s:@]+):([^@\s/]+)@")
@@ -37,3 +38,10 @@ def truncate(text: str, max_chars: int, note: str = "…") -> str:
     if len(text) <= max_chars:
         return text
     return text[: max(0, max_chars - len(note))] + note
+
+
+def window_note(scope: str, what: str, start: datetime, now: datetime, first_run: str | None = None) -> str:
+    """What a watch read in one place (`what`: "jobs created", "queries started"); on a first run
+    `first_run` says how far back it read and how to read further."""
+    note = f"{scope}: read {what} {start:%Y-%m-%d %H:%M} to {now:%Y-%m-%d %H:%M} UTC"
+    return f"{note} (first run: {first_run})" if first_run else note
