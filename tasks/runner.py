@@ -329,7 +329,8 @@ def run_job(
     repeat = timedelta(hours=policy.repeat_interval_hours)
     # quote(): Prefect need not walk thousands of findings looking for futures.
     planned = [] if apply or not job.act else [
-        f"would {o.action} {o.item_id} ({o.scope}): saves ${o.monthly_usd:,.2f}/mo" for o in judged.offers]
+        f"would {o.action} {o.item_id} ({o.scope}): saves ${o.monthly_usd:,.2f}/mo"
+        for o in judged.offers if o.eligible]  # an opted-out or cooling-down change is never offered
     tell(job.name, quote(judged.findings), store, ctx.now, coverage, repeat, notes=notes, planned=planned,
          policy=policy)
     actions: list[dict[str, Any]] = []
