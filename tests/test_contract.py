@@ -180,3 +180,18 @@ def test_the_replay_time_is_labelled_as_such_in_every_job_form():
                   if "now" in (props := job.parameters.model_dump()["properties"])
                   and not props["now"].get("description", "").startswith("Replay only")]
     assert unlabelled == []
+
+
+def test_a_dry_run_digest_says_what_apply_would_change(aws, store, routed):
+    import re
+
+    from flows.idle_resources import idle_resources
+    from rules.idle import IdlePolicy
+
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=100, VolumeType="gp3")["VolumeId"]
+    idle_resources(policy=IdlePolicy(refresh_prices=False, volume_min_age_days=0), regions=["us-east-1"],
+                   aws_credentials=creds(region_name="us-east-1"), store=store._block_document_name)
+    [message] = routed.wait_for(1, timeout=120)
+    assert "Would change (dry run: with apply, each waits for approval) (1):" in message.text
+    assert re.search(rf"would [\w-]+ {volume} \(123456789012/us-east-1\): saves \$8\.00/mo", message.text)
