@@ -38,7 +38,7 @@ class ComputePolicy(JobPolicy):
     )
     lookback_days: int = Field(default=14, ge=4, le=63, description="Days of EC2 and Redshift history to judge on (whole UTC days).")
     cpu_low_percent: float = Field(default=10, gt=0, le=100, description="An EC2 day is low when its average CPU is at most this (Trusted Advisor: 10).")
-    network_low_mb: float = Field(default=5, ge=0, description="... and its network in + out is at most this many MB (Trusted Advisor: 5).")
+    network_low_mb: float = Field(default=5, ge=0, description="A low EC2 day also has at most this many MB of network in + out (Trusted Advisor: 5).")
     low_days: int = Field(default=4, ge=1, description="Flag an instance low on at least this many days of the lookback (Trusted Advisor: 4 of 14).")
     resize_max_percent: float = Field(default=80, gt=0, le=100, description="One size down only when the peak CPU and memory, scaled to the smaller size, stay at or below this.")
     db_idle_days: int = Field(default=7, ge=1, le=63, description="RDS instances with no connection at all for this many days are flagged.")
