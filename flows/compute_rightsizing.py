@@ -1,21 +1,25 @@
 """compute-rightsizing: under-used EC2 instances (stop or one size down), RDS instances nobody
-connects to, Redshift clusters with low CPU (pause/resume schedule or fewer nodes). Report only."""
+connects to, Redshift clusters with low CPU (pause/resume schedule or fewer nodes). Stopping the
+idle instances and databases needs `apply=True` and a person's approval."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from rules.compute_sizing import (
     ComputePolicy,
     judge_clusters,
     judge_databases,
     judge_instances,
+    stops,
     window,
 )
-from tasks.aws.compute import list_db_instances
+from tasks.approval import Offer
+from tasks.aws.compute import list_db_instances, stop_resources
 from tasks.aws.ec2 import list_instances
 from tasks.aws.utilization import list_redshift_clusters, utilization
-from tasks.runner import AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
+from tasks.runner import Action, AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
 
 JOB = "compute-rightsizing"
 
@@ -33,14 +37,25 @@ def collect(target: AwsTarget, policy: ComputePolicy, ctx: RunContext) -> tuple:
 
 def judge(target: AwsTarget, read: tuple, policy: ComputePolicy, ctx: RunContext) -> Judgement:
     instances, dbs, clusters, usage = read
-    return Judgement(findings=[
+    findings = [
         *judge_instances(instances, usage.instances, policy, ctx.prices),
         *judge_databases(dbs, usage.connections, policy, ctx.prices),
         *judge_clusters(clusters, usage.redshift_cpu, policy, ctx.prices),
-    ], details=[usage.calls])
+    ]
+    offers = [Offer(s.resource_id, target.scope, f"stop-{s.service}", s.saving,
+                    s.blocked or f"stop the {'instance' if s.service == 'ec2' else 'database'}",
+                    eligible=not s.blocked, payload=s) for s in stops(findings, instances, dbs)]
+    return Judgement(findings=findings, offers=offers, details=[usage.calls])
 
 
-CONTRACT = Job(name=JOB, policy=ComputePolicy, service="ec2", collect=collect, judge=judge)
+def stop_approved(target: AwsTarget, offers: list[Offer], ctx: RunContext) -> list[dict[str, Any]]:
+    outcomes = stop_resources(target.account, target.region, [(o.payload.service, o.item_id) for o in offers],
+                              ctx.store, JOB, ctx.now)
+    return [{"action": o.action, "resource": o.item_id, "outcome": outcomes[o.item_id]} for o in offers]
+
+
+CONTRACT = Job(name=JOB, policy=ComputePolicy, service="ec2", collect=collect, judge=judge,
+               act=Action(apply=stop_approved))
 
 
 @job_flow(CONTRACT)
@@ -50,9 +65,11 @@ def compute_rightsizing(
     role_arns: list[str] | None = None,
     aws_credentials: str = "aws",
     store: str = "ops-store",
+    apply: bool = False,
     now: datetime | None = None,
 ) -> RunResult:
     """Find under-used EC2 instances, RDS instances and Redshift clusters, with the metric
-    evidence and $/month of stopping, resizing or pausing them. Advice only: nothing is changed."""
+    evidence and $/month of stopping, resizing or pausing them. With `apply=True`, the stops a
+    person approves (the run pauses and asks; nothing is pre-selected) are made."""
     return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
-                   store=store, now=now)
+                   store=store, apply=apply, now=now)

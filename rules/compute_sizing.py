@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 
 from pydantic import Field
 
-from rules.config import JobPolicy, opted_out
+from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
 from rules.findings import Finding, Severity
 from rules.pricing import HOURS_PER_MONTH, PriceTable
 
@@ -32,7 +32,7 @@ MULTI_AZ_FACTOR = 2
 MIN_MULTI_NODES = 2
 
 
-class ComputePolicy(JobPolicy):
+class ComputePolicy(ActingPolicy):
     repeat_interval_hours: float = Field(
         default=168, ge=1, description="Hours before a still-open finding is announced again (advice: weekly)."
     )
@@ -48,6 +48,52 @@ class ComputePolicy(JobPolicy):
 
 
 Series = Sequence[tuple[datetime, float]]
+
+
+@dataclass(frozen=True)
+class Stop:
+    """A stop this job can make (after approval): an idle EC2 instance or a database nobody uses."""
+
+    service: str  # ec2 | rds
+    resource_id: str
+    saving: float
+    blocked: str | None = None  # listed in the plan, never applied
+
+
+def _ec2_blocked(i) -> str | None:
+    """Why stopping the instance would be refused, undone or unwanted."""
+    if opted_out(i.tags):
+        return f"opt-out tag {OPT_OUT_TAG}"
+    if i.tags.get("aws:autoscaling:groupName"):
+        return f"member of Auto Scaling group {i.tags['aws:autoscaling:groupName']}: the group would replace it"
+    if i.root_device_type == "instance-store":
+        return "instance-store root device: such instances cannot be stopped"
+    if i.lifecycle == "spot":
+        return "spot instance: cancel the spot request instead"
+    return None
+
+
+def _db_blocked(d) -> str | None:
+    if opted_out(d.tags):
+        return f"opt-out tag {OPT_OUT_TAG}"
+    if d.replica_of:
+        return f"read replica of {d.replica_of}: replicas cannot be stopped"
+    if d.multi_az and d.engine.startswith("sqlserver"):
+        return "SQL Server Multi-AZ instances cannot be stopped"
+    return None
+
+
+def stops(findings: Iterable[Finding], instances: Iterable, dbs: Iterable) -> list[Stop]:
+    """The stops the findings call for: idle instances and databases with no connections."""
+    ec2 = {i.instance_id: i for i in instances}
+    rds = {d.db_id: d for d in dbs}
+    plan = []
+    for f in findings:
+        if f.kind == IDLE_INSTANCE and f.resource_id in ec2:
+            plan.append(Stop("ec2", f.resource_id, f.monthly_cost_usd or 0.0, _ec2_blocked(ec2[f.resource_id])))
+        elif f.kind == IDLE_DATABASE and f.resource_id in rds:
+            plan.append(Stop("rds", f.resource_id, f.monthly_cost_usd or 0.0, _db_blocked(rds[f.resource_id])))
+    return plan
 
 
 @dataclass(frozen=True)
@@ -106,7 +152,7 @@ def judge_instances(instances: Iterable, usage: Mapping[str, InstanceUsage], pol
     found = []
     for i in instances:
         u = usage.get(i.instance_id)
-        if i.state != "running" or u is None or opted_out(i.tags):
+        if i.state != "running" or u is None:
             continue
         days = sorted(u.cpu_avg)
         low = [d for d in days if u.cpu_avg[d] <= policy.cpu_low_percent
@@ -129,7 +175,7 @@ def judge_instances(instances: Iterable, usage: Mapping[str, InstanceUsage], pol
                 kind=IDLE_INSTANCE, resource_id=i.instance_id, severity=Severity.WARNING,
                 reason=(f"{i.instance_type} idle: {cpu_days} (highest daily average CPU "
                         f"{numbers['cpu_avg_max']}%, most network in a day {numbers['network_mb_max']} MB): "
-                        f"stop it, saves {_money(current, est, key)}."),
+                        f"stop it (`apply=true` asks), saves {_money(current, est, key)}."),
                 numbers={**numbers, "action": "stop"}, monthly_cost_usd=current))
             continue
         f = _downsize(i, u, numbers, cpu_days, current, est, policy, prices)
@@ -174,7 +220,7 @@ def judge_databases(dbs: Iterable, connections: Mapping[str, Mapping[date, float
     for d in dbs:
         daily = connections.get(d.db_id, {})
         # Aurora members go with their cluster; a stopped instance bills no instance hours.
-        if d.status != "available" or d.cluster_id or opted_out(d.tags):
+        if d.status != "available" or d.cluster_id:
             continue
         if len(daily) < policy.db_idle_days or max(daily.values()) > 0:
             continue
@@ -183,7 +229,7 @@ def judge_databases(dbs: Iterable, connections: Mapping[str, Mapping[date, float
         if monthly is not None and monthly < policy.min_monthly_saving_usd:
             continue
         action = ("delete it (replicas cannot be stopped)" if d.replica_of
-                  else "stop it (RDS starts it again after 7 days) or snapshot it and delete it")
+                  else "stop it (RDS starts it again after 7 days; `apply=true` asks) or snapshot it and delete it")
         found.append(Finding(
             kind=IDLE_DATABASE, resource_id=d.db_id, severity=Severity.WARNING,
             reason=(f"{d.engine} {d.db_class}{' Multi-AZ' if d.multi_az else ''}: no connections on any of "
@@ -213,7 +259,7 @@ def judge_clusters(clusters: Iterable[Cluster], cpu_hourly: Mapping[str, Series]
     found = []
     for c in clusters:
         hourly = list(cpu_hourly.get(c.cluster_id, []))
-        if c.status != "available" or opted_out(dict(c.tags)) or not hourly:
+        if c.status != "available" or not hourly:
             continue
         days: dict[date, list[float]] = {}
         for ts, v in hourly:

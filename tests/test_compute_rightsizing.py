@@ -13,13 +13,16 @@ from rules.compute_sizing import (
     InstanceUsage,
     judge_instances,
     one_size_down,
+    stops,
     window,
 )
 from rules.pricing import BUNDLED
 from tasks.aws.ec2 import Instance
+from tests.approvals import run_and_answer
 from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
     Scenario,
     scenario_for,
+    test_apply_with_its_policy_changes_exactly_the_approved,
     test_one_read_permission_short_is_named,
     test_read_only_policy_finds_the_same,
 )
@@ -62,9 +65,12 @@ def test_trusted_advisor_rule_counts_low_days_not_low_hours():
     assert f.monthly_cost_usd == pytest.approx((0.192 - 0.096) * H, abs=0.01)
     # Network above 5 MB makes a quiet-CPU day busy.
     assert kinds(_usage([5] * 14, [6] * 14, net_mb=6)) == []
-    # Low every day: stop. Opted out: nothing.
+    # Low every day: stop. Opted out or in an Auto Scaling group: reported, the stop is blocked.
     assert kinds(_usage([1] * 14, [2] * 14)) == [("ec2-low-utilization", None)]
-    assert kinds(_usage([1] * 14, [2] * 14), tags={"dataplatform-ops:keep": ""}) == []
+    for tags, why in (({"dataplatform-ops:keep": ""}, "opt-out tag"), ({"aws:autoscaling:groupName": "web"}, "Auto Scaling")):
+        found = judge_instances([_instance(tags=tags)], {"i-1": _usage([1] * 14, [2] * 14)}, policy, BUNDLED)
+        [stop] = stops(found, [_instance(tags=tags)], [])
+        assert why in stop.blocked and stop.saving == pytest.approx(0.192 * H, abs=0.01)
     # CPU peaks (50% -> 100%) or memory (45% -> 90%) forbid one size down.
     assert kinds(_usage([5] * 4 + [15] * 10, [50] * 14)) == []
     assert kinds(_usage([5] * 4 + [15] * 10, [20] * 14, memory=45)) == []
@@ -97,7 +103,8 @@ def planted(aws):
         return ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType=itype)["Instances"][0]["InstanceId"]
 
     ids = {role: instance(t) for role, t in (("idle", "t3.large"), ("night", "m5.large"), ("downsize", "m5.xlarge"),
-                                             ("membound", "m5.xlarge"), ("nomem", "c5.xlarge"))}
+                                             ("membound", "m5.xlarge"), ("nomem", "c5.xlarge"), ("kept", "t3.large"))}
+    ec2.create_tags(Resources=[ids["kept"]], Tags=[{"Key": "dataplatform-ops:keep", "Value": "demo box"}])
 
     def ec2_day(role, day, cpu_points, net_bytes):
         dims = {"InstanceId": ids[role]}
@@ -107,6 +114,7 @@ def planted(aws):
 
     for n, day in enumerate(days):
         ec2_day("idle", day, [(12, 1.0)], 0.2 * MB)
+        ec2_day("kept", day, [(12, 1.0)], 0.2 * MB)
         # Busy at night (90% from 00:00 to 03:59, 2% the other 20 hours: a 16.7% day) except two quiet days.
         ec2_day("night", day, [(h, 90.0 if h < 4 and n < 12 else 2.0) for h in range(24)], 1 * MB)
         for role in ("downsize", "membound", "nomem"):
@@ -151,6 +159,7 @@ def test_flow_finds_planted_positives_and_spares_the_traps(planted, store):
     node_month = 3.26 * H
     assert got == pytest.approx({
         ("ec2-low-utilization", ids["idle"]): 0.0832 * H,  # stop
+        ("ec2-low-utilization", ids["kept"]): 0.0832 * H,  # reported; its stop is blocked
         ("ec2-downsize", ids["downsize"]): (0.192 - 0.096) * H,  # m5.xlarge -> m5.large
         ("ec2-downsize", ids["nomem"]): (0.17 - 0.085) * H,  # c5.xlarge -> c5.large
         ("rds-no-connections", "idle-db"): 0.178 * H,
@@ -169,6 +178,20 @@ def test_flow_finds_planted_positives_and_spares_the_traps(planted, store):
     assert "at most 5.3% on all 14 days (peak hour 12%)" in reason["quiet-dw"]
     assert "busy UTC hours 09-16" in reason["quiet-dw"] and "resize to 2 nodes" in reason["quiet-dw"]
     assert result.details == [2]  # one GetMetricData call for EC2 and Redshift, one for RDS
+    offers = {o.item_id: o.eligible for o in result.offers}
+    assert offers == {ids["idle"]: True, ids["kept"]: False, "idle-db": True}
+
+    # Approval offers the eligible stops, nothing pre-selected; the person picks the idle instance.
+    state = run_and_answer(compute_rightsizing, {"approved": [ids["idle"]]}, apply=True, aws_credentials=creds,
+                           store=store._block_document_name, regions=["us-east-1"], now=now)
+    assert state.is_completed(), state
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    states = {i["InstanceId"]: i["State"]["Name"] for r in ec2.describe_instances()["Reservations"]
+              for i in r["Instances"]}
+    assert states[ids["idle"]] in ("stopping", "stopped") and states[ids["kept"]] == "running"
+    assert boto3.client("rds", region_name="us-east-1").describe_db_instances(
+        DBInstanceIdentifier="idle-db")["DBInstances"][0]["DBInstanceStatus"] == "available"
+    assert [(a["resource_id"], a["outcome"]) for a in store.actions_of("compute-rightsizing")] == [(ids["idle"], "done")]
 
 
 def test_metrics_come_in_calls_of_500_queries(aws):
@@ -191,9 +214,10 @@ def test_least_privilege_policy():
     from deployments.iam import flow_actions
     from tasks.runner import TARGETS
 
-    assert flow_actions(module, read_only=True) == flow_actions(module) == {
-        "ec2:DescribeInstances", "rds:DescribeDBInstances", "redshift:DescribeClusters",
-        "cloudwatch:GetMetricData", "cloudwatch:ListMetrics"} | TARGETS
+    read = flow_actions(module, read_only=True)
+    assert read == {"ec2:DescribeInstances", "rds:DescribeDBInstances", "redshift:DescribeClusters",
+                    "cloudwatch:GetMetricData", "cloudwatch:ListMetrics"} | TARGETS
+    assert flow_actions(module) - read == {"ec2:StopInstances", "rds:StopDBInstance"}
 
 
 @scenario_for("compute-rightsizing")
@@ -201,6 +225,15 @@ def least_privilege_scenario(planted):
     from flows.compute_rightsizing import compute_rightsizing
 
     ids, creds, now = planted
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    rds = boto3.client("rds", region_name="us-east-1")
+
+    def state():
+        instances = {i["InstanceId"]: i["State"]["Name"] in ("stopping", "stopped")
+                     for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
+        return instances | {d["DBInstanceIdentifier"]: d["DBInstanceStatus"] for d in rds.describe_db_instances()["DBInstances"]}
+
     return Scenario(compute_rightsizing, creds, dict(regions=["us-east-1"], now=now),
-                    {ids["idle"], ids["downsize"], ids["nomem"], "idle-db", "quiet-dw"},
-                    drop="redshift:DescribeClusters")
+                    {ids["idle"], ids["kept"], ids["downsize"], ids["nomem"], "idle-db", "quiet-dw"},
+                    drop="redshift:DescribeClusters", approve=[ids["idle"], "idle-db"], withhold="rds:StopDBInstance",
+                    withheld={"idle-db"}, state=state)
