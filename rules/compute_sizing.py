@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
 from rules.findings import Finding, Severity
@@ -45,6 +45,12 @@ class ComputePolicy(ActingPolicy):
     redshift_cpu_low_percent: float = Field(default=10, gt=0, le=100, description="A Redshift cluster is under-used when every day's average CPU is at most this.")
     redshift_busy_cpu_percent: float = Field(default=5, ge=0, le=100, description="An hour with more CPU than this keeps a Redshift cluster running in the pause/resume schedule.")
     min_monthly_saving_usd: float = Field(default=1.0, ge=0, description="Report changes that save at least this per month.")
+
+    @model_validator(mode="after")
+    def _low_days_fit(self) -> ComputePolicy:
+        if self.low_days > self.lookback_days:
+            raise ValueError(f"`low_days` ({self.low_days}) cannot exceed `lookback_days` ({self.lookback_days}).")
+        return self
 
 
 Series = Sequence[tuple[datetime, float]]

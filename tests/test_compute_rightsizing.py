@@ -52,6 +52,8 @@ def _usage(cpu: list[float], peak: list[float], net_mb: float = 1, memory: float
 
 def test_trusted_advisor_rule_counts_low_days_not_low_hours():
     policy = ComputePolicy()
+    with pytest.raises(ValueError, match="cannot exceed"):
+        ComputePolicy(low_days=15)
 
     def kinds(usage, itype="m5.xlarge", tags=None):
         return [(f.kind, f.numbers.get("target_type")) for f in judge_instances(
