@@ -70,6 +70,10 @@ def compute_rightsizing(
 ) -> RunResult:
     """Find under-used EC2 instances, RDS instances and Redshift clusters, with the metric
     evidence and $/month of stopping, resizing or pausing them. With `apply=True`, the stops a
-    person approves (the run pauses and asks; nothing is pre-selected) are made."""
+    person approves (the run pauses and asks; nothing is pre-selected) are made.
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
+    """
     return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
                    store=store, apply=apply, now=now)
