@@ -18,7 +18,7 @@ BASE_REGION = "us-east-1"
 # Keys: "ebs:<type>:gb" (GB-month), "ebs:<type>:iops" (IOPS-month above the free baseline),
 # "ebs:gp3:throughput" (MB/s-month above 125), "snapshot:<tier>:gb", "s3:<class>:gb",
 # "s3:it-monitoring:1000-objects", "ipv4:hour", "ec2:<type>:hour", "rds:<class>:hour",
-# "elasticache:<node>:hour", "lambda:<arch>:gb-second"; the waste checks' keys are listed with
+# "elasticache:<node>:hour", "redshift:<node>:hour", "lambda:<arch>:gb-second"; the waste checks' keys are listed with
 # their values below.
 _US_EAST_1: dict[str, float] = {
     "ebs:gp2:gb": 0.10, "ebs:gp3:gb": 0.08, "ebs:gp3:iops": 0.005, "ebs:gp3:throughput": 0.04,
@@ -85,6 +85,9 @@ _US_EAST_1: dict[str, float] = {
     "dynamodb:rru:million": 0.125, "dynamodb:wru:million": 0.625,
     "secretsmanager:secret:month": 0.40,
     "kinesis:shard:hour": 0.015,
+    # Redshift provisioned, on-demand per node-hour
+    "redshift:dc2.large:hour": 0.25, "redshift:dc2.8xlarge:hour": 4.80,
+    "redshift:ra3.xlplus:hour": 1.086, "redshift:ra3.4xlarge:hour": 3.26, "redshift:ra3.16xlarge:hour": 13.04,
     # SageMaker notebook instances
     "sagemaker:ml.t2.medium:hour": 0.0464, "sagemaker:ml.t3.medium:hour": 0.05,
     "sagemaker:ml.t3.large:hour": 0.10, "sagemaker:ml.t3.xlarge:hour": 0.20, "sagemaker:ml.m5.xlarge:hour": 0.23,
@@ -92,7 +95,7 @@ _US_EAST_1: dict[str, float] = {
 
 # Keys priced here for us-east-1 only: elsewhere they fall back to it, marked estimated.
 _US_EAST_1_ONLY = ("ec2:", "rds:", "elasticache:", "nat:", "elb:", "logs:", "rds-snapshot:", "ecr:",
-                   "dynamodb:", "secretsmanager:", "kinesis:", "sagemaker:")
+                   "dynamodb:", "secretsmanager:", "kinesis:", "sagemaker:", "redshift:")
 
 # Storage and IPv4 list prices that differ from us-east-1 (instances fall back, marked estimated).
 _REGIONAL: dict[str, dict[str, float]] = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from rules import graviton, tiering
+from rules import compute_sizing, graviton, tiering
 from rules.findings import Finding, Transitions
 from rules.idle import IDLE_EIP, ORPHANED_SNAPSHOT, STALE_OBJECTS, UNATTACHED_VOLUME
 from rules.messages import money
@@ -29,12 +29,16 @@ ADVICE: dict[str, str] = {
     "ebs-lower-iops": "lower the provisioned IOPS, online (`apply=true` asks for approval)",
     "ebs-near-idle": "ask its owner; detach and delete it if nobody uses it",
     "ebs-shrink-candidate": "copy the data to a smaller volume (see the shrink-plan artifact)",
+    compute_sizing.IDLE_INSTANCE: "stop the instance (`apply=true` plans it and asks for approval)",
+    compute_sizing.DOWNSIZE_INSTANCE: "change the instance type to the named smaller size (a stop and start)",
+    compute_sizing.IDLE_DATABASE: "stop it (`apply=true` asks), or snapshot it and delete it",
+    compute_sizing.LOW_CPU_REDSHIFT: "add a pause/resume schedule, or resize to fewer nodes",
     graviton.KIND: "move to the Graviton twin once the workload has an arm64 build",
     tiering.KIND: "add the Intelligent-Tiering lifecycle rule (`apply=true` asks for approval)",
 }
 # Kinds whose action `apply=true` skips for a resource carrying the opt-out tag.
 KEPT_BY_TAG = {IDLE_EIP, UNATTACHED_VOLUME, ORPHANED_SNAPSHOT, STALE_OBJECTS, "ebs-gp2-to-gp3",
-               "ebs-lower-iops", tiering.KIND}
+               "ebs-lower-iops", tiering.KIND, compute_sizing.IDLE_INSTANCE, compute_sizing.IDLE_DATABASE}
 KEEP_HINT = f"Anything that must stay: tag it `{tiering.KEEP_TAG}` and `apply=true` leaves it alone."
 
 

@@ -220,3 +220,27 @@ def park_resources(account: Account, region: str, items: Sequence[ParkingItem], 
                             dry_run=not apply, outcome=outcome, detail=detail, now=now)
         outcomes[key] = outcome
     return outcomes
+
+
+@task(name="stop-resources")
+@requires("ec2:StopInstances", "rds:StopDBInstance", write=True)
+def stop_resources(account: Account, region: str, stops: Sequence[tuple[str, str]], store: OpsStore, job: str,
+                   now: datetime) -> dict[str, str]:
+    """Stop approved (service, resource id) pairs, `ec2` or `rds`, and record each action;
+    -> outcome by resource id. Already stopped (or stopping) counts as done before: skipped."""
+    clients: dict[str, object] = {}
+    outcomes = {}
+    for kind, resource_id in stops:
+        service, call = _CALLS[(kind, "stop")]
+        client = clients.setdefault(service, account.client(service, region))
+        try:
+            call(client, resource_id)
+            outcome, detail = "done", "stopped"
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            outcome = "skipped" if code in _ALREADY else "failed"
+            detail = error_summary(exc)
+        store.record_action(job, action="stop", resource_id=resource_id, scope=region, dry_run=False,
+                            outcome=outcome, detail=detail, now=now)
+        outcomes[resource_id] = outcome
+    return outcomes

@@ -1,0 +1,79 @@
+"""compute-rightsizing: under-used EC2 instances (stop or one size down), RDS instances nobody
+connects to, Redshift clusters with low CPU (pause/resume schedule or fewer nodes). Stopping the
+idle instances and databases needs `apply=True` and a person's approval."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from rules.compute_sizing import (
+    ComputePolicy,
+    judge_clusters,
+    judge_databases,
+    judge_instances,
+    stops,
+    window,
+)
+from tasks.approval import Offer
+from tasks.aws.compute import list_db_instances, stop_resources
+from tasks.aws.ec2 import list_instances
+from tasks.aws.utilization import list_redshift_clusters, utilization
+from tasks.runner import Action, AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
+
+JOB = "compute-rightsizing"
+
+
+def collect(target: AwsTarget, policy: ComputePolicy, ctx: RunContext) -> tuple:
+    account, region = target.account, target.region
+    instances = list_instances(account, region)
+    dbs = list_db_instances(account, region)
+    clusters = list_redshift_clusters(account, region)
+    start, end = window(ctx.now, policy.lookback_days)
+    usage = utilization(account, region, instances, dbs, clusters, start, end,
+                        end - timedelta(days=policy.db_idle_days))
+    return instances, dbs, clusters, usage
+
+
+def judge(target: AwsTarget, read: tuple, policy: ComputePolicy, ctx: RunContext) -> Judgement:
+    instances, dbs, clusters, usage = read
+    findings = [
+        *judge_instances(instances, usage.instances, policy, ctx.prices),
+        *judge_databases(dbs, usage.connections, policy, ctx.prices),
+        *judge_clusters(clusters, usage.redshift_cpu, policy, ctx.prices),
+    ]
+    offers = [Offer(s.resource_id, target.scope, f"stop-{s.service}", s.saving,
+                    s.blocked or f"stop the {'instance' if s.service == 'ec2' else 'database'}",
+                    eligible=not s.blocked, payload=s) for s in stops(findings, instances, dbs)]
+    return Judgement(findings=findings, offers=offers, details=[usage.calls])
+
+
+def stop_approved(target: AwsTarget, offers: list[Offer], ctx: RunContext) -> list[dict[str, Any]]:
+    outcomes = stop_resources(target.account, target.region, [(o.payload.service, o.item_id) for o in offers],
+                              ctx.store, JOB, ctx.now)
+    return [{"action": o.action, "resource": o.item_id, "outcome": outcomes[o.item_id]} for o in offers]
+
+
+CONTRACT = Job(name=JOB, policy=ComputePolicy, service="ec2", collect=collect, judge=judge,
+               act=Action(apply=stop_approved))
+
+
+@job_flow(CONTRACT)
+def compute_rightsizing(
+    policy: ComputePolicy = ComputePolicy(),  # noqa: B008 - a pydantic default, rendered as a form
+    regions: list[str] | None = None,
+    role_arns: list[str] | None = None,
+    aws_credentials: str = "aws",
+    store: str = "ops-store",
+    apply: bool = False,
+    now: datetime | None = None,
+) -> RunResult:
+    """Find under-used EC2 instances, RDS instances and Redshift clusters, with the metric
+    evidence and $/month of stopping, resizing or pausing them. With `apply=True`, the stops a
+    person approves (the run pauses and asks; nothing is pre-selected) are made.
+
+    Args:
+        now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
+    """
+    return run_aws(CONTRACT, policy, regions=regions, role_arns=role_arns, aws_credentials=aws_credentials,
+                   store=store, apply=apply, now=now)
