@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from difflib import get_close_matches
 from typing import TypeVar
 
 from prefect.blocks.core import Block
@@ -59,8 +60,10 @@ def load_block(block_type: type[B], name: str, parameter: str) -> B:
                if block_type.get_block_type_slug() in _MADE_BY_COMMAND else
                f" (Blocks > + > {block_type.get_block_type_name()}) or in Python (README: Pointing it at real systems)")
         names = _names_of(documents, block_type)
-        existing = (f"the saved ones are {', '.join(names[:20])}{' ...' if len(names) > 20 else ''}"
-                    if names else "none is saved yet")
+        close = get_close_matches(name, names, n=3, cutoff=0.6)
+        existing = (f"did you mean {' or '.join(map(repr, close))}? " if close else "") + (
+            f"the saved ones are {', '.join(names[:20])}{' ...' if len(names) > 20 else ''}"
+            if names else "none is saved yet")
         raise ConfigError(
             f"{block_type.__name__} block {name!r} (parameter `{parameter}`) does not exist "
             f"({existing}): create it in the Prefect UI{how}, or pass the name of an existing one."

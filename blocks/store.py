@@ -234,10 +234,12 @@ def _engine(url: str) -> Engine:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     engine = sa.create_engine(parsed, pool_pre_ping=True)
-    metadata.create_all(engine)
-    # create_all adds tables, not columns: stores made before the outbox kept refusals.
-    present = {c["name"] for c in sa.inspect(engine).get_columns("outbox")}
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":  # runs starting together: one creates, the others wait
+            conn.execute(sa.text("select pg_advisory_xact_lock(hashtext('dataplatform-ops schema'))"))
+        metadata.create_all(conn)
+        # create_all adds tables, not columns: stores made before the outbox kept refusals.
+        present = {c["name"] for c in sa.inspect(conn).get_columns("outbox")}
         for column in outbox.columns:
             if column.name not in present:
                 kind = column.type.compile(engine.dialect)

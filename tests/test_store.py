@@ -68,7 +68,9 @@ def test_missing_store_block_names_it_and_lists_the_saved_ones(tmp_path):
     OpsStore(url=f"sqlite:///{tmp_path / 'a.db'}").save("store-listed-a", overwrite=True)
     with pytest.raises(ConfigError, match="'no-such-store' \\(parameter `store`\\) does not exist") as err:
         load_store("no-such-store")
-    assert "the saved ones are " in str(err.value) and "store-listed-a" in str(err.value)
+    assert "the saved ones are " in str(err.value)
+    with pytest.raises(ConfigError, match="did you mean 'store-listed-a'"):
+        load_store("store-listed-b")  # a typo: the closest names come first, however many are saved
 
 
 @pytest.mark.parametrize("url", ["mysql://ops:s3cret-pw@db/ops", "not a url"])
