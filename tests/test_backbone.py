@@ -15,6 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.blocks.abstract import NotificationError
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.logging.handlers import APILogHandler
 
 from blocks.google_chat import GoogleChatWebhook
 from deployments.automations import apply_automations, build_automations
@@ -88,6 +89,7 @@ def test_webhook_secret_never_reaches_logs_events_artifacts_or_store(routed, sto
             block.notify("direct", subject="[t] direct")
         except NotificationError as exc:
             get_run_logger().error("chat down: %s", exc)
+            APILogHandler().flush()  # sent now, not in a later batch a busy machine may delay
 
     routed.wait_for(2)  # the automations' two messages first, or one of them gets the 503
     routed.settle(quiet=3)  # and anything else still on its way (late events of earlier runs)
