@@ -30,7 +30,14 @@ from rules.config import validate_aws_targets
 from rules.findings import Coverage, Finding
 from rules.pricing import BUNDLED, PriceTable
 from tasks.approval import ApprovalExpired, Offer, ask_approval, cancelled, outcome_message
-from tasks.aws.clients import Account, deadline, enabled_regions, error_summary, stop_on_exit
+from tasks.aws.clients import (
+    Account,
+    deadline,
+    enabled_regions,
+    error_summary,
+    shared_clients,
+    stop_on_exit,
+)
 from tasks.aws.permissions import requires
 from tasks.fan_out import fans_out, gather, is_part, save_part
 from tasks.limits import aws_account_slot
@@ -188,7 +195,7 @@ def aws_targets(creds: AwsCredentials, role_arns: list[str] | None, regions: lis
 
 @task(name="collect-account", cache_policy=NO_CACHE, task_run_name="collect-account-{account_id}")
 def _collect_account(job: Job, account: Account, account_id: str, policy: BaseModel, ctx: RunContext) -> Any:
-    with aws_account_slot(account_id), deadline(TARGET_SECONDS, account_id):
+    with aws_account_slot(account_id), deadline(TARGET_SECONDS, account_id), shared_clients():
         return job.collect_account(account, policy, ctx)
 
 
@@ -220,7 +227,7 @@ def _slot(target: Any) -> AbstractContextManager:
 
 @task(name="collect", cache_policy=NO_CACHE, task_run_name="collect-{target.scope}")
 def _collect(job: Job, target: AwsTarget, policy: BaseModel, ctx: RunContext) -> Any:
-    with _slot(target), deadline(TARGET_SECONDS, target.scope):
+    with _slot(target), deadline(TARGET_SECONDS, target.scope), shared_clients():
         return job.collect(target, policy, ctx)
 
 
@@ -371,7 +378,8 @@ def _act(job: Job, offers: list[Offer], read: dict[str, tuple[AwsTarget, Any]], 
     rows: list[dict[str, Any]] = []
     for scope, chosen in by_target.items():
         target, _ = read[scope]
-        rows += action.apply(target, chosen, ctx)
+        with shared_clients():
+            rows += action.apply(target, chosen, ctx)
     write_table(job.name, "actions", rows, f"{job.name}: {len(rows)} actions")
     outcome_message(job.name, rows)
     return rows

@@ -59,3 +59,26 @@ def test_s3_buckets_objects_and_lifecycle_merge(aws):
     assert put_lifecycle_rule(account, "app-logs", "us-east-1", new) == "unchanged"
     ids = [r["ID"] for r in s3.get_bucket_lifecycle_configuration(Bucket="app-logs")["Rules"]]
     assert sorted(ids) == ["dpo-it", "old"]
+
+
+def test_one_client_per_service_and_region_within_a_target(aws):
+    """Inside `shared_clients` (the runner opens it around each target's collect and apply) the
+    target's listings and task threads share one client per service x region; outside, each
+    call builds its own (as before), so a sweep does not hold hundreds of ~1.4 MB clients."""
+    from concurrent.futures import ThreadPoolExecutor
+    from contextvars import copy_context
+
+    from tasks.aws.clients import shared_clients
+
+    account, other = Account(AwsCredentials(region_name="us-east-1")), Account(AwsCredentials(region_name="us-east-1"))
+    with shared_clients(), ThreadPoolExecutor(8) as pool:
+        # Task threads run in a copy of the submitting context, as Prefect's task runner does.
+        clients = [f.result() for f in [pool.submit(copy_context().run, account.client, ("ec2", "s3")[i % 2],
+                                                    "eu-west-1") for i in range(32)]]
+        assert len({id(c) for c in clients}) == 2
+        assert account.client("ec2", "eu-west-1") is clients[0]
+        assert account.client("ec2", "us-east-1") is not clients[0]
+        assert other.client("ec2", "eu-west-1") is not clients[0]
+        assert account.client("ec2", "eu-west-1").describe_volumes()["Volumes"] == []
+    assert account.client("ec2", "eu-west-1") is not clients[0]
+    assert account.client("ec2", "eu-west-1") is not account.client("ec2", "eu-west-1")

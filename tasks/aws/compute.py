@@ -197,7 +197,6 @@ def park_resources(account: Account, region: str, items: Sequence[ParkingItem], 
                    job: str, now: datetime, apply: bool) -> dict[str, str]:
     """Stop/start the planned items of one region; record every action and remember the
     transition acted on (only when really applied). Returns outcome by memory key."""
-    clients: dict[str, object] = {}
     outcomes = {}
     for item in items:
         r = item.resource
@@ -206,9 +205,8 @@ def park_resources(account: Account, region: str, items: Sequence[ParkingItem], 
             outcome, detail = "planned", item.reason
         else:
             service, call = _CALLS[(r.kind, item.action)]
-            client = clients.setdefault(service, account.client(service, region))
             try:
-                call(client, r.resource_id)
+                call(account.client(service, region), r.resource_id)
                 outcome, detail = "done", item.reason
             except ClientError as exc:
                 code = exc.response["Error"]["Code"]
@@ -228,13 +226,11 @@ def stop_resources(account: Account, region: str, stops: Sequence[tuple[str, str
                    now: datetime) -> dict[str, str]:
     """Stop approved (service, resource id) pairs, `ec2` or `rds`, and record each action;
     -> outcome by resource id. Already stopped (or stopping) counts as done before: skipped."""
-    clients: dict[str, object] = {}
     outcomes = {}
     for kind, resource_id in stops:
         service, call = _CALLS[(kind, "stop")]
-        client = clients.setdefault(service, account.client(service, region))
         try:
-            call(client, resource_id)
+            call(account.client(service, region), resource_id)
             outcome, detail = "done", "stopped"
         except ClientError as exc:
             code = exc.response["Error"]["Code"]

@@ -32,10 +32,7 @@ class Scan:
     _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def client(self, service: str) -> Any:
-        key = ("client", service)
-        if key not in self._memo:
-            self._memo[key] = self.account.client(service, self.region)
-        return self._memo[key]
+        return self.account.client(service, self.region)
 
     def once(self, read: Callable[..., Any], *args: Any) -> Any:
         """`read(self, *args)`, called at most once per target; a failure is remembered too."""
