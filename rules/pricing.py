@@ -152,6 +152,9 @@ _REGIONAL: dict[str, dict[str, float]] = {
                        "s3:STANDARD:gb": 0.025, "nat:hour": 0.059},
 }
 
+GP3_FREE_IOPS = 3000
+GP3_FREE_THROUGHPUT = 125
+
 # Where each bundled regional figure comes from: public recordings of the AWS Price List for the
 # region (offer files / GetProducts). When two disagree, the most recent wins.
 _CATALOG = ("men16922/capacity-agent data/aws/catalog.json: AmazonEC2 ap-northeast-2 offer version "
@@ -176,9 +179,6 @@ SOURCES: dict[str, dict[str, str]] = {
 }
 # Regions whose figures are all sourced: there a key not listed is an estimate, even for storage.
 _SOURCED_REGIONS = frozenset(SOURCES)
-
-GP3_FREE_IOPS = 3000
-GP3_FREE_THROUGHPUT = 125
 
 
 @dataclass(frozen=True)
@@ -253,3 +253,13 @@ def hourly_monthly(table: PriceTable, region: str, key: str, hours: float = HOUR
 
 def public_ipv4_monthly(table: PriceTable, region: str) -> Price:
     return hourly_monthly(table, region, "ipv4:hour")
+
+
+def comparable(table: PriceTable, region: str, *keys: str) -> list[Price]:
+    """Prices of `keys` on one basis, to take a saving between them: the region's own when none is an
+    estimate, else all at us-east-1, marked estimated (an exact regional price less a us-east-1
+    stand-in is neither region's saving). Raises KeyError like `PriceTable.get`."""
+    prices = [table.get(region, key) for key in keys]
+    if any(p.estimated for p in prices) and not all(p.estimated for p in prices):
+        return [Price(table.get(BASE_REGION, key).usd, True) for key in keys]
+    return prices

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 from botocore.stub import Stubber
 from prefect_aws import AwsCredentials
 
+from rules.graviton import GravitonPolicy, rds_candidates
 from rules.pricing import (
     _REGIONAL,
     _US_EAST_1,
     BUNDLED,
     SOURCES,
     Price,
+    comparable,
     ebs_volume_monthly,
     hourly_monthly,
     public_ipv4_monthly,
@@ -118,3 +121,18 @@ def test_refresh_reads_every_family_with_its_filters_and_reproduces_the_bundle(m
 def test_a_refreshed_price_replaces_a_fallback():
     table = BUNDLED.model_copy(update={"overrides": {REGION: {"ebs:io1:iops": 0.07}}})
     assert table.get(REGION, "ebs:io1:iops") == Price(0.07, False)
+
+
+def test_a_saving_compares_prices_on_one_basis():
+    # Both Seoul figures exist: Seoul's own prices.
+    assert comparable(BUNDLED, REGION, "ec2:m5.large:hour", "ec2:m7g.large:hour") == [
+        Price(0.118, False), Price(0.1003, False)]
+    # db.m5.large has no Seoul figure: an exact Seoul db.m7g.large less a us-east-1 stand-in would make
+    # the move look dearer than it is, so both come from us-east-1, marked estimated.
+    assert comparable(BUNDLED, REGION, "rds:db.m5.large:hour", "rds:db.m7g.large:hour") == [
+        Price(0.178, True), Price(0.168, True)]
+    db = SimpleNamespace(db_id="orders", region=REGION, db_class="db.m5.large", engine="postgres",
+                         engine_version="16.4", status="available")
+    [finding] = rds_candidates([db], set(), BUNDLED, GravitonPolicy())
+    assert finding.monthly_cost_usd == round((0.178 - 0.168) * 730, 2)
+    assert "(estimated price)" in finding.reason
