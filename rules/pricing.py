@@ -3,7 +3,8 @@
 The bundled table holds public on-demand list prices (Linux, no discounts) for the
 regions a typical data platform runs in; `tasks/aws/pricing.py` can refresh it from the
 AWS Pricing API. A price missing for a region falls back to us-east-1 and the result says
-it is an estimate, so a report never silently invents a figure.
+it is an estimate, so a report never silently invents a figure. Seoul's (ap-northeast-2)
+figures each name the recorded Price List data they came from (SOURCES); its other keys fall back.
 """
 
 from __future__ import annotations
