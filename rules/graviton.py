@@ -14,7 +14,7 @@ from pydantic import Field
 
 from rules.config import JobPolicy
 from rules.findings import Finding, Severity
-from rules.pricing import HOURS_PER_MONTH, PriceTable
+from rules.pricing import HOURS_PER_MONTH, PriceTable, comparable
 
 KIND = "graviton-candidate"
 
@@ -85,6 +85,17 @@ def _monthly(table: PriceTable, region: str, key: str, units: float = 1) -> tupl
     return round(p.usd * units, 4), p.estimated
 
 
+def _pair(table: PriceTable, region: str, current: str, target: str,
+          units: float = 1) -> tuple[float | None, float | None, bool]:
+    """Monthly current and target prices on one basis (see `comparable`), and whether estimated."""
+    try:
+        cur, tgt = comparable(table, region, current, target)
+    except KeyError:
+        (c, e1), (t, e2) = _monthly(table, region, current, units), _monthly(table, region, target, units)
+        return c, t, e1 or e2
+    return round(cur.usd * units, 4), round(tgt.usd * units, 4), cur.estimated or tgt.estimated
+
+
 def _finding(c: Candidate, policy: GravitonPolicy, estimated: bool) -> Finding | None:
     if c.current_monthly is None or c.target_monthly is None:
         saving = None
@@ -119,10 +130,9 @@ def ec2_candidates(instances: Iterable, type_info: Mapping[str, Mapping], table:
         note = (f"Needs an arm64 build of AMI {i.image_id} (and arm64 builds of native code and containers)")
         if i.tags.get("aws:autoscaling:groupName"):
             note += f"; change the launch template of Auto Scaling group {i.tags['aws:autoscaling:groupName']}"
-        cur, e1 = _monthly(table, i.region, f"ec2:{i.instance_type}:hour", HOURS_PER_MONTH)
-        tgt, e2 = _monthly(table, i.region, f"ec2:{target}:hour", HOURS_PER_MONTH)
+        cur, tgt, est = _pair(table, i.region, f"ec2:{i.instance_type}:hour", f"ec2:{target}:hour", HOURS_PER_MONTH)
         f = _finding(Candidate("ec2", i.instance_id, i.region, i.instance_type, target, note + ".", cur, tgt),
-                     policy, e1 or e2)
+                     policy, est)
         if f:
             found.append(f)
     return found
@@ -141,9 +151,8 @@ def rds_candidates(dbs: Iterable, orderable: set[tuple[str, str, str]], table: P
         else:
             note = (f"{target} is not listed as orderable for {d.engine} {d.engine_version} in {d.region}: "
                     "upgrade the engine version first, then change the class")
-        cur, e1 = _monthly(table, d.region, f"rds:{d.db_class}:hour", HOURS_PER_MONTH)
-        tgt, e2 = _monthly(table, d.region, f"rds:{target}:hour", HOURS_PER_MONTH)
-        f = _finding(Candidate("rds", d.db_id, d.region, d.db_class, target, note + ".", cur, tgt), policy, e1 or e2)
+        cur, tgt, est = _pair(table, d.region, f"rds:{d.db_class}:hour", f"rds:{target}:hour", HOURS_PER_MONTH)
+        f = _finding(Candidate("rds", d.db_id, d.region, d.db_class, target, note + ".", cur, tgt), policy, est)
         if f:
             found.append(f)
     return found
@@ -165,10 +174,10 @@ def cache_candidates(clusters: Iterable, table: PriceTable, policy: GravitonPoli
         else:
             note = (f"{c.engine} {c.engine_version} is too old for Graviton nodes: upgrade to "
                     f"{'.'.join(map(str, minimum))} or later first")
-        cur, e1 = _monthly(table, c.region, f"elasticache:{c.node_type}:hour", HOURS_PER_MONTH * c.nodes)
-        tgt, e2 = _monthly(table, c.region, f"elasticache:{target}:hour", HOURS_PER_MONTH * c.nodes)
+        cur, tgt, est = _pair(table, c.region, f"elasticache:{c.node_type}:hour", f"elasticache:{target}:hour",
+                              HOURS_PER_MONTH * c.nodes)
         f = _finding(Candidate("elasticache", c.cluster_id, c.region, c.node_type, target, note + ".", cur, tgt),
-                     policy, e1 or e2)
+                     policy, est)
         if f:
             found.append(f)
     return found

@@ -3,7 +3,8 @@
 The bundled table holds public on-demand list prices (Linux, no discounts) for the
 regions a typical data platform runs in; `tasks/aws/pricing.py` can refresh it from the
 AWS Pricing API. A price missing for a region falls back to us-east-1 and the result says
-it is an estimate, so a report never silently invents a figure.
+it is an estimate, so a report never silently invents a figure. Seoul's (ap-northeast-2)
+figures each name the recorded Price List data they came from (SOURCES); its other keys fall back.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ _US_EAST_1: dict[str, float] = {
 _US_EAST_1_ONLY = ("ec2:", "rds:", "elasticache:", "nat:", "elb:", "logs:", "rds-snapshot:", "ecr:",
                    "dynamodb:", "secretsmanager:", "kinesis:", "sagemaker:", "redshift:")
 
-# Storage and IPv4 list prices that differ from us-east-1 (instances fall back, marked estimated).
+# Storage and IPv4 list prices that differ from us-east-1 (instances fall back, marked estimated);
+# a sourced region (_SOURCED_REGIONS) lists every figure it has, instances included.
 _REGIONAL: dict[str, dict[str, float]] = {
     "us-east-2": {},
     "us-west-2": {},
@@ -112,9 +114,40 @@ _REGIONAL: dict[str, dict[str, float]] = {
     "ap-northeast-1": {"ebs:gp2:gb": 0.12, "ebs:gp3:gb": 0.096, "ebs:io1:gb": 0.142,
                        "ebs:io1:iops": 0.074, "ebs:io2:gb": 0.142, "ebs:io2:iops": 0.074,
                        "s3:STANDARD:gb": 0.025},
-    "ap-northeast-2": {"ebs:gp2:gb": 0.114, "ebs:gp3:gb": 0.0912, "ebs:io1:gb": 0.1424,
-                       "ebs:io1:iops": 0.0741, "ebs:io2:gb": 0.1424, "ebs:io2:iops": 0.0741,
-                       "s3:STANDARD:gb": 0.025},
+    # Seoul: every figure below is an AWS list price with its source in SOURCES; a key not listed
+    # here falls back to us-east-1 and is marked estimated (see _SOURCED_REGIONS).
+    "ap-northeast-2": {
+        "ebs:gp2:gb": 0.114, "ebs:gp3:gb": 0.0912, "ebs:gp3:iops": 0.0057, "ebs:gp3:throughput": 0.0456,
+        "ebs:io2:iops": 0.0666, "snapshot:standard:gb": 0.05, "snapshot:archive:gb": 0.0125,
+        "s3:STANDARD:gb": 0.025, "s3:it-infrequent:gb": 0.0138, "s3:GLACIER_IR:gb": 0.005,
+        "s3:GLACIER:gb": 0.0045,
+        "ipv4:hour": 0.005, "nat:hour": 0.059,
+        "lambda:x86_64:gb-second": 0.0000166667, "lambda:arm64:gb-second": 0.0000133334,
+        "ec2:t3.nano:hour": 0.0065, "ec2:t3.micro:hour": 0.013, "ec2:t3.small:hour": 0.026,
+        "ec2:t3.medium:hour": 0.052, "ec2:t3.large:hour": 0.104, "ec2:t3.xlarge:hour": 0.208,
+        "ec2:t3.2xlarge:hour": 0.416,
+        "ec2:t4g.nano:hour": 0.0052, "ec2:t4g.micro:hour": 0.0104, "ec2:t4g.small:hour": 0.0208,
+        "ec2:t4g.medium:hour": 0.0416, "ec2:t4g.large:hour": 0.0832, "ec2:t4g.xlarge:hour": 0.1664,
+        "ec2:t4g.2xlarge:hour": 0.3328,
+        "ec2:m5.large:hour": 0.118, "ec2:m5.xlarge:hour": 0.236, "ec2:m5.2xlarge:hour": 0.472,
+        "ec2:m5.4xlarge:hour": 0.944, "ec2:m6i.large:hour": 0.118, "ec2:m6i.xlarge:hour": 0.236,
+        "ec2:m6i.2xlarge:hour": 0.472,
+        "ec2:m6g.large:hour": 0.094, "ec2:m6g.xlarge:hour": 0.188, "ec2:m6g.2xlarge:hour": 0.376,
+        "ec2:m7g.large:hour": 0.1003,
+        "ec2:c5.large:hour": 0.096, "ec2:c5.xlarge:hour": 0.192, "ec2:c5.2xlarge:hour": 0.384,
+        "ec2:c6g.large:hour": 0.077,
+        "ec2:r5.large:hour": 0.152, "ec2:r5.xlarge:hour": 0.304, "ec2:r5.2xlarge:hour": 0.608,
+        "ec2:t2.micro:hour": 0.0144, "ec2:t2.small:hour": 0.0288, "ec2:t2.medium:hour": 0.0576,
+        "ec2:t2.large:hour": 0.1152, "ec2:t2.xlarge:hour": 0.2304, "ec2:t2.2xlarge:hour": 0.4608,
+        "ec2:m4.large:hour": 0.123, "ec2:m4.xlarge:hour": 0.246, "ec2:m4.2xlarge:hour": 0.492,
+        "ec2:m4.4xlarge:hour": 0.984, "ec2:c4.large:hour": 0.114, "ec2:c4.xlarge:hour": 0.227,
+        "ec2:c4.2xlarge:hour": 0.454, "ec2:r4.large:hour": 0.16, "ec2:r4.xlarge:hour": 0.32,
+        "ec2:r4.2xlarge:hour": 0.64, "ec2:m3.medium:hour": 0.091, "ec2:m3.large:hour": 0.183,
+        "ec2:c3.large:hour": 0.115, "ec2:r3.large:hour": 0.2, "ec2:r6g.large:hour": 0.122,
+        "rds:db.t4g.micro:hour": 0.025, "rds:db.t4g.medium:hour": 0.102, "rds:db.m7g.large:hour": 0.2344,
+        "rds:db.r7g.large:hour": 0.2869,
+        "elasticache:cache.r7g.large:hour": 0.262,
+    },
     "ap-southeast-1": {"ebs:gp2:gb": 0.12, "ebs:gp3:gb": 0.096, "ebs:io1:gb": 0.138,
                        "ebs:io1:iops": 0.072, "ebs:io2:gb": 0.138, "ebs:io2:iops": 0.072,
                        "s3:STANDARD:gb": 0.025, "nat:hour": 0.059},
@@ -122,6 +155,31 @@ _REGIONAL: dict[str, dict[str, float]] = {
 
 GP3_FREE_IOPS = 3000
 GP3_FREE_THROUGHPUT = 125
+
+# Where each bundled regional figure comes from: public recordings of the AWS Price List for the
+# region (offer files / GetProducts). When two disagree, the most recent wins.
+_CATALOG = ("men16922/capacity-agent data/aws/catalog.json: AmazonEC2 ap-northeast-2 offer version "
+            "20260925174521, with SKUs")
+_COST_CATALOGUE = ("a public cost catalogue, considerations/06-cost.md (COST-003 to COST-056): ap-northeast-2 "
+                   "Price List offer files read on 2026-10-01")
+_DSTACK = ("dstackai/dstack cli/dstack/_internal/backend/resources/aws_pricing_ondemand.csv (2023-08): "
+           "precompiled on-demand Linux price list")
+_SEOUL_BY_SOURCE: dict[str, tuple[str, ...]] = {
+    _CATALOG: ("ebs:gp3:gb", "ebs:gp3:iops", "ebs:gp3:throughput"),
+    _COST_CATALOGUE: ("ebs:gp2:gb", "ebs:io2:iops", "snapshot:standard:gb", "snapshot:archive:gb",
+                      "s3:STANDARD:gb", "s3:it-infrequent:gb", "s3:GLACIER_IR:gb", "s3:GLACIER:gb",
+                      "ipv4:hour", "nat:hour", "lambda:x86_64:gb-second", "lambda:arm64:gb-second",
+                      "ec2:m7g.large:hour", "rds:db.t4g.micro:hour", "rds:db.t4g.medium:hour",
+                      "rds:db.m7g.large:hour", "rds:db.r7g.large:hour", "elasticache:cache.r7g.large:hour"),
+    # The older list for the instance types the 2026 recordings do not name; where both name one
+    # (t3.micro/small/medium, t4g.micro/medium, m6i.large, m6g.large) they agree.
+    _DSTACK: tuple(k for k in _REGIONAL["ap-northeast-2"] if k.startswith("ec2:") and k != "ec2:m7g.large:hour"),
+}
+SOURCES: dict[str, dict[str, str]] = {
+    "ap-northeast-2": {key: source for source, keys in _SEOUL_BY_SOURCE.items() for key in keys},
+}
+# Regions whose figures are all sourced: there a key not listed is an estimate, even for storage.
+_SOURCED_REGIONS = frozenset(SOURCES)
 
 
 @dataclass(frozen=True)
@@ -143,8 +201,8 @@ class PriceTable(BaseModel):
             if key in source:
                 return Price(source[key], False)
         if key in _US_EAST_1:
-            known_region = region == BASE_REGION or (region in _REGIONAL and not key.startswith(
-                _US_EAST_1_ONLY))
+            known_region = region == BASE_REGION or (region in _REGIONAL and region not in _SOURCED_REGIONS
+                                                     and not key.startswith(_US_EAST_1_ONLY))
             return Price(_US_EAST_1[key], not known_region)
         raise KeyError(f"no price for {key!r} in {region} or {BASE_REGION}")
 
@@ -196,3 +254,13 @@ def hourly_monthly(table: PriceTable, region: str, key: str, hours: float = HOUR
 
 def public_ipv4_monthly(table: PriceTable, region: str) -> Price:
     return hourly_monthly(table, region, "ipv4:hour")
+
+
+def comparable(table: PriceTable, region: str, *keys: str) -> list[Price]:
+    """Prices of `keys` on one basis, to take a saving between them: the region's own when none is an
+    estimate, else all at us-east-1, marked estimated (an exact regional price less a us-east-1
+    stand-in is neither region's saving). Raises KeyError like `PriceTable.get`."""
+    prices = [table.get(region, key) for key in keys]
+    if any(p.estimated for p in prices) and not all(p.estimated for p in prices):
+        return [Price(table.get(BASE_REGION, key).usd, True) for key in keys]
+    return prices

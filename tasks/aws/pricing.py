@@ -1,12 +1,15 @@
 """Refresh the bundled price table from the AWS Pricing API (GetProducts), when allowed.
 
 Only the keys the cost rules use are read: EBS GB-month per volume type, provisioned IOPS and
-throughput, snapshot GB-month, public IPv4 per hour, and S3 storage per class (first tier).
+throughput, snapshot GB-month, public IPv4 per hour, S3 storage per class (first tier), EC2
+instance hours (Linux, shared tenancy, no pre-installed software), RDS instance hours (PostgreSQL,
+Single-AZ), ElastiCache node hours, Lambda GB-seconds and NAT gateway hours.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -31,7 +34,28 @@ QUERIES = (
     ("AmazonEC2", "Provisioned Throughput"),
     ("AmazonVPC", "IP Address"),
     ("AmazonS3", "Storage"),
+    ("AmazonEC2", "Compute Instance"),
+    ("AmazonEC2", "NAT Gateway"),
+    ("AmazonRDS", "Database Instance"),
+    ("AmazonElastiCache", "Cache Instance"),
+    ("AWSLambda", "Serverless"),
 )
+
+# Extra TERM_MATCH filters for the families whose unfiltered answer runs to thousands of products
+# (every OS, tenancy and licence of every instance type): the same conditions `price_key` checks,
+# so a region's instance prices stay a handful of pages.
+QUERY_FILTERS: dict[tuple[str, str], dict[str, str]] = {
+    ("AmazonEC2", "Compute Instance"): {"operatingSystem": "Linux", "tenancy": "Shared",
+                                        "preInstalledSw": "NA", "capacitystatus": "Used"},
+    ("AmazonRDS", "Database Instance"): {"databaseEngine": "PostgreSQL", "deploymentOption": "Single-AZ"},
+    ("AmazonElastiCache", "Cache Instance"): {"cacheEngine": "Redis"},
+}
+
+# A usage type starts with its region's code ("APN2-", "EU-"), except in us-east-1.
+_REGION_PREFIX = re.compile(r"^[A-Z]{2,3}[0-9]?-")
+
+# The Pricing API states gp3 throughput per GiBps-month; our key is per MiB/s-month.
+_PER_KEY_UNIT = {"GiBps-mo": 1024.0}
 
 _S3_CLASSES = {
     "Standard": "STANDARD",
@@ -48,12 +72,36 @@ _S3_CLASSES = {
 
 
 def _first_tier_usd(product: dict[str, Any]) -> float | None:
-    """The on-demand price of the first tier (beginRange 0), in USD."""
+    """The on-demand price of the first tier (beginRange 0), in USD per unit of our key."""
     for term in product.get("terms", {}).get("OnDemand", {}).values():
         for dim in term.get("priceDimensions", {}).values():
             if dim.get("beginRange", "0") in ("0", "0.0"):
                 usd = dim.get("pricePerUnit", {}).get("USD")
-                return float(usd) if usd is not None else None
+                if usd is None:
+                    return None
+                per = _PER_KEY_UNIT.get(dim.get("unit", ""))
+                return round(float(usd) / per, 10) if per else float(usd)
+    return None
+
+
+def _instance_key(service: str, family: str, attrs: dict[str, Any]) -> str | None:
+    """Hourly keys: EC2 Linux on-demand, RDS PostgreSQL Single-AZ, ElastiCache (Redis) nodes."""
+    usage, instance = attrs.get("usagetype", ""), attrs.get("instanceType", "")
+    if attrs.get("locationType", "AWS Region") != "AWS Region":  # Local Zones, Outposts, Wavelength
+        return None
+    if service == "AmazonEC2" and family == "Compute Instance" and "BoxUsage:" in usage:
+        wanted = {"operatingSystem": "Linux", "tenancy": "Shared", "preInstalledSw": "NA",
+                  "capacitystatus": "Used"}
+        if all(attrs.get(k) == v for k, v in wanted.items()) and attrs.get("marketoption", "OnDemand") == "OnDemand":
+            return f"ec2:{instance}:hour"
+    if (service == "AmazonRDS" and family == "Database Instance" and "InstanceUsage:" in usage
+            and attrs.get("databaseEngine") == "PostgreSQL" and attrs.get("deploymentOption") == "Single-AZ"):
+        return f"rds:{instance}:hour"
+    # A node type also lists Extended Support surcharges (APN2-ExtendedSupport...-NodeUsage:):
+    # those are add-ons, never the node price.
+    if (service == "AmazonElastiCache" and family == "Cache Instance" and "NodeUsage:" in usage
+            and "ExtendedSupport" not in usage and attrs.get("cacheEngine", "Redis") == "Redis"):
+        return f"elasticache:{instance}:hour"
     return None
 
 
@@ -63,9 +111,18 @@ def price_key(product: dict[str, Any]) -> str | None:
     attrs = product.get("product", {}).get("attributes", {})
     usage = attrs.get("usagetype", "")
     volume = attrs.get("volumeApiName", "")
-    if product.get("serviceCode") == "AmazonS3":
+    service = product.get("serviceCode", "")
+    if service == "AmazonS3":
         cls = _S3_CLASSES.get(attrs.get("volumeType", ""))
         return f"s3:{cls}:gb" if family == "Storage" and cls and "TimedStorage" in usage else None
+    if service == "AWSLambda":
+        # Duration on demand only: not provisioned concurrency, not Lambda@Edge.
+        arch = {"Lambda-GB-Second": "x86_64", "Lambda-GB-Second-ARM": "arm64"}.get(_REGION_PREFIX.sub("", usage))
+        return f"lambda:{arch}:gb-second" if family == "Serverless" and arch else None
+    if attrs.get("instanceType"):
+        return _instance_key(service, family, attrs)
+    if family == "NAT Gateway" and usage.endswith("NatGateway-Hours"):
+        return "nat:hour"
     if family == "Storage" and volume and "VolumeUsage" in usage:
         return f"ebs:{volume}:gb"
     if family == "Storage Snapshot" and usage.endswith("SnapshotUsage"):
@@ -102,9 +159,9 @@ def refresh_price_table(account: Account, regions: Sequence[str]) -> PriceTable:
     overrides: dict[str, dict[str, float]] = {}
     for region in regions:
         for service, family in QUERIES:
+            filters = {"regionCode": region, "productFamily": family, **QUERY_FILTERS.get((service, family), {})}
             entries = paginate(pricing, "get_products", "PriceList", ServiceCode=service, Filters=[
-                {"Type": "TERM_MATCH", "Field": "regionCode", "Value": region},
-                {"Type": "TERM_MATCH", "Field": "productFamily", "Value": family},
+                {"Type": "TERM_MATCH", "Field": field, "Value": value} for field, value in filters.items()
             ])
             for reg, prices in parse_price_list(entries).items():
                 overrides.setdefault(reg, {}).update(prices)
