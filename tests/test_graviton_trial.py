@@ -248,6 +248,27 @@ def test_trial_reports_saving_regression_and_no_verdicts(planted_moves, store):
                      (SAVING, "orders-db", "info")}
 
 
+def test_every_move_of_a_region_is_read_in_batches_of_500_series(aws, monkeypatch):
+    import tasks.aws.graviton_metrics as metrics
+    from tasks.aws.clients import Account
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        data = get_metric_data(*args, **kwargs)
+        calls.append(data.calls)
+        return data
+
+    get_metric_data = metrics.get_metric_data
+    monkeypatch.setattr(metrics, "get_metric_data", counted)
+    moved = [("ec2", f"i-{n:04d}") for n in range(150)] + [("lambda", f"fn-{n}") for n in range(100)]
+    found = metrics.before_after_metrics.fn(Account(AwsCredentials(region_name="us-east-1")), "us-east-1", moved,
+                                            date(2026, 11, 1), date(2026, 11, 29))
+    assert calls == [2]  # 150 x 3 + 100 x 2 = 650 series: two GetMetricData calls, not 250
+    assert set(found["ec2"]["i-0000"]) == {"cpu", "net_in", "net_out"}
+    assert set(found["lambda"]["fn-99"]) == {"duration", "invocations"}
+
+
 def test_trial_needs_read_permissions_only():
     import flows.graviton_trial as module
     from deployments.iam import flow_actions
