@@ -98,6 +98,7 @@ class Move:
 class Comparison:
     """One measure, before and after (the window's mean per day, or per invocation)."""
 
+    key: str  # cpu | latency | throughput
     name: str
     before: float
     after: float
@@ -201,25 +202,28 @@ def _compare(move: Move, series: Mapping[str, Series], policy: TrialPolicy) -> d
     found: dict[str, Comparison] = {}
     service = move.resource.service
     if service in ("ec2", "rds") and (cpu := windows("cpu")):
-        found["cpu"] = Comparison("CPU", _mean(cpu[0]), _mean(cpu[1]), " %")
+        found["cpu"] = Comparison("cpu", "CPU", _mean(cpu[0]), _mean(cpu[1]), " %")
     if service == "ec2":
         net_in, net_out = windows("net_in"), windows("net_out")
         if net_in and net_out:
             found["throughput"] = Comparison(
-                "network in+out", _mean(net_in[0]) / 1e9 + _mean(net_out[0]) / 1e9,
+                "throughput", "network in+out", _mean(net_in[0]) / 1e9 + _mean(net_out[0]) / 1e9,
                 _mean(net_in[1]) / 1e9 + _mean(net_out[1]) / 1e9, " GB/day")
     if service == "rds":
         if latency := windows("read_latency"):
-            found["latency"] = Comparison("ReadLatency", _mean(latency[0]) * 1000, _mean(latency[1]) * 1000, " ms")
+            found["latency"] = Comparison("latency", "ReadLatency", _mean(latency[0]) * 1000,
+                                          _mean(latency[1]) * 1000, " ms")
         if iops := windows("read_iops"):
-            found["throughput"] = Comparison("ReadIOPS", _mean(iops[0]), _mean(iops[1]), "/s")
+            found["throughput"] = Comparison("throughput", "ReadIOPS", _mean(iops[0]), _mean(iops[1]), "/s")
     if service == "lambda":
         duration, calls = windows("duration"), windows("invocations")
         if duration and calls and sum(calls[0].values()) and sum(calls[1].values()):
-            found["latency"] = Comparison("Duration", sum(duration[0].values()) / sum(calls[0].values()),
+            found["latency"] = Comparison("latency", "Duration", sum(duration[0].values()) / sum(calls[0].values()),
                                           sum(duration[1].values()) / sum(calls[1].values()), " ms")
-        if calls:
-            found["throughput"] = Comparison("invocations", _mean(calls[0]), _mean(calls[1]), "/day")
+        if calls:  # a day without a datapoint had no invocations: per day of the window
+            days = policy.window_days
+            found["throughput"] = Comparison("throughput", "invocations", sum(calls[0].values()) / days,
+                                             sum(calls[1].values()) / days, "/day")
     return found
 
 
@@ -316,8 +320,9 @@ def trial_finding(trial: Trial) -> Finding | None:
                "before_end": move.before_end.isoformat(), "after_start": move.after_start.isoformat(),
                "saving_monthly_usd": trial.saving, "regressions": list(trial.regressions)}
     for c in trial.comparisons:
-        numbers[f"{c.name} before"] = round(c.before, 4)
-        numbers[f"{c.name} after"] = round(c.after, 4)
+        numbers[f"{c.key}_measure"] = f"{c.name} ({c.unit.strip()})"
+        numbers[f"{c.key}_before"] = round(c.before, 4)
+        numbers[f"{c.key}_after"] = round(c.after, 4)
     regressed = trial.verdict == "regressed"
     return Finding(
         kind=REGRESSION if regressed else SAVING, resource_id=r.resource_id, scope=f"{r.region}/{r.service}",

@@ -235,6 +235,8 @@ def test_trial_reports_saving_regression_and_no_verdicts(planted_moves, store):
     assert (db.kind, db.severity, db.monthly_cost_usd) == (SAVING, "info", round((0.178 - 0.168) * H, 2))
     assert db.numbers["source"].startswith("graviton-advisor advised db.m5.large -> db.m7g.large")
     assert "ReadLatency 2.0 -> 2.0 ms (+0 %)" in db.reason and "REGRESSION" not in db.reason
+    assert (db.numbers["latency_measure"], db.numbers["latency_before"], db.numbers["latency_after"]) == (
+        "ReadLatency (ms)", 2.0, 2.0)
 
     verdicts = {t.move.resource.resource_id: t for t in result.details}
     assert verdicts[ids["too-recent"]].verdict == "pending"
