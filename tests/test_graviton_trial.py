@@ -9,6 +9,8 @@ from datetime import date, datetime, time, timedelta, timezone
 
 import boto3
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect_aws import AwsCredentials
 
 from rules.graviton_trial import (
@@ -209,7 +211,8 @@ def test_trial_reports_saving_regression_and_no_verdicts(planted_moves, store):
         DBInstanceIdentifier="orders-db", DBInstanceClass="db.m7g.large", ApplyImmediately=True)
     assert graviton_advisor(**params, now=_at(moved, 6)).findings == []
 
-    result = graviton_trial(**params, now=now)
+    state = graviton_trial(**params, now=now, return_state=True)
+    result = state.result()
     got = {f.resource_id: f for f in result.findings}
     assert set(got) == {ids["improved"], "ingest", "orders-db"}
 
@@ -245,6 +248,10 @@ def test_trial_reports_saving_regression_and_no_verdicts(planted_moves, store):
     assert verdicts[ids["no-metrics"]].verdict == "no-data"
     assert "no CloudWatch data" in verdicts[ids["no-metrics"]].why
     assert result.monthly_usd == pytest.approx(10.51 + 7.30)
+    with get_client(sync_client=True) as client:  # the report says why there is no verdict
+        report = "\n".join(str(a.data) for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))))
+    assert verdicts[ids["too-recent"]].why in report and verdicts[ids["no-metrics"]].why in report
     open_ = {(f["kind"], f["resource_id"], f["severity"]) for f in store.findings_of("graviton-trial", "open")}
     assert open_ == {(SAVING, ids["improved"], "info"), (REGRESSION, "ingest", "warning"),
                      (SAVING, "orders-db", "info")}
