@@ -91,6 +91,15 @@ _US_EAST_1: dict[str, float] = {
     # SageMaker notebook instances
     "sagemaker:ml.t2.medium:hour": 0.0464, "sagemaker:ml.t3.medium:hour": 0.05,
     "sagemaker:ml.t3.large:hour": 0.10, "sagemaker:ml.t3.xlarge:hour": 0.20, "sagemaker:ml.m5.xlarge:hour": 0.23,
+    # Serverless targets compute-rightsizing prices a move to, us-east-1 on-demand list prices.
+    # Fargate Linux/X86 and Linux/ARM per vCPU-hour and per GB-hour: aws.amazon.com/fargate/pricing
+    # (the ECS pricing page's worked example, $0.000011244 per vCPU-second, is the same $0.04048 an
+    # hour). Aurora Serverless v2 per ACU-hour, Aurora Standard, PostgreSQL and MySQL alike:
+    # aws.amazon.com/rds/aurora/pricing (AWS's Aurora ACU calculator in aws/agent-toolkit-for-aws
+    # carries the same $0.12; I/O-Optimized $0.156).
+    "fargate:x86_64:vcpu-hour": 0.04048, "fargate:x86_64:gb-hour": 0.004445,
+    "fargate:arm64:vcpu-hour": 0.03238, "fargate:arm64:gb-hour": 0.00356,
+    "aurora:serverless-v2:acu-hour": 0.12,
 }
 
 # Keys priced here for us-east-1 only: elsewhere they fall back to it, marked estimated.
@@ -119,6 +128,9 @@ _REGIONAL: dict[str, dict[str, float]] = {
                        "ebs:io1:iops": 0.072, "ebs:io2:gb": 0.138, "ebs:io2:iops": 0.072,
                        "s3:STANDARD:gb": 0.025, "nat:hour": 0.059},
 }
+
+# The serverless prices above are us-east-1 only as well.
+_US_EAST_1_ONLY += ("fargate:", "aurora:")
 
 GP3_FREE_IOPS = 3000
 GP3_FREE_THROUGHPUT = 125
