@@ -11,12 +11,12 @@ from typing import Any
 
 from rules.compute_sizing import (
     ComputePolicy,
+    advised,
     judge_aurora_serverless,
     judge_clusters,
     judge_databases,
     judge_instances,
     judge_serverless_instances,
-    stopping,
     stops,
     window,
 )
@@ -52,9 +52,9 @@ def judge(target: AwsTarget, read: tuple, policy: ComputePolicy, ctx: RunContext
         *judge_clusters(clusters, usage.redshift_cpu, policy, ctx.prices),
     ]
     findings += [
-        *judge_serverless_instances(instances, usage.cpu_hourly, sizes, policy, ctx.prices, stopping(findings)),
+        *judge_serverless_instances(instances, usage.cpu_hourly, sizes, policy, ctx.prices, advised(findings)),
         *judge_aurora_serverless(dbs, usage.db_cpu_hourly, usage.db_connections_hourly, sizes, policy, ctx.prices,
-                                 stopping(findings)),
+                                 advised(findings)),
     ]
     offers = [Offer(s.resource_id, target.scope, f"stop-{s.service}", s.saving,
                     s.blocked or f"stop the {'instance' if s.service == 'ec2' else 'database'}",

@@ -379,9 +379,10 @@ def fargate_size(vcpus: float, memory_gib: float) -> tuple[int, float] | None:
     return None  # larger than any Fargate task
 
 
-def stopping(findings: Iterable[Finding]) -> set[str]:
-    """Resources already advised to stop: a serverless move is beside the point for them."""
-    return {f.resource_id for f in findings if f.kind in (IDLE_INSTANCE, IDLE_DATABASE)}
+def advised(findings: Iterable[Finding]) -> set[str]:
+    """Resources already advised to stop or to go one size down: one piece of advice per resource,
+    the simpler change first (and the summary's total counts each saving once)."""
+    return {f.resource_id for f in findings if f.kind in (IDLE_INSTANCE, DOWNSIZE_INSTANCE, IDLE_DATABASE)}
 
 
 def _price(prices: PriceTable, region: str, key: str) -> Price | None:

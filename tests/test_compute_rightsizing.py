@@ -12,6 +12,7 @@ from prefect_aws import AwsCredentials
 from rules.compute_sizing import (
     ComputePolicy,
     InstanceUsage,
+    advised,
     fargate_size,
     judge_aurora_serverless,
     judge_instances,
@@ -20,6 +21,7 @@ from rules.compute_sizing import (
     stops,
     window,
 )
+from rules.findings import Finding
 from rules.pricing import BUNDLED
 from tasks.aws.compute import DbInstance
 from tasks.aws.ec2 import Instance
@@ -142,6 +144,10 @@ def test_ec2_busy_a_small_share_of_hours_is_a_fargate_candidate_priced_on_both_s
     assert judge(_hourly(lambda d, h: 8.0)) == []
     assert judge(_hourly(_night), lifecycle="spot") == [] and judge(_hourly(_night), platform="windows") == []
     assert judge(_hourly(_night), skip={"i-1"}) == []
+    # What is skipped: resources already advised to stop or to go one size down (one saving each).
+    done = [Finding(kind=k, resource_id=r, reason="") for k, r in (
+        ("ec2-low-utilization", "i-1"), ("ec2-downsize", "i-2"), ("rds-no-connections", "db"), ("redshift-low-cpu", "dw"))]
+    assert advised(done) == {"i-1", "i-2", "db"}
     assert judge(_hourly(_night, days=7)) == []
 
 
