@@ -1,11 +1,14 @@
-"""Under-used compute and databases, judged from daily CloudWatch figures: EC2 instances with
-low CPU and network (Trusted Advisor's rule), RDS instances nobody connects to, Redshift
-clusters with low CPU. Pure: the caller hands in the measured series and the prices."""
+"""Under-used compute and databases, judged from daily and hourly CloudWatch figures: EC2 instances
+with low CPU and network (Trusted Advisor's rule), RDS instances nobody connects to, Redshift
+clusters with low CPU; and, serverless first, EC2 instances busy a small share of the hours
+(Fargate) and RDS instances with idle or spiky load (Aurora Serverless v2), both sides priced.
+Pure: the caller hands in the measured series, the instance sizes and the prices."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import statistics
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -13,12 +16,14 @@ from pydantic import Field, model_validator
 
 from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
 from rules.findings import Finding, Severity
-from rules.pricing import HOURS_PER_MONTH, PriceTable
+from rules.pricing import HOURS_PER_MONTH, PriceTable, comparable
 
 IDLE_INSTANCE = "ec2-low-utilization"
 DOWNSIZE_INSTANCE = "ec2-downsize"
 IDLE_DATABASE = "rds-no-connections"
 LOW_CPU_REDSHIFT = "redshift-low-cpu"
+SERVERLESS_INSTANCE = "ec2-serverless-candidate"
+AURORA_SERVERLESS = "rds-aurora-serverless-candidate"
 MB = 1_000_000  # Trusted Advisor's network threshold is in MB
 
 # Instance sizes by capacity relative to `medium`: one step down the list is "one size down", and
@@ -45,6 +50,10 @@ class ComputePolicy(ActingPolicy):
     redshift_cpu_low_percent: float = Field(default=10, gt=0, le=100, description="A Redshift cluster is under-used when every day's average CPU is at most this.")
     redshift_busy_cpu_percent: float = Field(default=5, ge=0, le=100, description="An hour with more CPU than this keeps a Redshift cluster running in the pause/resume schedule.")
     min_monthly_saving_usd: float = Field(default=1.0, ge=0, description="Report changes that save at least this per month.")
+    busy_hour_cpu_percent: float = Field(default=10, gt=0, le=100, description="An hour whose average CPU is above this is busy; serverless estimates assume nothing needs to run in the other hours, so keep it low.")
+    serverless_max_busy_percent: float = Field(default=15, gt=0, le=100, description="EC2 instances busy in at most this share of the hours (and at least one) are Fargate candidates.")
+    aurora_max_busy_percent: float = Field(default=25, gt=0, le=100, description="RDS PostgreSQL and MySQL instances busy in at most this share of the hours are Aurora Serverless v2 candidates, when that is cheaper.")
+    aurora_min_acu: float = Field(default=0.5, ge=0, le=256, description="Aurora Serverless v2 capacity assumed in the quiet hours (0 needs an engine version with auto-pause).")
 
     @model_validator(mode="after")
     def _low_days_fit(self) -> ComputePolicy:
@@ -184,14 +193,14 @@ def judge_instances(instances: Iterable, usage: Mapping[str, InstanceUsage], pol
                         f"stop it (`apply=true` asks), saves {_money(current, est, key)}."),
                 numbers={**numbers, "action": "stop"}, monthly_cost_usd=current))
             continue
-        f = _downsize(i, u, numbers, cpu_days, current, est, policy, prices)
+        f = _downsize(i, u, numbers, cpu_days, policy, prices)
         if f:
             found.append(f)
     return found
 
 
-def _downsize(i, u: InstanceUsage, numbers: dict, cpu_days: str, current: float | None, est: bool,
-              policy: ComputePolicy, prices: PriceTable) -> Finding | None:
+def _downsize(i, u: InstanceUsage, numbers: dict, cpu_days: str, policy: ComputePolicy,
+              prices: PriceTable) -> Finding | None:
     down = one_size_down(i.instance_type)
     if not down:
         return None
@@ -203,10 +212,11 @@ def _downsize(i, u: InstanceUsage, numbers: dict, cpu_days: str, current: float 
     if mem_peak is not None and mem_peak * ratio > policy.resize_max_percent:
         return None  # memory-bound: half the memory would not hold its peak
     key = f"ec2:{target}:hour"
-    smaller, est2 = _monthly(prices, i.region, key)
-    if smaller is None or current is None:
+    try:  # both sizes on one basis: an exact price less a stand-in is no saving
+        now, smaller = comparable(prices, i.region, f"ec2:{i.instance_type}:hour", key)
+    except KeyError:
         return None  # the size may not exist; without both prices there is nothing to compare
-    saving = round(current - smaller, 2)
+    saving = round((now.usd - smaller.usd) * HOURS_PER_MONTH, 2)
     if saving < policy.min_monthly_saving_usd:
         return None
     memory = (f"peak memory {mem_peak}% -> {mem_peak * ratio:g}%" if mem_peak is not None
@@ -215,7 +225,7 @@ def _downsize(i, u: InstanceUsage, numbers: dict, cpu_days: str, current: float 
         kind=DOWNSIZE_INSTANCE, resource_id=i.instance_id, severity=Severity.INFO,
         reason=(f"{i.instance_type} -> {target}: {cpu_days}; on the smaller size peak CPU "
                 f"{numbers['cpu_peak']}% -> {cpu_after:g}%, {memory} (limit {policy.resize_max_percent:g}%); "
-                f"saves {_money(saving, est or est2, key)}."),
+                f"saves {_money(saving, now.estimated, key)}."),
         numbers={**numbers, "action": "resize", "target_type": target}, monthly_cost_usd=saving)
 
 
@@ -317,3 +327,163 @@ def window(now: datetime, days: int) -> tuple[datetime, datetime]:
     """The last `days` whole UTC days before `now`: daily periods then fall on calendar days."""
     end = now.replace(hour=0, minute=0, second=0, microsecond=0)
     return end - timedelta(days=days), end
+
+
+# Hourly judgements need most hours of the lookback: an instance launched or stopped within it has
+# no full picture of its day.
+MIN_MEASURED_SHARE = 0.9
+# Fargate (Linux) task sizes: vCPU, least and most memory (GiB) and the memory step.
+_FARGATE = ((1, 2, 8, 1), (2, 4, 16, 1), (4, 8, 30, 1), (8, 16, 60, 4), (16, 32, 120, 8))
+# RDS engines with an Aurora edition that takes their dumps and snapshots.
+AURORA_ENGINES = {"postgres": "Aurora PostgreSQL", "mysql": "Aurora MySQL"}
+ACU_GIB = 2  # an Aurora capacity unit is about 2 GiB of memory with matching CPU and network
+MAX_ACU = 256
+
+
+@dataclass(frozen=True)
+class HourlyLoad:
+    """What the hourly CPU averages of one resource say about when it works."""
+
+    hours: int  # hours measured
+    busy: int  # hours with average CPU above the policy's threshold
+    busy_hours_of_day: list[int]  # UTC hours of the day that were busy at least once
+    median: float
+    p95: float
+
+    @property
+    def share(self) -> float:
+        return self.busy / self.hours
+
+    @property
+    def busy_per_month(self) -> float:
+        return self.share * HOURS_PER_MONTH
+
+
+def hourly_load(series: Series, busy_cpu_percent: float) -> HourlyLoad | None:
+    values = sorted(v for _, v in series)
+    if not values:
+        return None
+    busy = [ts for ts, v in series if v > busy_cpu_percent]
+    return HourlyLoad(len(values), len(busy), sorted({ts.hour for ts in busy}), round(statistics.median(values), 1),
+                      round(values[math.ceil(0.95 * len(values)) - 1], 1))
+
+
+def _measured(load: HourlyLoad | None, policy: ComputePolicy) -> bool:
+    return load is not None and load.hours >= MIN_MEASURED_SHARE * policy.lookback_days * 24
+
+
+def fargate_size(vcpus: float, memory_gib: float) -> tuple[int, float] | None:
+    """The smallest Fargate task with at least the instance's vCPUs and memory: (vCPU, GiB)."""
+    for cpu, least, most, step in _FARGATE:
+        if cpu >= vcpus and most >= memory_gib:
+            return cpu, max(least, math.ceil(memory_gib / step) * step)
+    return None  # larger than any Fargate task
+
+
+def advised(findings: Iterable[Finding]) -> set[str]:
+    """Resources already advised to stop or to go one size down: one piece of advice per resource,
+    the simpler change first (and the summary's total counts each saving once)."""
+    return {f.resource_id for f in findings if f.kind in (IDLE_INSTANCE, DOWNSIZE_INSTANCE, IDLE_DATABASE)}
+
+
+def judge_serverless_instances(instances: Iterable, cpu_hourly: Mapping[str, Series], sizes: Mapping[str, Mapping],
+                               policy: ComputePolicy, prices: PriceTable, skip: Collection[str] = ()) -> list[Finding]:
+    """Running Linux on-demand instances busy (hourly average CPU above `busy_hour_cpu_percent`) in
+    at most `serverless_max_busy_percent` of the hours: the instance's monthly cost against a Fargate
+    task of the same vCPU and memory running only in the busy hours. `sizes`: DescribeInstanceTypes'
+    `vcpus` and `memory_mib` by instance type."""
+    found = []
+    for i in instances:
+        load = hourly_load(cpu_hourly.get(i.instance_id, []), policy.busy_hour_cpu_percent)
+        size = sizes.get(i.instance_type) or {}
+        # Spot and Windows instances bill other prices than the Linux on-demand ones priced here.
+        if (i.state != "running" or i.instance_id in skip or i.lifecycle == "spot" or i.platform == "windows"
+                or not _measured(load, policy) or not load.busy
+                or load.share * 100 > policy.serverless_max_busy_percent
+                or not size.get("vcpus") or not size.get("memory_mib")):
+            continue
+        task_size = fargate_size(size["vcpus"], size["memory_mib"] / 1024)
+        arch = "arm64" if i.architecture == "arm64" else "x86_64"
+        keys = (f"ec2:{i.instance_type}:hour", f"fargate:{arch}:vcpu-hour", f"fargate:{arch}:gb-hour")
+        try:  # one basis: a Seoul instance price against a us-east-1 Fargate stand-in is no saving
+            hour, vcpu_hour, gb_hour = comparable(prices, i.region, *keys)
+        except KeyError:
+            continue
+        if task_size is None:
+            continue
+        cpu, gib = task_size
+        current = round(hour.usd * HOURS_PER_MONTH, 2)
+        fargate = round(load.busy_per_month * (cpu * vcpu_hour.usd + gib * gb_hour.usd), 2)
+        saving = round(current - fargate, 2)
+        if saving < policy.min_monthly_saving_usd:
+            continue
+        estimated = hour.estimated or vcpu_hour.estimated or gb_hour.estimated
+        found.append(Finding(
+            kind=SERVERLESS_INSTANCE, resource_id=i.instance_id, severity=Severity.INFO,
+            reason=(f"{i.instance_type} busy in {load.busy} of {load.hours} hours ({load.share:.1%}; hourly average "
+                    f"CPU above {policy.busy_hour_cpu_percent:g}%, p95 {load.p95:g}%, busy UTC hours "
+                    f"{_hours(load.busy_hours_of_day)}): a Fargate candidate. Now ${current:,.2f}/month; as a "
+                    f"{cpu} vCPU / {gib:g} GiB Fargate task ({arch}) running only in its {load.busy_per_month:.0f} busy "
+                    f"hours a month ${fargate:,.2f}/month: saves {_money(saving, estimated, keys[1])}. Assumes the work "
+                    f"can be started on demand (a scheduled or queued task) and needs the instance's vCPU and memory "
+                    f"only in its busy hours; Lambda not priced: hourly figures cannot show whether each run ends "
+                    f"within Lambda's 15 minutes."),
+            numbers={"busy_hours": load.busy, "hours": load.hours, "busy_percent": round(load.share * 100, 1),
+                     "cpu_median": load.median, "cpu_p95": load.p95, "busy_utc_hours": load.busy_hours_of_day,
+                     "instance_type": i.instance_type, "fargate_vcpu": cpu, "fargate_gib": gib,
+                     "current_monthly_usd": current, "fargate_monthly_usd": fargate, "estimated_price": estimated},
+            monthly_cost_usd=saving))
+    return found
+
+
+def judge_aurora_serverless(dbs: Iterable, cpu_hourly: Mapping[str, Series], connections_hourly: Mapping[str, Series],
+                            sizes: Mapping[str, Mapping], policy: ComputePolicy, prices: PriceTable,
+                            skip: Collection[str] = ()) -> list[Finding]:
+    """RDS PostgreSQL and MySQL instances busy in at most `aurora_max_busy_percent` of the hours
+    (idle, or spiky): their instance hours against Aurora Serverless v2 at the class's memory in
+    ACUs in the busy hours and `aurora_min_acu` in the others, reported when that is cheaper.
+    `sizes`: DescribeInstanceTypes' `memory_mib` by EC2 type (the class without `db.`)."""
+    found = []
+    for d in dbs:
+        load = hourly_load(cpu_hourly.get(d.db_id, []), policy.busy_hour_cpu_percent)
+        memory_mib = (sizes.get(d.db_class.removeprefix("db.")) or {}).get("memory_mib")
+        # Aurora members are Aurora already; a replica moves with its source.
+        if (d.status != "available" or d.cluster_id or d.replica_of or d.engine not in AURORA_ENGINES
+                or d.db_id in skip or not _measured(load, policy)
+                or load.share * 100 > policy.aurora_max_busy_percent or not memory_mib):
+            continue
+        keys = (f"rds:{d.db_class}:hour", "aurora:serverless-v2:acu-hour")
+        try:
+            hour, acu_hour = comparable(prices, d.region, *keys)
+        except KeyError:
+            continue
+        gib = memory_mib / 1024
+        acus = min(MAX_ACU, max(policy.aurora_min_acu, math.ceil(gib / ACU_GIB * 2) / 2))
+        copies = MULTI_AZ_FACTOR if d.multi_az else 1
+        current = round(hour.usd * HOURS_PER_MONTH * copies, 2)
+        acu_hours = load.busy_per_month * acus + (HOURS_PER_MONTH - load.busy_per_month) * policy.aurora_min_acu
+        aurora = round(acu_hours * acu_hour.usd * copies, 2)
+        saving = round(current - aurora, 2)
+        if saving < policy.min_monthly_saving_usd:
+            continue
+        connected = sum(1 for _, v in connections_hourly.get(d.db_id, []) if v > 0)
+        estimated = hour.estimated or acu_hour.estimated
+        pattern = "spiky" if load.busy else "idle"
+        reader = ", with a reader of the same capacity for Multi-AZ" if d.multi_az else ""
+        found.append(Finding(
+            kind=AURORA_SERVERLESS, resource_id=d.db_id, severity=Severity.INFO,
+            reason=(f"{d.engine} {d.db_class}{' Multi-AZ' if d.multi_az else ''} {pattern}: busy in {load.busy} of "
+                    f"{load.hours} hours ({load.share:.1%}; hourly average CPU above {policy.busy_hour_cpu_percent:g}%, "
+                    f"median {load.median:g}%, p95 {load.p95:g}%), connected in {connected} hours: an Aurora "
+                    f"Serverless v2 candidate ({AURORA_ENGINES[d.engine]}). Now ${current:,.2f}/month of instance "
+                    f"hours; at {acus:g} ACU (the class's {gib:g} GiB at about {ACU_GIB} GiB an ACU) in its "
+                    f"{load.busy_per_month:.0f} busy hours a month and {policy.aurora_min_acu:g} ACU in the others"
+                    f"{reader} ${aurora:,.2f}/month: saves {_money(saving, estimated, keys[1])}. Assumes Aurora "
+                    f"Standard and compares instance hours only (storage, I/O requests and backups not compared)."),
+            numbers={"busy_hours": load.busy, "hours": load.hours, "busy_percent": round(load.share * 100, 1),
+                     "cpu_median": load.median, "cpu_p95": load.p95, "connected_hours": connected,
+                     "db_class": d.db_class, "multi_az": d.multi_az, "acu_busy": acus,
+                     "acu_quiet": policy.aurora_min_acu, "current_monthly_usd": current,
+                     "aurora_monthly_usd": aurora, "estimated_price": estimated},
+            monthly_cost_usd=saving))
+    return found

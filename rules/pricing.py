@@ -92,10 +92,19 @@ _US_EAST_1: dict[str, float] = {
     # SageMaker notebook instances
     "sagemaker:ml.t2.medium:hour": 0.0464, "sagemaker:ml.t3.medium:hour": 0.05,
     "sagemaker:ml.t3.large:hour": 0.10, "sagemaker:ml.t3.xlarge:hour": 0.20, "sagemaker:ml.m5.xlarge:hour": 0.23,
+    # Serverless targets compute-rightsizing prices a move to, us-east-1 on-demand list prices.
+    # Fargate Linux/X86 and Linux/ARM per vCPU-hour and per GB-hour: aws.amazon.com/fargate/pricing
+    # (the ECS pricing page's worked example, $0.000011244 per vCPU-second, is the same $0.04048 an
+    # hour). Aurora Serverless v2 per ACU-hour, Aurora Standard, PostgreSQL and MySQL alike:
+    # aws.amazon.com/rds/aurora/pricing (AWS's Aurora ACU calculator in aws/agent-toolkit-for-aws
+    # carries the same $0.12; I/O-Optimized $0.156).
+    "fargate:x86_64:vcpu-hour": 0.04048, "fargate:x86_64:gb-hour": 0.004445,
+    "fargate:arm64:vcpu-hour": 0.03238, "fargate:arm64:gb-hour": 0.00356,
+    "aurora:serverless-v2:acu-hour": 0.12,
 }
 
 # Keys priced here for us-east-1 only: elsewhere they fall back to it, marked estimated.
-_US_EAST_1_ONLY = ("ec2:", "rds:", "elasticache:", "nat:", "elb:", "logs:", "rds-snapshot:", "ecr:",
+_US_EAST_1_ONLY = ("ec2:", "rds:", "elasticache:", "nat:", "elb:", "logs:", "rds-snapshot:", "ecr:", "fargate:", "aurora:",
                    "dynamodb:", "secretsmanager:", "kinesis:", "sagemaker:", "redshift:")
 
 # Storage and IPv4 list prices that differ from us-east-1 (instances fall back, marked estimated);

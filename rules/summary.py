@@ -33,6 +33,8 @@ ADVICE: dict[str, str] = {
     compute_sizing.DOWNSIZE_INSTANCE: "change the instance type to the named smaller size (a stop and start)",
     compute_sizing.IDLE_DATABASE: "stop it (`apply=true` asks), or snapshot it and delete it",
     compute_sizing.LOW_CPU_REDSHIFT: "add a pause/resume schedule, or resize to fewer nodes",
+    compute_sizing.SERVERLESS_INSTANCE: "run the work as a Fargate task started on demand or on a schedule, then retire the instance",
+    compute_sizing.AURORA_SERVERLESS: "move to Aurora Serverless v2 (snapshot restore or Aurora read replica), then retire the instance",
     graviton.KIND: "move to the Graviton twin once the workload has an arm64 build",
     tiering.KIND: "add the Intelligent-Tiering lifecycle rule (`apply=true` asks for approval)",
 }

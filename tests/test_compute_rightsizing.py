@@ -1,5 +1,6 @@
 """compute-rightsizing: pure judgement, and the flow on moto with planted instances, databases,
-clusters and 14 days of CloudWatch data (positives and traps), priced in us-east-1."""
+clusters and 14 days of CloudWatch data (positives and traps), priced in us-east-1; the serverless
+estimates also in ap-northeast-2, where the bundle prices them from us-east-1, marked estimated."""
 
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -11,12 +12,18 @@ from prefect_aws import AwsCredentials
 from rules.compute_sizing import (
     ComputePolicy,
     InstanceUsage,
+    advised,
+    fargate_size,
+    judge_aurora_serverless,
     judge_instances,
+    judge_serverless_instances,
     one_size_down,
     stops,
     window,
 )
+from rules.findings import Finding
 from rules.pricing import BUNDLED
+from tasks.aws.compute import DbInstance
 from tasks.aws.ec2 import Instance
 from tests.approvals import run_and_answer
 from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
@@ -81,6 +88,133 @@ def test_trusted_advisor_rule_counts_low_days_not_low_hours():
     assert kinds(_usage([5] * 4 + [15] * 10, [20] * 14), itype="m5.large") == []
 
 
+# us-east-1 list prices, written out so that the expected figures do not come from the code under test.
+M5_LARGE, DB_T3_MEDIUM, DB_M5_LARGE = 0.096, 0.072, 0.178
+FARGATE_X86 = (0.04048, 0.004445)  # per vCPU-hour, per GB-hour
+FARGATE_ARM = (0.03238, 0.00356)
+ACU_HOUR = 0.12
+SIZES = {"m5.large": {"vcpus": 2, "memory_mib": 8192}, "m7g.large": {"vcpus": 2, "memory_mib": 8192},
+         "r5.large": {"vcpus": 2, "memory_mib": 16384}, "t3.medium": {"vcpus": 2, "memory_mib": 4096}}
+DAY0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def _hourly(cpu_of_hour, days=14) -> list[tuple[datetime, float]]:
+    """One average per hour for `days` days; `cpu_of_hour(day, hour)` gives the value."""
+    return [(DAY0 + timedelta(days=d, hours=h), cpu_of_hour(d, h)) for d in range(days) for h in range(24)]
+
+
+def _night(d, h):
+    return 90.0 if h < 4 and d < 12 else 2.0  # 48 busy hours of 336
+
+
+def test_fargate_size_is_the_smallest_task_with_the_instance_s_vcpus_and_memory():
+    assert fargate_size(2, 8) == (2, 8)
+    assert fargate_size(2, 1) == (2, 4)  # 2 vCPU tasks have at least 4 GB
+    assert fargate_size(4, 32) == (8, 32)  # 4 vCPU tasks have at most 30 GB
+    assert fargate_size(8, 61) == (16, 64)  # 8 GB steps at 16 vCPU
+    assert fargate_size(32, 128) is None and fargate_size(16, 128) is None
+
+
+def test_ec2_busy_a_small_share_of_hours_is_a_fargate_candidate_priced_on_both_sides():
+    policy = ComputePolicy()
+
+    def judge(series, itype="m5.large", arch="x86_64", region="us-east-1", skip=(), **kw):
+        i = Instance("i-1", region, itype, "running", DAY0, arch, "ami-1", "ebs", **kw)
+        return judge_serverless_instances([i], {"i-1": series}, SIZES, policy, BUNDLED, skip)
+
+    [f] = judge(_hourly(_night))
+    busy_month = 48 / 336 * H
+    fargate = round(busy_month * (2 * FARGATE_X86[0] + 8 * FARGATE_X86[1]), 2)
+    assert f.kind == "ec2-serverless-candidate" and f.severity == "info"
+    assert f.monthly_cost_usd == pytest.approx(M5_LARGE * H - fargate, abs=0.01)
+    assert f.numbers["busy_hours"] == 48 and f.numbers["busy_utc_hours"] == [0, 1, 2, 3]
+    assert f.numbers["cpu_p95"] == 90.0 and f.numbers["fargate_monthly_usd"] == fargate
+    assert "busy in 48 of 336 hours (14.3%" in f.reason and "busy UTC hours 00-03" in f.reason
+    assert "2 vCPU / 8 GiB Fargate task (x86_64) running only in its 104 busy hours a month $12.15/month" in f.reason
+    assert "can be started on demand" in f.reason and "Lambda not priced" in f.reason
+    assert "estimated" not in f.reason
+    # Graviton: the ARM Fargate prices.
+    [arm] = judge(_hourly(_night), itype="m7g.large", arch="arm64")
+    arm_fargate = round(busy_month * (2 * FARGATE_ARM[0] + 8 * FARGATE_ARM[1]), 2)
+    assert arm.monthly_cost_usd == pytest.approx(0.0816 * H - arm_fargate, abs=0.01)
+    # Traps: busy all day; busy office hours (8 of 24 hours > 15%); never busy (a downsize matter);
+    # a spot or Windows instance; one already advised to stop; too few hours measured.
+    assert judge(_hourly(lambda d, h: 50.0)) == []
+    assert judge(_hourly(lambda d, h: 60.0 if 9 <= h < 17 else 2.0)) == []
+    assert judge(_hourly(lambda d, h: 8.0)) == []
+    assert judge(_hourly(_night), lifecycle="spot") == [] and judge(_hourly(_night), platform="windows") == []
+    assert judge(_hourly(_night), skip={"i-1"}) == []
+    # What is skipped: resources already advised to stop or to go one size down (one saving each).
+    done = [Finding(kind=k, resource_id=r, reason="") for k, r in (
+        ("ec2-low-utilization", "i-1"), ("ec2-downsize", "i-2"), ("rds-no-connections", "db"), ("redshift-low-cpu", "dw"))]
+    assert advised(done) == {"i-1", "i-2", "db"}
+    assert judge(_hourly(_night, days=7)) == []
+
+
+def test_serverless_prices_in_seoul_are_marked_estimated():
+    """ap-northeast-2 has no bundled Fargate price: the us-east-1 one stands in and the finding says
+    so. The Seoul instance price is exact, but a saving is taken on one basis: both sides at
+    us-east-1 (Seoul's m5.large, 0.118, less a us-east-1 Fargate task would overstate it)."""
+    i = Instance("i-1", "ap-northeast-2", "m5.large", "running", DAY0, "x86_64", "ami-1", "ebs")
+    [f] = judge_serverless_instances([i], {"i-1": _hourly(_night)}, SIZES, ComputePolicy(), BUNDLED)
+    hour, vcpu, gb = (BUNDLED.get("ap-northeast-2", k) for k in
+                      ("ec2:m5.large:hour", "fargate:x86_64:vcpu-hour", "fargate:x86_64:gb-hour"))
+    assert not hour.estimated and hour.usd == 0.118
+    assert vcpu.estimated and gb.estimated and (vcpu.usd, gb.usd) == FARGATE_X86
+    fargate = round(48 / 336 * H * (2 * vcpu.usd + 8 * gb.usd), 2)
+    assert f.monthly_cost_usd == pytest.approx(round(0.096 * H, 2) - fargate, abs=0.01)
+    assert f.numbers["estimated_price"] is True and "(estimated price)" in f.reason
+    d = DbInstance("db", "ap-northeast-2", "db.t3.medium", "postgres", "16.4", "available")
+    [a] = judge_aurora_serverless([d], {"db": _hourly(_weekly)}, {}, SIZES, ComputePolicy(), BUNDLED)
+    acu = BUNDLED.get("ap-northeast-2", "aurora:serverless-v2:acu-hour")
+    assert acu.estimated and a.numbers["estimated_price"] is True and "(estimated price)" in a.reason
+    aurora = round((6 / 336 * H * 2 + (H - 6 / 336 * H) * 0.5) * acu.usd, 2)
+    assert a.monthly_cost_usd == pytest.approx(
+        round(BUNDLED.get("ap-northeast-2", "rds:db.t3.medium:hour").usd * H, 2) - aurora, abs=0.01)
+
+
+def _weekly(d, h):
+    return 60.0 if d in (3, 10) and 12 <= h < 15 else 2.0  # the weekly report: 6 busy hours of 336
+
+
+def test_rds_idle_or_spiky_is_an_aurora_serverless_candidate_when_cheaper():
+    policy = ComputePolicy()
+
+    def judge(series, db_class="db.t3.medium", engine="postgres", **kw):
+        d = DbInstance("db", "us-east-1", db_class, engine, "16.4", kw.pop("status", "available"), **kw)
+        connections = [(ts, 3.0 if v > 10 else 0.0) for ts, v in series]
+        return judge_aurora_serverless([d], {"db": series}, {"db": connections}, SIZES, policy, BUNDLED)
+
+    # Weekly: 2 ACU (4 GiB) in its 6 busy hours (13 a month), 0.5 ACU in the others.
+    [f] = judge(_hourly(_weekly))
+    busy_month = 6 / 336 * H
+    aurora = round((busy_month * 2 + (H - busy_month) * 0.5) * ACU_HOUR, 2)
+    assert f.kind == "rds-aurora-serverless-candidate" and aurora == 46.15
+    assert f.monthly_cost_usd == pytest.approx(DB_T3_MEDIUM * H - aurora, abs=0.01)
+    assert f.numbers["connected_hours"] == 6 and f.numbers["acu_busy"] == 2 and f.numbers["cpu_median"] == 2.0
+    assert "postgres db.t3.medium spiky: busy in 6 of 336 hours (1.8%" in f.reason
+    assert "(Aurora PostgreSQL)" in f.reason and "at 2 ACU (the class's 4 GiB" in f.reason
+    assert "13 busy hours a month and 0.5 ACU in the others $46.15/month" in f.reason
+    assert "Assumes Aurora Standard and compares instance hours only" in f.reason
+    # Idle all along (but connected): 0.5 ACU throughout.
+    [idle] = judge(_hourly(lambda d, h: 2.0))
+    assert "idle: busy in 0 of 336" in idle.reason
+    assert idle.monthly_cost_usd == pytest.approx(DB_T3_MEDIUM * H - round(H * 0.5 * ACU_HOUR, 2), abs=0.01)
+    # Multi-AZ: both sides twice (a reader of the same capacity).
+    [multi] = judge(_hourly(_weekly), db_class="db.m5.large", multi_az=True)
+    aurora_m = round((busy_month * 4 + (H - busy_month) * 0.5) * ACU_HOUR * 2, 2)
+    assert multi.monthly_cost_usd == pytest.approx(DB_M5_LARGE * H * 2 - aurora_m, abs=0.01)
+    assert "with a reader of the same capacity for Multi-AZ" in multi.reason
+    # Traps: steadily busy; busy a third of the hours; spiky but dearer on Aurora (a db.r5.large's
+    # 16 GiB is 8 ACU, a quarter of the hours); no Aurora edition; replicas, members, stopped.
+    assert judge(_hourly(lambda d, h: 45.0)) == []
+    assert judge(_hourly(lambda d, h: 60.0 if h < 8 else 2.0)) == []
+    assert judge(_hourly(lambda d, h: 60.0 if h < 6 else 2.0), db_class="db.r5.large") == []
+    assert judge(_hourly(_weekly), engine="mariadb") == [] and judge(_hourly(_weekly), engine="sqlserver-se") == []
+    assert judge(_hourly(_weekly), replica_of="main") == [] and judge(_hourly(_weekly), cluster_id="c") == []
+    assert judge(_hourly(_weekly), status="stopped") == [] and judge(_hourly(_weekly, days=10)) == []
+
+
 def _put(cw, namespace, name, dims, points):
     data = [{"MetricName": name, "Dimensions": [{"Name": k, "Value": v} for k, v in dims.items()],
              "Timestamp": ts, "Value": value} for ts, value in points]
@@ -105,7 +239,8 @@ def planted(aws):
         return ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType=itype)["Instances"][0]["InstanceId"]
 
     ids = {role: instance(t) for role, t in (("idle", "t3.large"), ("night", "m5.large"), ("downsize", "m5.xlarge"),
-                                             ("membound", "m5.xlarge"), ("nomem", "c5.xlarge"), ("kept", "t3.large"))}
+                                             ("membound", "m5.xlarge"), ("nomem", "c5.xlarge"), ("kept", "t3.large"),
+                                             ("allday", "m5.large"))}
     ec2.create_tags(Resources=[ids["kept"]], Tags=[{"Key": "dataplatform-ops:keep", "Value": "demo box"}])
 
     def ec2_day(role, day, cpu_points, net_bytes):
@@ -118,7 +253,8 @@ def planted(aws):
         ec2_day("idle", day, [(12, 1.0)], 0.2 * MB)
         ec2_day("kept", day, [(12, 1.0)], 0.2 * MB)
         # Busy at night (90% from 00:00 to 03:59, 2% the other 20 hours: a 16.7% day) except two quiet days.
-        ec2_day("night", day, [(h, 90.0 if h < 4 and n < 12 else 2.0) for h in range(24)], 1 * MB)
+        ec2_day("night", day, [(h, _night(n, h)) for h in range(24)], 1 * MB)
+        ec2_day("allday", day, [(h, 50.0) for h in range(24)], 40 * MB)
         for role in ("downsize", "membound", "nomem"):
             # Five quiet days (5%), nine at 15% on average with a 20% peak.
             ec2_day(role, day, [(10, 5.0)] if n < 5 else [(10, 10.0), (14, 20.0)], 1 * MB)
@@ -126,14 +262,28 @@ def planted(aws):
             _put(cw, "CWAgent", "mem_used_percent", {"InstanceId": ids[role], "InstanceType": "m5.xlarge"},
                  [(day + timedelta(hours=14), used)])
 
-    def database(name, db_class, connections):
+    def database(name, db_class, connections, multi_az=False):
         rds.create_db_instance(DBInstanceIdentifier=name, DBInstanceClass=db_class, Engine="postgres",
-                               AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="not-a-secret-1")
+                               AllocatedStorage=20, MasterUsername="admin", MasterUserPassword="not-a-secret-1",
+                               MultiAZ=multi_az)
         _put(cw, "AWS/RDS", "DatabaseConnections", {"DBInstanceIdentifier": name},
              [(day + timedelta(hours=12), c) for day, c in zip(days[7:], connections, strict=True)])
 
+    def db_hours(name, cpu_of_hour, connections_of_hour):
+        hours = [(n, days[n] + timedelta(hours=h), h) for n in range(14) for h in range(24)]
+        dims = {"DBInstanceIdentifier": name}
+        _put(cw, "AWS/RDS", "CPUUtilization", dims, [(ts, cpu_of_hour(n, h)) for n, ts, h in hours])
+        _put(cw, "AWS/RDS", "DatabaseConnections", dims, [(ts, connections_of_hour(n, h)) for n, ts, h in hours])
+
     database("idle-db", "db.m5.large", [0.0] * 7)
     database("weekly-db", "db.t3.medium", [0.0] * 3 + [4.0] + [0.0] * 3)  # the weekly report's run
+    _put(cw, "AWS/RDS", "CPUUtilization", {"DBInstanceIdentifier": "weekly-db"},
+         [(days[n] + timedelta(hours=h), _weekly(n, h)) for n in range(14) for h in range(24)])
+    # The nightly load (02:00-03:59 at 70%), Multi-AZ; and a steadily busy database.
+    database("nightly-db", "db.m5.large", [0.0] * 7, multi_az=True)  # connected only in its busy hours
+    db_hours("nightly-db", lambda n, h: 70.0 if h in (2, 3) else 3.0, lambda n, h: 2.0 if h in (2, 3) else 0.0)
+    database("steady-db", "db.m5.large", [5.0] * 7)
+    db_hours("steady-db", lambda n, h: 45.0, lambda n, h: 5.0)
 
     def cluster(name, node_type, nodes):
         redshift.create_cluster(ClusterIdentifier=name, NodeType=node_type, NumberOfNodes=nodes,
@@ -167,10 +317,22 @@ def test_flow_finds_planted_positives_and_spares_the_traps(planted, store):
         ("rds-no-connections", "idle-db"): 0.178 * H,
         # Paused 16 of 24 hours beats resizing 4 -> 2 nodes.
         ("redshift-low-cpu", "quiet-dw"): node_month * 4 * 16 / 24,
+        # Busy 48 of 336 hours: a 2 vCPU / 8 GiB Fargate task in those hours only.
+        ("ec2-serverless-candidate", ids["night"]):
+            M5_LARGE * H - round(48 / 336 * H * (2 * FARGATE_X86[0] + 8 * FARGATE_X86[1]), 2),
+        # Busy 6 of 336 hours: 2 ACU then, 0.5 ACU otherwise; Multi-AZ, busy 28 of 336: 4 ACU, twice.
+        ("rds-aurora-serverless-candidate", "weekly-db"):
+            DB_T3_MEDIUM * H - round((6 / 336 * H * 2 + (H - 6 / 336 * H) * 0.5) * ACU_HOUR, 2),
+        ("rds-aurora-serverless-candidate", "nightly-db"):
+            DB_M5_LARGE * H * 2 - round((28 / 336 * H * 4 + (H - 28 / 336 * H) * 0.5) * ACU_HOUR * 2, 2),
     }, abs=0.01)
-    # Traps: busy at night on 12 of 14 days; memory-bound; used weekly; a busy cluster.
+    assert got[("rds-aurora-serverless-candidate", "nightly-db")] == pytest.approx(121.18, abs=0.01)
+    # Traps: memory-bound; busy all day; a steadily busy database; a busy cluster. Busy at night on
+    # 12 of 14 days and used weekly are not idle: serverless candidates only.
     flagged = {r for _, r in got}
-    assert not flagged & {ids["night"], ids["membound"], "weekly-db", "busy-dw"}
+    assert not flagged & {ids["membound"], ids["allday"], "steady-db", "busy-dw"}
+    assert {k for k, r in got if r in (ids["night"], "weekly-db")} == {"ec2-serverless-candidate",
+                                                                        "rds-aurora-serverless-candidate"}
     reason = {f.resource_id: f.reason for f in result.findings}
     assert "14 of 14 days at most 10% CPU and 5 MB network" in reason[ids["idle"]]
     assert "m5.xlarge -> m5.large: 5 of 14 days" in reason[ids["downsize"]]
@@ -179,7 +341,10 @@ def test_flow_finds_planted_positives_and_spares_the_traps(planted, store):
     assert "no connections on any of the last 7 days (DatabaseConnections max 0)" in reason["idle-db"]
     assert "at most 5.3% on all 14 days (peak hour 12%)" in reason["quiet-dw"]
     assert "busy UTC hours 09-16" in reason["quiet-dw"] and "resize to 2 nodes" in reason["quiet-dw"]
-    assert result.details == [2]  # one GetMetricData call for EC2 and Redshift, one for RDS
+    assert "busy in 48 of 336 hours (14.3%; hourly average CPU above 10%, p95 90%, busy UTC hours 00-03)" in reason[ids["night"]]
+    assert "postgres db.m5.large Multi-AZ spiky: busy in 28 of 336 hours (8.3%" in reason["nightly-db"]
+    assert "connected in 28 hours" in reason["nightly-db"] and "for Multi-AZ $138.70/month" in reason["nightly-db"]
+    assert result.details == [2]  # one GetMetricData call for EC2, Redshift and hourly RDS, one for RDS days
     offers = {o.item_id: o.eligible for o in result.offers}
     assert offers == {ids["idle"]: True, ids["kept"]: False, "idle-db": True}
 
@@ -217,8 +382,8 @@ def test_least_privilege_policy():
     from tasks.runner import TARGETS
 
     read = flow_actions(module, read_only=True)
-    assert read == {"ec2:DescribeInstances", "rds:DescribeDBInstances", "redshift:DescribeClusters",
-                    "cloudwatch:GetMetricData", "cloudwatch:ListMetrics"} | TARGETS
+    assert read == {"ec2:DescribeInstances", "ec2:DescribeInstanceTypes", "rds:DescribeDBInstances",
+                    "redshift:DescribeClusters", "cloudwatch:GetMetricData", "cloudwatch:ListMetrics"} | TARGETS
     assert flow_actions(module) - read == {"ec2:StopInstances", "rds:StopDBInstance"}
 
 
@@ -236,6 +401,7 @@ def least_privilege_scenario(planted):
         return instances | {d["DBInstanceIdentifier"]: d["DBInstanceStatus"] for d in rds.describe_db_instances()["DBInstances"]}
 
     return Scenario(compute_rightsizing, creds, dict(regions=["us-east-1"], now=now),
-                    {ids["idle"], ids["kept"], ids["downsize"], ids["nomem"], "idle-db", "quiet-dw"},
+                    {ids["idle"], ids["kept"], ids["downsize"], ids["nomem"], "idle-db", "quiet-dw", ids["night"],
+                     "weekly-db", "nightly-db"},
                     drop="redshift:DescribeClusters", approve=[ids["idle"], "idle-db"], withhold="rds:StopDBInstance",
                     withheld={"idle-db"}, state=state)

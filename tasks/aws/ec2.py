@@ -213,13 +213,15 @@ def list_instances(account: Account, region: str, counter: PageCounter | None = 
 @task(name="describe-instance-types")
 @requires("ec2:DescribeInstanceTypes")
 def describe_instance_types(account: Account, region: str, instance_types: list[str]) -> dict[str, dict[str, Any]]:
-    """Architecture, vCPUs and memory per type, straight from DescribeInstanceTypes."""
+    """Architecture, vCPUs and memory per type, straight from DescribeInstanceTypes; a type the
+    region does not offer is absent (asked by filter: AWS refuses the whole call when one name in
+    `InstanceTypes` is unknown)."""
     if not instance_types:
         return {}
     ec2 = account.client("ec2", region)
     found = {}
     for t in paginate(ec2, "describe_instance_types", "InstanceTypes",
-                      InstanceTypes=sorted(set(instance_types))):
+                      Filters=[{"Name": "instance-type", "Values": sorted(set(instance_types))}]):
         found[t["InstanceType"]] = {
             "architectures": t.get("ProcessorInfo", {}).get("SupportedArchitectures", []),
             "vcpus": t.get("VCpuInfo", {}).get("DefaultVCpus"),
