@@ -66,6 +66,7 @@ class VolumeChange:
     target_throughput: int | None
     saving: float
     blocked: str | None = None  # opt-out tag or cooldown: planned, never applied
+    estimated: bool = False  # a us-east-1 price stood in for a missing regional one
 
     def modify_kwargs(self) -> dict[str, object]:
         kwargs: dict[str, object] = {"VolumeId": self.volume_id, "VolumeType": self.target_type}
@@ -116,6 +117,10 @@ def gp3_target(size_gb: int, act: Activity, headroom: float, days: int) -> tuple
                               f"in {days} days x {headroom:g} headroom")
 
 
+def _usd(saving: float, estimated: bool) -> str:
+    return f"${saving:,.2f}/month" + (" (estimated price)" if estimated else "")
+
+
 def _cooldown(volume_id: str, last_modified: Mapping[str, tuple[str, datetime]], now: datetime) -> str | None:
     if volume_id not in last_modified:
         return None
@@ -141,24 +146,30 @@ def review_volumes(
     review = EbsReview([], [], [])
     for v in volumes:
         scope = v.region
-        cost = ebs_volume_monthly(table, v.region, v.volume_type, v.size_gb, v.iops, v.throughput).usd
+        current = ebs_volume_monthly(table, v.region, v.volume_type, v.size_gb, v.iops, v.throughput)
+        cost = current.usd
         blocked = f"opt-out tag {KEEP_TAG}" if opted_out(v.tags) else _cooldown(v.volume_id, last_modified, now)
         act = activity.get(v.volume_id, Activity(None, None))
 
         change = None
         if v.volume_type == "gp2":
             iops, throughput, basis = gp3_target(v.size_gb, act, policy.io_headroom, policy.lookback_days)
-            saving = round(cost - ebs_volume_monthly(table, v.region, "gp3", v.size_gb, iops, throughput).usd, 2)
+            target = ebs_volume_monthly(table, v.region, "gp3", v.size_gb, iops, throughput)
+            saving, estimated = round(cost - target.usd, 2), current.estimated or target.estimated
             reason = (f"gp2 {v.size_gb} GB -> gp3 at {iops} IOPS / {throughput} MiB/s ({basis}): "
-                      f"saves ${saving:,.2f}/month, online")
-            change = VolumeChange(v.volume_id, v.region, "gp2-to-gp3", "gp3", iops, throughput, saving, blocked)
+                      f"saves {_usd(saving, estimated)}, online")
+            change = VolumeChange(v.volume_id, v.region, "gp2-to-gp3", "gp3", iops, throughput, saving, blocked,
+                                  estimated)
         elif v.volume_type in ("io1", "io2") and v.iops and act.peak_iops is not None:
             needed = max(100, math.ceil(act.peak_iops * policy.io_headroom / 100) * 100)
             if v.iops > policy.io_overprovision_ratio * needed:
                 saving = round(cost - ebs_volume_monthly(table, v.region, v.volume_type, v.size_gb, needed).usd, 2)
+                # The storage price cancels out: the saving is the IOPS price's alone.
+                estimated = table.get(v.region, f"ebs:{v.volume_type}:iops").estimated
                 reason = (f"{v.volume_type} provisioned {v.iops} IOPS, peak observed {act.peak_iops:,.0f} in "
-                          f"{policy.lookback_days} days -> {needed} IOPS: saves ${saving:,.2f}/month")
-                change = VolumeChange(v.volume_id, v.region, "lower-iops", v.volume_type, needed, None, saving, blocked)
+                          f"{policy.lookback_days} days -> {needed} IOPS: saves {_usd(saving, estimated)}")
+                change = VolumeChange(v.volume_id, v.region, "lower-iops", v.volume_type, needed, None, saving, blocked,
+                                      estimated)
         if change and change.saving >= policy.min_monthly_saving_usd:
             review.changes.append(change)
             review.findings.append(Finding(
@@ -166,7 +177,8 @@ def review_volumes(
                 reason=reason + (f" (not applied: {blocked})" if blocked else ""),
                 numbers={"size_gb": v.size_gb, "type": v.volume_type, "iops": v.iops,
                          "target_iops": change.target_iops, "target_throughput": change.target_throughput,
-                         "peak_iops": act.peak_iops, "p99_iops": act.p99_iops, "p99_mibps": act.p99_mibps},
+                         "peak_iops": act.peak_iops, "p99_iops": act.p99_iops, "p99_mibps": act.p99_mibps,
+                         "price_estimated": change.estimated},
                 monthly_cost_usd=change.saving))
 
         if v.attached_to and act.total_ops is not None and act.total_ops < policy.idle_ops_per_day * policy.lookback_days:
@@ -174,7 +186,8 @@ def review_volumes(
                 kind="ebs-near-idle", resource_id=v.volume_id, scope=scope, severity=Severity.WARNING,
                 reason=(f"attached to {', '.join(v.attached_to)} but only {act.total_ops:,.0f} read/write "
                         f"operations in {policy.lookback_days} days: snapshot and delete it if unused"),
-                numbers={"total_ops": act.total_ops, "size_gb": v.size_gb}, monthly_cost_usd=round(cost, 2)))
+                numbers={"total_ops": act.total_ops, "size_gb": v.size_gb, "price_estimated": current.estimated},
+                monthly_cost_usd=round(cost, 2)))
 
         used = disk_used.get(v.volume_id)
         if used and v.size_gb >= policy.shrink_min_size_gb and used[2] <= policy.shrink_max_used_percent:
@@ -188,9 +201,10 @@ def review_volumes(
                     review.findings.append(Finding(
                         kind="ebs-shrink-candidate", resource_id=v.volume_id, scope=scope, severity=Severity.INFO,
                         reason=(f"{v.size_gb} GB, at most {used[2]:.0f}% used in {policy.lookback_days} days -> "
-                                f"{target} GB saves ${saving:,.2f}/month; needs a migration (see the shrink plan), "
-                                "a snapshot restore cannot shrink"),
-                        numbers={"size_gb": v.size_gb, "target_gb": target, "max_used_percent": used[2]},
+                                f"{target} GB saves {_usd(saving, current.estimated)}; needs a migration (see the "
+                                "shrink plan), a snapshot restore cannot shrink"),
+                        numbers={"size_gb": v.size_gb, "target_gb": target, "max_used_percent": used[2],
+                                 "price_estimated": current.estimated},
                         monthly_cost_usd=saving))
     return review
 

@@ -1,4 +1,5 @@
-"""ebs-rightsizing: pure judgement, and the flow on moto with planted volumes and metrics."""
+"""ebs-rightsizing: pure judgement, and the flow on moto with planted volumes and metrics, priced
+in us-east-1 and in ap-northeast-2 (Seoul's exact gp2/gp3/io2-IOPS prices; io1 falls back, marked)."""
 
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -7,14 +8,18 @@ import boto3
 import pytest
 from prefect_aws import AwsCredentials
 
+from rules.pricing import BUNDLED
 from rules.rightsizing import (
     Activity,
+    EbsPolicy,
     ShrinkCandidate,
     gp2_baseline,
     gp3_target,
     p99,
+    review_volumes,
     shrink_plan_markdown,
 )
+from tasks.aws.ec2 import Volume
 from tests.approvals import run_and_answer
 from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
     Scenario,
@@ -48,28 +53,44 @@ def test_shrink_plan_is_a_migration_not_a_restore():
     assert "cannot shrink" in text
 
 
+@pytest.mark.parametrize(("region", "saving", "estimated"), [
+    ("us-east-1", 422.50, False),  # 8,000 - 1,500 = 6,500 IOPS x $0.065
+    ("ap-northeast-2", 432.90, False),  # 6,500 x Seoul's $0.0666: exact, though io2 GB-month falls back
+])
+def test_io2_lower_iops_saving_is_priced_by_the_iops_price_alone(region, saving, estimated):
+    vol = Volume("vol-io2", region, "io2", 100, "in-use", datetime(2026, 1, 1, tzinfo=timezone.utc), iops=8000,
+                 attached_to=("i-1",))
+    review = review_volumes([vol], {"vol-io2": Activity(1000, 10**6)}, {}, {}, EbsPolicy(), BUNDLED,
+                            datetime(2026, 11, 1, tzinfo=timezone.utc))
+    [f] = review.findings
+    assert (f.kind, f.monthly_cost_usd, f.numbers["target_iops"]) == ("ebs-lower-iops", saving, 1500)
+    assert f.numbers["price_estimated"] is estimated and "estimated" not in f.reason
+
+
 def _metric(cw, name, volume, value, ts):
     cw.put_metric_data(Namespace="AWS/EBS", MetricData=[
         {"MetricName": name, "Dimensions": [{"Name": "VolumeId", "Value": volume}], "Timestamp": ts, "Value": value}])
 
 
 @pytest.fixture
-def planted_volumes(aws):
-    """Six volumes on one instance with a day of CloudWatch activity; -> (volume id by role, creds block, now)."""
+def planted_volumes(aws, request):
+    """Eight volumes on one instance with a day of CloudWatch activity, in us-east-1 unless the test
+    names another region (indirect parametrization); -> (volume id by role, creds block, now)."""
+    region = getattr(request, "param", "us-east-1")
     now = datetime.now(timezone.utc).replace(microsecond=0)
     hour = now.replace(minute=0, second=0) - timedelta(hours=3)
-    ec2 = boto3.client("ec2", region_name="us-east-1")
-    cw = boto3.client("cloudwatch", region_name="us-east-1")
+    ec2 = boto3.client("ec2", region_name=region)
+    cw = boto3.client("cloudwatch", region_name=region)
     image = ec2.register_image(Name="base", RootDeviceName="/dev/sda1",
                                BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}])["ImageId"]
     instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, InstanceType="m5.large",
-                                 Placement={"AvailabilityZone": "us-east-1a"})["Instances"][0]["InstanceId"]
+                                 Placement={"AvailabilityZone": f"{region}a"})["Instances"][0]["InstanceId"]
 
     def volume(device, size, vtype="gp2", iops=None, tags=None, attach=True):
         kw = {"Iops": iops} if iops else {}
         if tags:
             kw["TagSpecifications"] = [{"ResourceType": "volume", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
-        vid = ec2.create_volume(AvailabilityZone="us-east-1a", Size=size, VolumeType=vtype, **kw)["VolumeId"]
+        vid = ec2.create_volume(AvailabilityZone=f"{region}a", Size=size, VolumeType=vtype, **kw)["VolumeId"]
         if attach:
             ec2.attach_volume(VolumeId=vid, InstanceId=instance, Device=device)
         return vid
@@ -82,6 +103,7 @@ def planted_volumes(aws):
         "roomy": volume("/dev/sdj", 300, "gp3"),
         "recent": volume(None, 1000, attach=False),
         "hot": volume("/dev/sdk", 1500),  # busy beyond gp3's free baseline: needs provisioned IOPS
+        "quiet": volume("/dev/sdl", 200),  # gp2 bursts to 250 MiB/s at this size; it uses 2
     }
     ec2.modify_volume(VolumeId=ids["recent"], Size=1010)  # an hour-old change: 6-hour cooldown
     for role in ("busy", "keep", "roomy"):
@@ -90,6 +112,8 @@ def planted_volumes(aws):
     _metric(cw, "VolumeWriteOps", ids["piops"], 30_000, hour)
     _metric(cw, "VolumeReadOps", ids["hot"], 240_000, hour)  # 4,000 IOPS in its busiest minute
     _metric(cw, "VolumeReadBytes", ids["hot"], 200 * 2**20 * 60, hour)  # and 200 MiB/s
+    _metric(cw, "VolumeReadOps", ids["quiet"], 5400, hour)  # 90 IOPS in its busiest minute
+    _metric(cw, "VolumeReadBytes", ids["quiet"], 2 * 2**20 * 60, hour)  # and 2 MiB/s
     _metric(cw, "VolumeReadOps", ids["idle"], 20, hour)
     _metric(cw, "VolumeWriteOps", ids["idle"], 30, hour)
     cw.put_metric_data(Namespace="CWAgent", MetricData=[
@@ -98,43 +122,75 @@ def planted_volumes(aws):
                         {"Name": "path", "Value": "/data"}, {"Name": "fstype", "Value": "xfs"}]}
         for d, used in ((1, 15.0), (2, 20.0))])
     creds = f"aws-{uuid.uuid4().hex[:8]}"
-    AwsCredentials(region_name="us-east-1").save(creds)
+    AwsCredentials(region_name=region).save(creds)
     return ids, creds, now
 
 
-def test_flow_finds_exact_changes_and_applies_only_approved(planted_volumes, store):
+ROLES = ("busy", "keep", "quiet", "recent", "hot", "piops", "idle", "roomy")
+KINDS = dict.fromkeys(("busy", "keep", "quiet", "recent", "hot"), "ebs-gp2-to-gp3") | {
+    "piops": "ebs-lower-iops", "idle": "ebs-near-idle", "roomy": "ebs-shrink-candidate"}
+# $/month by role, worked out by hand from the list prices (not by the code under test).
+EXPECTED = {
+    "us-east-1": {
+        # gp2 $0.10, gp3 $0.08 a GB-month. Measured 100 and 90 IOPS, no throughput to speak of:
+        # gp3's free 3,000 IOPS / 125 MiB/s. 500 x 0.02; 100 x 0.02; 200 x 0.02.
+        "busy": 10.00, "keep": 2.00, "quiet": 4.00,
+        # Detached, no metrics: gp2's baseline 3,030 IOPS kept. 1,010 x 0.10 - (1,010 x 0.08 + 30 x 0.005)
+        "recent": 20.05,
+        # 4,000 IOPS / 200 MiB/s measured x 1.5: 6,000 IOPS and 300 MiB/s provisioned.
+        # 1,500 x 0.10 - (1,500 x 0.08 + 3,000 x 0.005 + 175 x 0.04) = 150 - 142
+        "hot": 8.00,
+        "piops": 500.50,  # io1 10,000 -> 2,300 IOPS: 7,700 x 0.065
+        "idle": 16.00,  # 200 GB gp3 x 0.08
+        "roomy": 16.80,  # 300 -> 90 GB gp3: 210 x 0.08
+    },
+    "ap-northeast-2": {
+        # gp2 $0.114, gp3 $0.0912: 500 x 0.0228; 100 x 0.0228; 200 x 0.0228 (the issue's quiet 200 GiB)
+        "busy": 11.40, "keep": 2.28, "quiet": 4.56,
+        # 1,010 x 0.114 - (1,010 x 0.0912 + 30 x 0.0057) = 115.14 - 92.283 = 22.857
+        "recent": 22.86,
+        # 1,500 x 0.114 - (1,500 x 0.0912 + 3,000 x 0.0057 + 175 x 0.0456) = 171 - (136.8 + 17.1 + 7.98)
+        "hot": 9.12,
+        "piops": 500.50,  # no Seoul io1 IOPS price: us-east-1's 7,700 x 0.065, marked estimated
+        "idle": 18.24,  # 200 x 0.0912
+        "roomy": 19.15,  # 210 x 0.0912 = 19.152
+    },
+}
+
+
+@pytest.mark.parametrize(("planted_volumes", "region"), [(r, r) for r in EXPECTED], indirect=["planted_volumes"])
+def test_flow_finds_exact_changes_priced_in_the_volume_s_region(planted_volumes, region, store):
     from flows.ebs_rightsizing import ebs_rightsizing
 
     ids, creds, now = planted_volumes
-    busy, keep, piops, idle, roomy, recent, hot = (
-        ids[k] for k in ("busy", "keep", "piops", "idle", "roomy", "recent", "hot"))
+    review = ebs_rightsizing(aws_credentials=creds, store=store._block_document_name, regions=[region], now=now)
+    got = {(f.kind, f.resource_id): f.monthly_cost_usd for f in review.findings}
+    assert got == pytest.approx({(KINDS[r], ids[r]): EXPECTED[region][r] for r in ROLES}, abs=0.005)
+    # Seoul prices gp2 and gp3 (with its IOPS and throughput extras) itself; only io1 falls back.
+    estimated = {f.resource_id for f in review.findings if f.numbers["price_estimated"]}
+    assert estimated == ({ids["piops"]} if region == "ap-northeast-2" else set())
+    assert all(("(estimated price)" in f.reason) == (f.resource_id in estimated)
+               for f in review.findings if f.kind != "ebs-near-idle")
+    changes = [o.payload for o in review.offers]
+    settings = {c.volume_id: (c.target_iops, c.target_throughput) for c in changes}
+    assert settings[ids["hot"]] == (6000, 300) and settings[ids["recent"]] == (3030, 125)
+    assert settings[ids["busy"]] == settings[ids["quiet"]] == (3000, 125)
+    assert "measured p99 4,000 IOPS / 200.0 MiB/s in 14 days x 1.5 headroom" in next(
+        f.reason for f in review.findings if f.resource_id == ids["hot"])
+    blocked = {c.volume_id: c.blocked for c in changes if c.blocked}
+    assert blocked[ids["keep"]] == "opt-out tag dataplatform-ops:keep" and "allows the next change" in blocked[ids["recent"]]
+    assert set(blocked) == {ids["keep"], ids["recent"]}
+    types = {v["VolumeId"]: v["VolumeType"] for v in boto3.client("ec2", region_name=region).describe_volumes()["Volumes"]}
+    assert types[ids["busy"]] == types[ids["keep"]] == "gp2"  # a dry run changes nothing
+
+
+def test_flow_applies_only_approved(planted_volumes, store):
+    from flows.ebs_rightsizing import ebs_rightsizing
+
+    ids, creds, now = planted_volumes
+    busy, keep, piops, recent = (ids[k] for k in ("busy", "keep", "piops", "recent"))
     ec2 = boto3.client("ec2", region_name="us-east-1")
     kw = dict(aws_credentials=creds, store=store._block_document_name, regions=["us-east-1"], now=now)
-
-    review = ebs_rightsizing(**kw)
-    got = {(f.kind, f.resource_id): f.monthly_cost_usd for f in review.findings}
-    changes = [o.payload for o in review.offers]
-    assert got == pytest.approx({
-        # Measured: 100 IOPS and no throughput -> gp3's free 3,000 IOPS / 125 MiB/s.
-        ("ebs-gp2-to-gp3", busy): 50.0 - 40.0,
-        ("ebs-gp2-to-gp3", keep): 10.0 - 8.0,
-        # Detached, no metrics: gp2's baseline 3,030 IOPS kept, gp3's free throughput.
-        ("ebs-gp2-to-gp3", recent): 101.0 - (80.8 + 30 * 0.005),
-        # 4,000 IOPS and 200 MiB/s measured, x 1.5: 6,000 IOPS and 300 MiB/s provisioned.
-        ("ebs-gp2-to-gp3", hot): 150.0 - (120.0 + 3000 * 0.005 + 175 * 0.04),
-        ("ebs-lower-iops", piops): (10_000 - 2300) * 0.065,
-        ("ebs-near-idle", idle): 200 * 0.08,
-        ("ebs-shrink-candidate", roomy): (300 - 90) * 0.08,
-    }, rel=0.01)
-    settings = {c.volume_id: (c.target_iops, c.target_throughput) for c in changes}
-    assert settings[hot] == (6000, 300) and settings[busy] == (3000, 125) and settings[recent] == (3030, 125)
-    assert "measured p99 4,000 IOPS / 200.0 MiB/s in 14 days x 1.5 headroom" in next(
-        f.reason for f in review.findings if f.resource_id == hot)
-    blocked = {c.volume_id: c.blocked for c in changes if c.blocked}
-    assert blocked[keep] == "opt-out tag dataplatform-ops:keep" and "allows the next change" in blocked[recent]
-    assert set(blocked) == {keep, recent}
-    types = {v["VolumeId"]: v["VolumeType"] for v in ec2.describe_volumes()["Volumes"]}
-    assert types[busy] == "gp2" and types[keep] == "gp2"  # a dry run changes nothing
 
     # Approval offers only unblocked changes, nothing pre-selected; the person picks `busy`.
     state = run_and_answer(ebs_rightsizing, {"approved": [busy]}, apply=True, **kw)
