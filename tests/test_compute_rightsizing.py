@@ -1,6 +1,8 @@
 """compute-rightsizing: pure judgement, and the flow on moto with planted instances, databases,
-clusters and 14 days of CloudWatch data (positives and traps), priced in us-east-1; the serverless
-estimates also in ap-northeast-2, where the bundle prices them from us-east-1, marked estimated."""
+clusters and 14 days of CloudWatch data (positives and traps), priced in us-east-1 and in
+ap-northeast-2. Seoul's EC2 prices and some RDS classes are exact there; the other RDS classes,
+Redshift nodes, Fargate and Aurora Serverless v2 fall back to us-east-1, marked estimated (a
+saving then takes both sides from us-east-1)."""
 
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -15,6 +17,7 @@ from rules.compute_sizing import (
     advised,
     fargate_size,
     judge_aurora_serverless,
+    judge_databases,
     judge_instances,
     judge_serverless_instances,
     one_size_down,
@@ -173,6 +176,20 @@ def test_serverless_prices_in_seoul_are_marked_estimated():
         round(BUNDLED.get("ap-northeast-2", "rds:db.t3.medium:hour").usd * H, 2) - aurora, abs=0.01)
 
 
+@pytest.mark.parametrize(("region", "db_class", "multi_az", "saving", "estimated"), [
+    ("us-east-1", "db.t4g.medium", False, 47.45, False),  # 0.065 x 730
+    ("ap-northeast-2", "db.t4g.medium", False, 74.46, False),  # Seoul's own 0.102 x 730
+    ("ap-northeast-2", "db.r7g.large", True, 418.87, False),  # 0.2869 x 730 x 2 (the standby) = 418.874
+    ("ap-northeast-2", "db.m5.large", False, 129.94, True),  # no Seoul figure: us-east-1's 0.178 x 730
+])
+def test_rds_no_connections_is_priced_in_its_region(region, db_class, multi_az, saving, estimated):
+    d = DbInstance("db", region, db_class, "postgres", "16.4", "available", multi_az=multi_az)
+    quiet_week = {date(2026, 11, 1) + timedelta(days=n): 0.0 for n in range(7)}
+    [f] = judge_databases([d], {"db": quiet_week}, ComputePolicy(), BUNDLED)
+    assert (f.kind, f.monthly_cost_usd) == ("rds-no-connections", saving)
+    assert ("(estimated price)" in f.reason) is estimated
+
+
 def _weekly(d, h):
     return 60.0 if d in (3, 10) and 12 <= h < 15 else 2.0  # the weekly report: 6 busy hours of 336
 
@@ -223,15 +240,17 @@ def _put(cw, namespace, name, dims, points):
 
 
 @pytest.fixture
-def planted(aws):
-    """Instances, databases and clusters with 14 whole days of metrics; -> (ids, creds block, now)."""
+def planted(aws, request):
+    """Instances, databases and clusters with 14 whole days of metrics, in us-east-1 unless the test
+    names another region (indirect parametrization); -> (ids, creds block, now)."""
+    region = getattr(request, "param", "us-east-1")
     now = datetime.now(timezone.utc).replace(microsecond=0)
     start, _ = window(now, 14)
     days = [start + timedelta(days=d) for d in range(14)]
-    ec2 = boto3.client("ec2", region_name="us-east-1")
-    cw = boto3.client("cloudwatch", region_name="us-east-1")
-    rds = boto3.client("rds", region_name="us-east-1")
-    redshift = boto3.client("redshift", region_name="us-east-1")
+    ec2 = boto3.client("ec2", region_name=region)
+    cw = boto3.client("cloudwatch", region_name=region)
+    rds = boto3.client("rds", region_name=region)
+    redshift = boto3.client("redshift", region_name=region)
     image = ec2.register_image(Name="base", RootDeviceName="/dev/sda1",
                                BlockDeviceMappings=[{"DeviceName": "/dev/sda1", "Ebs": {"VolumeSize": 8}}])["ImageId"]
 
@@ -297,36 +316,55 @@ def planted(aws):
              [(day + timedelta(hours=h), 12.0 if 9 <= h < 17 else 2.0) for h in range(24)])
         _put(cw, "AWS/Redshift", "CPUUtilization", {"ClusterIdentifier": "busy-dw"}, [(day + timedelta(hours=10), 40.0)])
     creds = f"aws-{uuid.uuid4().hex[:8]}"
-    AwsCredentials(region_name="us-east-1").save(creds)
+    AwsCredentials(region_name=region).save(creds)
     return ids, creds, now
 
 
-def test_flow_finds_planted_positives_and_spares_the_traps(planted, store):
+# The findings by (kind, role) and their $/month, worked out by hand from the list prices (730 hours).
+PLANTED = (("ec2-low-utilization", "idle"), ("ec2-low-utilization", "kept"), ("ec2-downsize", "downsize"),
+           ("ec2-downsize", "nomem"), ("rds-no-connections", "idle-db"), ("redshift-low-cpu", "quiet-dw"),
+           ("ec2-serverless-candidate", "night"), ("rds-aurora-serverless-candidate", "weekly-db"),
+           ("rds-aurora-serverless-candidate", "nightly-db"))
+# Serverless: busy 48 of 336 hours = 104.29 a month, as a 2 vCPU / 8 GiB task at us-east-1's
+# 2 x 0.04048 + 8 x 0.004445 = $0.11652 an hour: $12.15. Weekly: busy 6 of 336 (13.04 a month) at
+# 2 ACU, 716.96 hours at 0.5 ACU: 384.55 ACU-hours x $0.12 = $46.15. Nightly, Multi-AZ: busy 28 of
+# 336 (60.83) at 4 ACU, 669.17 at 0.5: 577.92 ACU-hours x $0.12 x 2 = $138.70.
+# Redshift: 4 x ra3.4xlarge paused 16 of 24 hours: 4 x 3.26 x 730 x 16/24.
+EXPECTED = {
+    "us-east-1": {
+        "idle": 60.74, "kept": 60.74,  # t3.large 0.0832 x 730 = 60.736: stop
+        "downsize": 70.08,  # m5.xlarge -> m5.large: (0.192 - 0.096) x 730
+        "nomem": 62.05,  # c5.xlarge -> c5.large: (0.17 - 0.085) x 730
+        "idle-db": 129.94,  # db.m5.large 0.178 x 730
+        "quiet-dw": 6346.13,  # 9,519.20 x 2/3
+        "night": 57.93,  # m5.large 0.096 x 730 = 70.08, less 12.15
+        "weekly-db": 6.41,  # db.t3.medium 0.072 x 730 = 52.56, less 46.15
+        "nightly-db": 121.18,  # db.m5.large 0.178 x 730 x 2 = 259.88, less 138.70
+    },
+    "ap-northeast-2": {
+        "idle": 75.92, "kept": 75.92,  # Seoul's t3.large 0.104 x 730
+        "downsize": 86.14,  # (0.236 - 0.118) x 730
+        "nomem": 70.08,  # (0.192 - 0.096) x 730
+        # No Seoul figure for db.m5.large, ra3.4xlarge, Fargate, Aurora Serverless v2 or db.t3.medium:
+        # us-east-1's, marked estimated (and a serverless saving takes the instance price from there too).
+        "idle-db": 129.94, "quiet-dw": 6346.13, "night": 57.93, "weekly-db": 6.41, "nightly-db": 121.18,
+    },
+}
+ESTIMATED = {"us-east-1": set(), "ap-northeast-2": {"idle-db", "quiet-dw", "night", "weekly-db", "nightly-db"}}
+
+
+@pytest.mark.parametrize(("planted", "region"), [pytest.param(r, r, id=r) for r in EXPECTED], indirect=["planted"])
+def test_flow_finds_planted_positives_and_spares_the_traps(planted, region, store):
     from flows.compute_rightsizing import compute_rightsizing
 
     ids, creds, now = planted
-    result = compute_rightsizing(aws_credentials=creds, store=store._block_document_name, regions=["us-east-1"],
+    result = compute_rightsizing(aws_credentials=creds, store=store._block_document_name, regions=[region],
                                  now=now)
     got = {(f.kind, f.resource_id): f.monthly_cost_usd for f in result.findings}
-    node_month = 3.26 * H
-    assert got == pytest.approx({
-        ("ec2-low-utilization", ids["idle"]): 0.0832 * H,  # stop
-        ("ec2-low-utilization", ids["kept"]): 0.0832 * H,  # reported; its stop is blocked
-        ("ec2-downsize", ids["downsize"]): (0.192 - 0.096) * H,  # m5.xlarge -> m5.large
-        ("ec2-downsize", ids["nomem"]): (0.17 - 0.085) * H,  # c5.xlarge -> c5.large
-        ("rds-no-connections", "idle-db"): 0.178 * H,
-        # Paused 16 of 24 hours beats resizing 4 -> 2 nodes.
-        ("redshift-low-cpu", "quiet-dw"): node_month * 4 * 16 / 24,
-        # Busy 48 of 336 hours: a 2 vCPU / 8 GiB Fargate task in those hours only.
-        ("ec2-serverless-candidate", ids["night"]):
-            M5_LARGE * H - round(48 / 336 * H * (2 * FARGATE_X86[0] + 8 * FARGATE_X86[1]), 2),
-        # Busy 6 of 336 hours: 2 ACU then, 0.5 ACU otherwise; Multi-AZ, busy 28 of 336: 4 ACU, twice.
-        ("rds-aurora-serverless-candidate", "weekly-db"):
-            DB_T3_MEDIUM * H - round((6 / 336 * H * 2 + (H - 6 / 336 * H) * 0.5) * ACU_HOUR, 2),
-        ("rds-aurora-serverless-candidate", "nightly-db"):
-            DB_M5_LARGE * H * 2 - round((28 / 336 * H * 4 + (H - 28 / 336 * H) * 0.5) * ACU_HOUR * 2, 2),
-    }, abs=0.01)
-    assert got[("rds-aurora-serverless-candidate", "nightly-db")] == pytest.approx(121.18, abs=0.01)
+    roles = {role: ids.get(role, role) for _, role in PLANTED}  # instances by id, the rest by name
+    assert got == pytest.approx({(kind, roles[role]): EXPECTED[region][role] for kind, role in PLANTED}, abs=0.005)
+    estimated = {f.resource_id for f in result.findings if "(estimated price)" in f.reason}
+    assert estimated == {roles[role] for role in ESTIMATED[region]}
     # Traps: memory-bound; busy all day; a steadily busy database; a busy cluster. Busy at night on
     # 12 of 14 days and used weekly are not idle: serverless candidates only.
     flagged = {r for _, r in got}
@@ -350,13 +388,13 @@ def test_flow_finds_planted_positives_and_spares_the_traps(planted, store):
 
     # Approval offers the eligible stops, nothing pre-selected; the person picks the idle instance.
     state = run_and_answer(compute_rightsizing, {"approved": [ids["idle"]]}, apply=True, aws_credentials=creds,
-                           store=store._block_document_name, regions=["us-east-1"], now=now)
+                           store=store._block_document_name, regions=[region], now=now)
     assert state.is_completed(), state
-    ec2 = boto3.client("ec2", region_name="us-east-1")
+    ec2 = boto3.client("ec2", region_name=region)
     states = {i["InstanceId"]: i["State"]["Name"] for r in ec2.describe_instances()["Reservations"]
               for i in r["Instances"]}
     assert states[ids["idle"]] in ("stopping", "stopped") and states[ids["kept"]] == "running"
-    assert boto3.client("rds", region_name="us-east-1").describe_db_instances(
+    assert boto3.client("rds", region_name=region).describe_db_instances(
         DBInstanceIdentifier="idle-db")["DBInstances"][0]["DBInstanceStatus"] == "available"
     assert [(a["resource_id"], a["outcome"]) for a in store.actions_of("compute-rightsizing")] == [(ids["idle"], "done")]
 

@@ -158,7 +158,7 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize(("planted_volumes", "region"), [(r, r) for r in EXPECTED], indirect=["planted_volumes"])
+@pytest.mark.parametrize(("planted_volumes", "region"), [pytest.param(r, r, id=r) for r in EXPECTED], indirect=["planted_volumes"])
 def test_flow_finds_exact_changes_priced_in_the_volume_s_region(planted_volumes, region, store):
     from flows.ebs_rightsizing import ebs_rightsizing
 
