@@ -154,8 +154,8 @@ def review_volumes(
         change = None
         if v.volume_type == "gp2":
             iops, throughput, basis = gp3_target(v.size_gb, act, policy.io_headroom, policy.lookback_days)
-            target = ebs_volume_monthly(table, v.region, "gp3", v.size_gb, iops, throughput)
-            saving, estimated = round(cost - target.usd, 2), current.estimated or target.estimated
+            as_gp3 = ebs_volume_monthly(table, v.region, "gp3", v.size_gb, iops, throughput)
+            saving, estimated = round(cost - as_gp3.usd, 2), current.estimated or as_gp3.estimated
             reason = (f"gp2 {v.size_gb} GB -> gp3 at {iops} IOPS / {throughput} MiB/s ({basis}): "
                       f"saves {_usd(saving, estimated)}, online")
             change = VolumeChange(v.volume_id, v.region, "gp2-to-gp3", "gp3", iops, throughput, saving, blocked,
