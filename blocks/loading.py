@@ -1,4 +1,9 @@
-"""Load a block by name for a flow parameter, or fail early with a message that says the fix."""
+"""Load a block by name for a flow parameter, or fail early with a message that says the fix.
+
+Jobs type their block parameters `<BlockType> | str`: Prefect's run form then offers a picker of
+the saved blocks of that type (the run receives the block), and a name still works from Python,
+the CLI and prefect.yaml.
+"""
 
 from __future__ import annotations
 
@@ -38,8 +43,11 @@ def _names_of(documents: list, block_type: type[Block]) -> list[str]:
     return sorted(d.name for d in documents if d.block_type and d.block_type.slug == slug and d.name)
 
 
-def load_block(block_type: type[B], name: str, parameter: str) -> B:
-    """`block_type.load(name)`, with a `ConfigError` naming the parameter when it is missing."""
+def load_block(block_type: type[B], name: B | str, parameter: str) -> B:
+    """`block_type.load(name)`, with a `ConfigError` naming the parameter when it is missing. A
+    block itself (picked from the saved ones in a run's form) is used as it is."""
+    if isinstance(name, block_type):
+        return name
     try:
         return block_type.load(name)
     except RuntimeError as exc:  # Prefect's wrapping of a ValidationError

@@ -579,8 +579,8 @@ class OpsStore(Block):
         return list(rows.values())
 
 
-def load_store(name: str) -> OpsStore:
-    """Load and check the named store block, or fail with a message saying how to fix it."""
+def load_store(name: OpsStore | str) -> OpsStore:
+    """Load (unless given the block) and check the store block, or fail saying how to fix it."""
     from blocks.loading import load_block
 
     store = load_block(OpsStore, name, "store")

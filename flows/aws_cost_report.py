@@ -16,7 +16,7 @@ from prefect import flow
 from prefect_aws import AwsCredentials
 
 from blocks.loading import load_block
-from blocks.store import load_store
+from blocks.store import OpsStore, load_store
 from rules.aws_cost import (
     AppliedAction,
     AwsCostPolicy,
@@ -45,8 +45,8 @@ def aws_cost_report(
     policy: AwsCostPolicy = AwsCostPolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
     role_arns: list[str] | None = None,
-    aws_credentials: str = "aws",
-    store: str = "ops-store",
+    aws_credentials: AwsCredentials | str = "aws",
+    store: OpsStore | str = "ops-store",
     now: datetime | None = None,
 ) -> dict:
     """Report the AWS bill: month to date, forecast, anomalies, realised savings.

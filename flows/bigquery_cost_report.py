@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 
 from prefect import flow
+from prefect_gcp import GcpCredentials
 
-from blocks.store import load_store
+from blocks.store import OpsStore, load_store
 from rules.bigquery_cost import (
     DEFAULT_JOBS_TABLE,
     CostReportPolicy,
@@ -35,10 +36,10 @@ def bigquery_cost_report(
     projects: list[str],
     regions: list[str] = ["us"],  # noqa: B006 — Prefect parameters are copied per run
     policy: CostReportPolicy = CostReportPolicy(),  # noqa: B008
-    gcp_credentials: str = "gcp",
+    gcp_credentials: GcpCredentials | str = "gcp",
     emulator_endpoint: str | None = None,
     jobs_table: str = DEFAULT_JOBS_TABLE,
-    store: str = "ops-store",
+    store: OpsStore | str = "ops-store",
     last_day: date | None = None,
     now: datetime | None = None,
 ) -> dict:

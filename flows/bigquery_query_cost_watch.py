@@ -12,8 +12,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from prefect import flow
+from prefect_gcp import GcpCredentials
 
-from blocks.store import load_store
+from blocks.store import OpsStore, load_store
 from rules.bigquery_cost import (
     DEFAULT_JOBS_TABLE,
     QueryWatchPolicy,
@@ -35,10 +36,10 @@ def bigquery_query_cost_watch(
     projects: list[str],
     regions: list[str] = ["us"],  # noqa: B006 — Prefect parameters are copied per run
     policy: QueryWatchPolicy = QueryWatchPolicy(),  # noqa: B008
-    gcp_credentials: str = "gcp",
+    gcp_credentials: GcpCredentials | str = "gcp",
     emulator_endpoint: str | None = None,
     jobs_table: str = DEFAULT_JOBS_TABLE,
-    store: str = "ops-store",
+    store: OpsStore | str = "ops-store",
     now: datetime | None = None,
 ) -> list:
     """Announce each query job costing more than `policy.threshold_usd`, once.

@@ -9,6 +9,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from prefect_aws import AwsCredentials
+
+from blocks.store import OpsStore
 from rules.compute_sizing import (
     ComputePolicy,
     advised,
@@ -77,8 +80,8 @@ def compute_rightsizing(
     policy: ComputePolicy = ComputePolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
     role_arns: list[str] | None = None,
-    aws_credentials: str = "aws",
-    store: str = "ops-store",
+    aws_credentials: AwsCredentials | str = "aws",
+    store: OpsStore | str = "ops-store",
     apply: bool = False,
     now: datetime | None = None,
 ) -> RunResult:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from blocks.loading import load_block
 from blocks.pipelines import IntegrityPipelines
-from blocks.store import load_store
+from blocks.store import OpsStore, load_store
 from blocks.warehouse import WarehouseConnection
 from rules.config import ConfigError
 from rules.integrity import (
@@ -59,7 +59,7 @@ class IntegrityPolicy(BaseModel):
 DEFAULT_POLICY = IntegrityPolicy()
 
 
-def read_pipelines(pipelines_file: str | None, pipelines_block: str | None) -> list[Pipeline]:
+def read_pipelines(pipelines_file: str | None, pipelines_block: IntegrityPipelines | str | None) -> list[Pipeline]:
     """The declared pipelines from a file in this repository and/or a block, validated."""
     if not pipelines_file and not pipelines_block:
         raise ConfigError("pipelines_file / pipelines_block: give at least one of them.")
@@ -145,10 +145,10 @@ def measure_all(
 @flow(name=JOB, on_failure=[on_flow_failure])
 def data_integrity(
     pipelines_file: str | None = "config/pipelines.yaml",
-    pipelines_block: str | None = None,
+    pipelines_block: IntegrityPipelines | str | None = None,
     policy: IntegrityPolicy = DEFAULT_POLICY,
     endpoints: dict[str, str] | None = None,
-    store: str = "ops-store",
+    store: OpsStore | str = "ops-store",
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Reconcile source and target of every declared pipeline; returns the report rows.

@@ -11,7 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from prefect.artifacts import create_table_artifact
+from prefect_aws import AwsCredentials
 
+from blocks.store import OpsStore
 from rules.parking import Memory, ParkingPolicy, memory_key, plan_parking, plan_rows
 from tasks.approval import Offer
 from tasks.aws.compute import list_db_clusters, list_db_instances, park_resources, parkables
@@ -83,8 +85,8 @@ def dev_parking(
     policy: ParkingPolicy = ParkingPolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
     role_arns: list[str] | None = None,
-    aws_credentials: str = "aws",
-    store: str = "ops-store",
+    aws_credentials: AwsCredentials | str = "aws",
+    store: OpsStore | str = "ops-store",
     calendars_dir: str = "calendars",
     apply: bool = False,
     now: datetime | None = None,

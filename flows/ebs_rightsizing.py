@@ -6,7 +6,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
+from prefect_aws import AwsCredentials
 
+from blocks.store import OpsStore
 from rules.rightsizing import EbsPolicy, review_volumes, shrink_plan_markdown
 from tasks.approval import Offer
 from tasks.aws.ebs import disk_usage, modify_volumes, volume_activity, volume_modifications
@@ -56,8 +58,8 @@ def ebs_rightsizing(
     policy: EbsPolicy = EbsPolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
     role_arns: list[str] | None = None,
-    aws_credentials: str = "aws",
-    store: str = "ops-store",
+    aws_credentials: AwsCredentials | str = "aws",
+    store: OpsStore | str = "ops-store",
     apply: bool = False,
     now: datetime | None = None,
 ) -> RunResult:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from prefect_aws import AwsCredentials
+
+from blocks.store import OpsStore
 from rules.graviton import (
     GravitonPolicy,
     cache_candidates,
@@ -67,8 +70,8 @@ def graviton_advisor(
     policy: GravitonPolicy = GravitonPolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
     role_arns: list[str] | None = None,
-    aws_credentials: str = "aws",
-    store: str = "ops-store",
+    aws_credentials: AwsCredentials | str = "aws",
+    store: OpsStore | str = "ops-store",
     now: datetime | None = None,
 ) -> RunResult:
     """Report what moving to Graviton would save. Advice only: nothing is changed.

@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from prefect_aws import AwsCredentials
+
+from blocks.store import OpsStore
 from rules.graviton_trial import (
     ADVISOR_JOB,
     Move,
@@ -64,8 +67,8 @@ def graviton_trial(
     policy: TrialPolicy = TrialPolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
     role_arns: list[str] | None = None,
-    aws_credentials: str = "aws",
-    store: str = "ops-store",
+    aws_credentials: AwsCredentials | str = "aws",
+    store: OpsStore | str = "ops-store",
     now: datetime | None = None,
 ) -> RunResult:
     """Compare resources moved to Graviton before and after the move. Report only: nothing is changed.

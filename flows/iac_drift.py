@@ -13,6 +13,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from prefect_aws import AwsCredentials
+
+from blocks.store import OpsStore
 from rules.findings import Finding
 from rules.iac_drift import (
     DRIFT_KINDS,
@@ -209,8 +212,8 @@ def iac_drift(
     backends: list[StateBackend] | None = None,
     regions: list[str] | None = None,
     role_arns: list[str] | None = None,
-    aws_credentials: str = "aws",
-    store: str = "ops-store",
+    aws_credentials: AwsCredentials | str = "aws",
+    store: OpsStore | str = "ops-store",
     now: datetime | None = None,
 ) -> RunResult:
     """Compare what Terraform and Pulumi states and CloudFormation stacks manage with what each

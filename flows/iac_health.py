@@ -13,7 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from prefect.runtime import flow_run as runtime_flow_run
+from prefect_aws import AwsCredentials
 
+from blocks.store import OpsStore
 from rules.iac_health import (
     EMPTY_BACKEND,
     LOCK_BYPASSED,
@@ -179,8 +181,8 @@ def iac_health(
     backends: list[StateBackend] | None = None,
     regions: list[str] | None = None,
     role_arns: list[str] | None = None,
-    aws_credentials: str = "aws",
-    store: str = "ops-store",
+    aws_credentials: AwsCredentials | str = "aws",
+    store: OpsStore | str = "ops-store",
     apply: bool = False,
     now: datetime | None = None,
 ) -> RunResult:

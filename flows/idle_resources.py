@@ -13,7 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from prefect.runtime import flow_run as runtime_flow_run
+from prefect_aws import AwsCredentials
 
+from blocks.store import OpsStore
 from rules.idle import (
     IDLE_EIP,
     ORPHANED_SNAPSHOT,
@@ -130,8 +132,8 @@ def idle_resources(
     policy: IdlePolicy = IdlePolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
     role_arns: list[str] | None = None,
-    aws_credentials: str = "aws",
-    store: str = "ops-store",
+    aws_credentials: AwsCredentials | str = "aws",
+    store: OpsStore | str = "ops-store",
     apply: bool = False,
     now: datetime | None = None,
 ) -> RunResult:

@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from prefect_aws import AwsCredentials
+
+from blocks.store import OpsStore
 from rules.lambda_health import (
     LambdaFunction,
     LambdaPolicy,
@@ -77,8 +80,8 @@ def lambda_health(
     role_arns: list[str] | None = None,
     name_prefix: str = "",
     tag_filter: dict[str, str] | None = None,
-    aws_credentials: str = "aws",
-    store: str = "ops-store",
+    aws_credentials: AwsCredentials | str = "aws",
+    store: OpsStore | str = "ops-store",
     now: datetime | None = None,
 ) -> RunResult:
     """Judge every function (matching `name_prefix` and `tag_filter`) over the policy's window.

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from prefect_aws import AwsCredentials
+
+from blocks.store import OpsStore
 from rules.lambda_privilege import Function, PrivilegePolicy, RolePolicy, judge_functions
 from tasks.aws.iam import function_roles, role_policies
 from tasks.runner import AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
@@ -34,8 +37,8 @@ def lambda_least_privilege(
     policy: PrivilegePolicy = PrivilegePolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
     role_arns: list[str] | None = None,
-    aws_credentials: str = "aws",
-    store: str = "ops-store",
+    aws_credentials: AwsCredentials | str = "aws",
+    store: OpsStore | str = "ops-store",
     now: datetime | None = None,
 ) -> RunResult:
     """Name the functions whose execution role allows more than least privilege.

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from prefect import flow
 
 from blocks.loading import load_block
-from blocks.store import load_store
+from blocks.store import OpsStore, load_store
 from blocks.warehouse import WarehouseConnection
 from rules.findings import Coverage
 from rules.query_watch import (
@@ -36,8 +36,8 @@ DEFAULT_POLICY = QueryWatchPolicy()
 @flow(name=JOB, on_failure=[on_flow_failure])
 def query_watch(
     policy: QueryWatchPolicy = DEFAULT_POLICY,
-    warehouse: str = "warehouse",
-    store: str = "ops-store",
+    warehouse: WarehouseConnection | str = "warehouse",
+    store: OpsStore | str = "ops-store",
     apply: bool = False,
     now: datetime | None = None,
 ):
@@ -45,8 +45,8 @@ def query_watch(
 
     Args:
         policy: thresholds, hard limits and the allow-list of users that may be acted on.
-        warehouse: name of the `WarehouseConnection` block.
-        store: name of the `OpsStore` block.
+        warehouse: the `WarehouseConnection` block (pick a saved one, or give its name).
+        store: the `OpsStore` block (pick a saved one, or give its name).
         apply: really cancel/terminate (allow-listed users, and what a person approves when
             the run asks); otherwise the planned actions are only recorded.
         now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.

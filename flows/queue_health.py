@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from prefect_aws import AwsCredentials
+
+from blocks.store import OpsStore
 from rules.queue_health import QueuePolicy, judge_queues, metric_rows
 from tasks.aws.sqs import get_oldest_message_ages, list_queues
 from tasks.runner import AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
@@ -43,8 +46,8 @@ def queue_health(
     regions: list[str] | None = None,
     role_arns: list[str] | None = None,
     name_prefix: str = "",
-    aws_credentials: str = "aws",
-    store: str = "ops-store",
+    aws_credentials: AwsCredentials | str = "aws",
+    store: OpsStore | str = "ops-store",
     now: datetime | None = None,
 ) -> RunResult:
     """Judge every queue whose name starts with `name_prefix`.

@@ -13,7 +13,7 @@ from prefect import flow
 from prefect_aws import AwsCredentials
 
 from blocks.loading import load_block
-from blocks.store import load_store
+from blocks.store import OpsStore, load_store
 from blocks.warehouse import WarehouseConnection
 from rules.config import ConfigError
 from rules.findings import Coverage
@@ -41,19 +41,19 @@ DEFAULT_POLICY = RedshiftHealthPolicy()
 @flow(name=JOB, on_failure=[on_flow_failure])
 def redshift_health(
     policy: RedshiftHealthPolicy = DEFAULT_POLICY,
-    warehouse: str = "warehouse",
-    aws_credentials: str = "aws",
-    store: str = "ops-store",
+    warehouse: WarehouseConnection | str = "warehouse",
+    aws_credentials: AwsCredentials | str = "aws",
+    store: OpsStore | str = "ops-store",
     now: datetime | None = None,
 ):
     """Judge one Redshift cluster or Serverless workgroup.
 
     Args:
         policy: warn/critical thresholds per metric and the CloudWatch window.
-        warehouse: name of the `WarehouseConnection` block; its `cluster_identifier` (or
+        warehouse: the `WarehouseConnection` block (pick a saved one, or give its name); its `cluster_identifier` (or
             `workgroup_name`) and `region` say which CloudWatch metrics to read.
-        aws_credentials: name of the `AwsCredentials` block for CloudWatch.
-        store: name of the `OpsStore` block.
+        aws_credentials: the `AwsCredentials` block (pick a saved one, or give its name) for CloudWatch.
+        store: the `OpsStore` block (pick a saved one, or give its name).
         now: Replay only: judge as if it were this time (tests, re-running a past window); leave empty.
     """
     ops_store = load_store(store)
@@ -62,7 +62,7 @@ def redshift_health(
     target = conn.cluster_identifier or conn.workgroup_name
     if not conn.is_redshift or not target:
         raise ConfigError(
-            f"WarehouseConnection {warehouse!r} (parameter `warehouse`) must be a redshift or "
+            f"WarehouseConnection {conn._block_document_name!r} (parameter `warehouse`) must be a redshift or "
             "redshift-serverless block with `cluster_identifier` or `workgroup_name` set: "
             "they name the CloudWatch metrics to read."
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect_aws.credentials import AwsCredentials  # noqa: F401 - the block this job loads
 
+from blocks.store import OpsStore
 from rules.tiering import TieringPolicy, review_buckets
 from tasks.approval import Offer
 from tasks.aws.clients import Account
@@ -41,8 +42,8 @@ def s3_intelligent_tiering(
     policy: TieringPolicy = TieringPolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
     role_arns: list[str] | None = None,
-    aws_credentials: str = "aws",
-    store: str = "ops-store",
+    aws_credentials: AwsCredentials | str = "aws",
+    store: OpsStore | str = "ops-store",
     apply: bool = False,
     now: datetime | None = None,
 ) -> RunResult:

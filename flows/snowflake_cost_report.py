@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from prefect import flow
 
-from blocks.store import load_store
+from blocks.store import OpsStore, load_store
 from rules.snowflake import access_findings, check_accounts
 from rules.snowflake_cost import (
     SnowflakeCostReportPolicy,
@@ -37,7 +37,7 @@ def snowflake_cost_report(
     accounts: list[str] = ["snowflake"],  # noqa: B006 — Prefect parameters are copied per run
     policy: SnowflakeCostReportPolicy = SnowflakeCostReportPolicy(),  # noqa: B008
     endpoints: dict[str, str] | None = None,
-    store: str = "ops-store",
+    store: OpsStore | str = "ops-store",
     last_day: date | None = None,
     now: datetime | None = None,
 ) -> dict:

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 from prefect import flow
 
-from blocks.store import load_store
+from blocks.store import OpsStore, load_store
 from rules.snowflake import access_findings, check_accounts
 from rules.snowflake_cost import (
     SnowflakeQueryCostPolicy,
@@ -34,7 +34,7 @@ def snowflake_query_cost_watch(
     accounts: list[str] = ["snowflake"],  # noqa: B006 — Prefect parameters are copied per run
     policy: SnowflakeQueryCostPolicy = SnowflakeQueryCostPolicy(),  # noqa: B008
     endpoints: dict[str, str] | None = None,
-    store: str = "ops-store",
+    store: OpsStore | str = "ops-store",
     now: datetime | None = None,
 ) -> list:
     """Announce each finished query costing more than `policy.threshold_usd`, once.

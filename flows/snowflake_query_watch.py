@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 from prefect import flow
 
-from blocks.store import load_store
+from blocks.store import OpsStore, load_store
 from rules.snowflake import access_findings, check_accounts
 from rules.snowflake_query_watch import (
     KIND_BLOCKER,
@@ -37,7 +37,7 @@ def snowflake_query_watch(
     accounts: list[str] = ["snowflake"],  # noqa: B006 — Prefect parameters are copied per run
     policy: SnowflakeQueryWatchPolicy = SnowflakeQueryWatchPolicy(),  # noqa: B008
     endpoints: dict[str, str] | None = None,
-    store: str = "ops-store",
+    store: OpsStore | str = "ops-store",
     apply: bool = False,
     now: datetime | None = None,
 ) -> list:

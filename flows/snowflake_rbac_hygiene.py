@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 from prefect import flow
 
-from blocks.store import load_store
+from blocks.store import OpsStore, load_store
 from rules.snowflake import access_findings, check_accounts
 from rules.snowflake_rbac import (
     KIND_ACCOUNTADMIN,
@@ -35,7 +35,7 @@ def snowflake_rbac_hygiene(
     policy: SnowflakeRbacPolicy = SnowflakeRbacPolicy(),  # noqa: B008
     endpoints: dict[str, str] | None = None,
     declared_grants: dict[str, str] | None = None,
-    store: str = "ops-store",
+    store: OpsStore | str = "ops-store",
     now: datetime | None = None,
 ) -> list:
     """Review the users, roles and grants of each account.

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 from prefect import flow
 
-from blocks.store import load_store
+from blocks.store import OpsStore, load_store
 from rules.snowflake import access_findings, check_accounts
 from rules.snowflake_hygiene import (
     KIND_NO_MONITOR,
@@ -34,7 +34,7 @@ def snowflake_warehouse_hygiene(
     accounts: list[str] = ["snowflake"],  # noqa: B006 — Prefect parameters are copied per run
     policy: SnowflakeHygienePolicy = SnowflakeHygienePolicy(),  # noqa: B008
     endpoints: dict[str, str] | None = None,
-    store: str = "ops-store",
+    store: OpsStore | str = "ops-store",
     now: datetime | None = None,
 ) -> list:
     """Judge every warehouse of each account.

@@ -12,7 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from prefect.runtime import flow_run as runtime_flow_run
+from prefect_aws import AwsCredentials
 
+from blocks.store import OpsStore
 from rules.waste import RULES, WastePolicy, judge_rule, metric_rows
 from tasks.aws.clients import Account
 from tasks.aws.s3 import list_buckets
@@ -68,8 +70,8 @@ def waste_checks(
     policy: WastePolicy = WastePolicy(),  # noqa: B008 - a pydantic default, rendered as a form
     regions: list[str] | None = None,
     role_arns: list[str] | None = None,
-    aws_credentials: str = "aws",
-    store: str = "ops-store",
+    aws_credentials: AwsCredentials | str = "aws",
+    store: OpsStore | str = "ops-store",
     apply: bool = False,
     now: datetime | None = None,
 ) -> RunResult:

@@ -407,9 +407,10 @@ def gp3_equivalent(iops: int) -> tuple[int, int]:
     return iops, max(125, min(GP3_MAX_THROUGHPUT, iops * IO1_KIB_PER_IO // 1024))
 
 
-# io2 bills IOPS in tiers: above 32,000 at 70 % of the base rate, above 64,000 at 49.2 %
-# (us-east-1: $0.065, $0.0455, $0.032 per IOPS-month); io1 bills every IOPS at the base rate.
-IO2_TIERS = ((32_000, 1.0), (64_000, 0.7), (None, 0.032 / 0.065))
+# io2 bills IOPS in tiers: above 32,000 at 70 % of the base rate, above 64,000 at 49 % (the Price
+# List's us-east-1 figures: $0.065, $0.0455, $0.03185 per IOPS-month; the pricing page rounds the
+# last to $0.032); io1 bills every IOPS at the base rate.
+IO2_TIERS = ((32_000, 1.0), (64_000, 0.7), (None, 0.49))
 
 
 def io2_iops_monthly(iops: int, base_rate: float) -> float:

@@ -58,7 +58,7 @@ class BigQueryAccess:
         return self.credentials.get_bigquery_client(project=project, location=location)
 
 
-def bigquery_access(gcp_credentials: str, emulator_endpoint: str | None) -> BigQueryAccess:
+def bigquery_access(gcp_credentials: GcpCredentials | str, emulator_endpoint: str | None) -> BigQueryAccess:
     """The flows' credentials seam: the named block in production, or the emulator's endpoint."""
     if emulator_endpoint:
         return BigQueryAccess(endpoint=emulator_endpoint)

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from prefect import task
+from prefect.blocks.core import Block
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
@@ -58,7 +59,9 @@ def _run_account(name: str, parameters: dict[str, Any], label: str) -> FlowRun:
 def gather(store: OpsStore, job: str, role_arns: list[str]) -> tuple[list[Finding], Coverage, list[str]]:
     """Run one child per account (in parallel, on the pool's workers) and merge their parts."""
     name = f"{flow_run.flow_name}/{deployment.name}"
-    parameters = dict(flow_run.parameters)
+    # A block picked in the run's form reaches the children as the same saved block, not its fields.
+    parameters = {k: {"$ref": {"block_document_id": str(v._block_document_id)}} if isinstance(v, Block) else v
+                  for k, v in flow_run.parameters.items()}
     accounts = [(OWN_ACCOUNT, []), *((arn, [arn]) for arn in role_arns)]
     futures = [(label, _run_account.submit(name, {**parameters, "role_arns": arns}, label))
                for label, arns in accounts]

@@ -182,6 +182,42 @@ def test_the_replay_time_is_labelled_as_such_in_every_job_form():
     assert unlabelled == []
 
 
+def test_every_block_parameter_is_a_picker_of_saved_blocks():
+    """A parameter that names a block is typed `<Block> | str`: Prefect's run form offers the saved
+    blocks of that type (the schema's definition carries its `block_type_slug`; tests/test_ui.py
+    opens the form), and a name still works from Python, the CLI and prefect.yaml."""
+    from flows.registry import JOBS
+
+    blocks = {"aws_credentials": "aws-credentials", "store": "ops-store", "gcp_credentials": "gcp-credentials",
+              "warehouse": "warehouse-connection", "pipelines_block": "integrity-pipelines"}
+    seen, wrong = 0, []
+    for name, job in JOBS.items():
+        schema = job.parameters.model_dump()
+        for parameter, slug in blocks.items():
+            if parameter not in schema["properties"]:
+                continue
+            seen += 1
+            refs = [o["$ref"].rsplit("/", 1)[1] for o in schema["properties"][parameter].get("anyOf", []) if "$ref" in o]
+            if [schema["definitions"][r].get("block_type_slug") for r in refs] != [slug]:
+                wrong.append(f"{name}.{parameter}")
+    assert wrong == [] and seen >= 40
+
+
+def test_a_job_runs_with_the_blocks_picked_in_its_form(aws, store):
+    """The form sends `{"$ref": {"block_document_id": ...}}`; Prefect resolves it to the block
+    before the run starts (`Flow.validate_parameters`), and the job uses that block."""
+    plant_dlq("us-east-1", "orders")
+    good = creds(region_name="us-east-1")
+    picked = {"aws_credentials": {"$ref": {"block_document_id": str(AwsCredentials.load(good)._block_document_id)}},
+              "store": {"$ref": {"block_document_id": str(store._block_document_id)}}}
+    parameters = queue_health.validate_parameters({**picked, "regions": ["us-east-1"], "now": NOW})
+    assert isinstance(parameters["aws_credentials"], AwsCredentials)
+    assert parameters["store"]._block_document_name == store._block_document_name
+    result = queue_health(**parameters)
+    assert {(f.scope, f.resource_id) for f in result.findings} == {("123456789012/us-east-1", "orders-dlq")}
+    assert open_keys(store) == {("123456789012/us-east-1", "orders-dlq")}
+
+
 def test_a_dry_run_digest_says_what_apply_would_change(aws, store, routed):
     import re
 

@@ -155,3 +155,53 @@ def test_demo_ui_shows_runs_findings_summary_and_automations(browser, demo_run, 
     with page(browser, f"{ui}/v2/automations", shots, "automations"):
         wait_for(browser, "the automations", lambda b: automation_names(b) == expected)
         assert f"{len(expected)} automations" in body(browser)
+
+
+def test_a_job_run_form_offers_the_saved_blocks(browser, demo_run, shots):
+    """A job's run form (Deployments > job > Run) offers the saved AWS credentials blocks to pick
+    from; the run it submits carries a reference to the picked block, which Prefect resolves to
+    that block before the job starts. Prefect 3.9's schema check refuses a picked block whose
+    fields are all optional (the reference also matches the block's own schema: "valid under
+    each of"), so the run is submitted with "Enforce Parameter Schema" off, as README says."""
+    from prefect.client.orchestration import get_client
+    from prefect_aws import AwsCredentials
+
+    from flows.registry import JOBS
+
+    AwsCredentials(region_name="ap-northeast-2").save("aws-seoul", overwrite=True)
+    fl = JOBS[IDLE]
+    deployment_id = fl.to_deployment(name="form-check").apply()
+    with get_client(sync_client=True) as client:
+        saved = sorted(d.name for d in client.read_block_documents(include_secrets=False)
+                       if d.block_type and d.block_type.slug == "aws-credentials" and d.name)
+    assert {"aws", "aws-seoul"} <= set(saved)
+
+    ui = demo_run.server.ui_url
+    with page(browser, f"{ui}/v2/deployments/deployment/{deployment_id}/run", shots, "run-form"):
+        wait_for(browser, "the parameters", lambda b: "aws_credentials" in body(b))
+        # The parameter takes a block or a name: choose "AwsCredentials", then open the picker.
+        toggle = "//*[normalize-space(text())='AwsCredentials']"
+        wait_for(browser, "the block/name toggle", lambda b: b.find_elements(By.XPATH, toggle))
+        browser.find_element(By.XPATH, toggle).click()
+        picker = "//button[contains(., 'Select a block')]"
+        wait_for(browser, "the block picker", lambda b: b.find_elements(By.XPATH, picker))
+        browser.find_element(By.XPATH, picker).click()
+        wait_for(browser, "the saved blocks", lambda b: len(b.find_elements(By.XPATH, "//*[@role='option']")) > len(saved))
+        options = [o.text for o in browser.find_elements(By.XPATH, "//*[@role='option']")]
+        assert options == [*saved, "Create new block"]
+        next(o for o in browser.find_elements(By.XPATH, "//*[@role='option']") if o.text == "aws-seoul").click()
+        wait_for(browser, "the choice", lambda b: not b.find_elements(By.XPATH, picker))
+        browser.find_element(
+            By.XPATH, "//*[normalize-space(text())='Enforce Parameter Schema']/following::*[@role='switch'][1]").click()
+        browser.find_element(By.XPATH, "//button[normalize-space(.)='Submit']").click()
+        wait_for(browser, "the deployment's runs", lambda b: "tab=Runs" in b.current_url)
+
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with get_client(sync_client=True) as client:
+        [run] = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+        client.delete_flow_run(run.id)  # it has no worker; the demo's runs stay the only ones
+    seoul = AwsCredentials.load("aws-seoul")
+    assert run.parameters["aws_credentials"] == {"$ref": {"block_document_id": str(seoul._block_document_id)}}
+    picked = fl.validate_parameters(run.parameters)["aws_credentials"]
+    assert isinstance(picked, AwsCredentials) and picked.region_name == "ap-northeast-2"

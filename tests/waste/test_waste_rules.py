@@ -362,3 +362,11 @@ def test_the_monthly_commitment_adds_hourly_charges_and_the_upfront_spread_over_
     assert commitment_monthly(1, 0.0, 8_760.0, year) == 730.0  # all upfront: $1 an hour of the term
     assert commitment_monthly(3, 0.25, 0.0, year) == 547.5  # no upfront: 3 x $0.25 x 730
     assert commitment_monthly(2, 0.1, 1_000.0, 3 * year) == round(2 * (73 + 1_000 / 36), 4)
+
+
+def test_io2_iops_are_billed_in_the_price_lists_tiers():
+    from rules.waste import io2_iops_monthly
+
+    # us-east-1 Price List: 32,000 x 0.065 + 32,000 x 0.0455 + 16,000 x 0.03185 = 2,080 + 1,456 + 509.60
+    assert io2_iops_monthly(80_000, 0.065) == pytest.approx(4_045.60)
+    assert io2_iops_monthly(20_000, 0.065) == pytest.approx(1_300.00)
