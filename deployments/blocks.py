@@ -2,7 +2,6 @@
 
     dataplatform-ops setup --store-url postgresql://ops@db:5432/ops --aws-region eu-west-1 \
         --chat-url https://chat.googleapis.com/v1/spaces/...
-    uv run python -m deployments.blocks ...   # the same
 
 Blocks: `ops-store`, `aws` (ambient credentials in the given region, optionally through a
 custom endpoint), and `ops-chat` when a chat URL is given, with the store as its outbox, so
@@ -16,7 +15,6 @@ still starting is waited for (bounded), saying so in one line.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -131,16 +129,3 @@ def create_blocks(
     if chat is not None:
         chat.outbox = store
         out(_save(chat, "ops-chat", overwrite)[1])
-
-
-def main(argv: list[str] | None = None) -> None:
-    """`python -m deployments.blocks ...` is `dataplatform-ops setup ...`."""
-    from deployments.cli import app
-
-    code = app(["setup", *(sys.argv[1:] if argv is None else argv)], result_action="return_value")
-    if code:
-        sys.exit(code)
-
-
-if __name__ == "__main__":
-    main()

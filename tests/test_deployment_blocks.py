@@ -1,4 +1,4 @@
-"""`deployments/blocks.py`, the set-up command: the blocks it saves are the production ones."""
+"""`dataplatform-ops setup` (deployments/blocks.py): the blocks it saves are the production ones."""
 
 from __future__ import annotations
 
@@ -8,15 +8,20 @@ from prefect_aws import AwsCredentials
 
 from blocks.google_chat import GoogleChatWebhook
 from blocks.store import OpsStore, load_store
-from deployments.blocks import main
 from deployments.chat_receiver import DOWN
+from deployments.cli import app
 from deployments.local_postgres import to_url
 
 
 @pytest.fixture
 def setup_blocks():
     """Run the command; afterwards remove what it saved under the default names."""
-    yield main
+    def setup(argv: list[str]) -> None:
+        code = app(["setup", *argv], result_action="return_value")
+        if code:
+            raise SystemExit(code)
+
+    yield setup
     for block_type, name in ((GoogleChatWebhook, "ops-chat"), (OpsStore, "ops-store"),
                              (AwsCredentials, "aws")):
         try:
