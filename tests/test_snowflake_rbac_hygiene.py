@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prefect.artifacts import Artifact
 
 from deployments.local_snowflake import (
     create_account_usage,
@@ -38,6 +39,7 @@ from rules.snowflake_rbac_drift import (
     KIND_ROLE_MISSING,
     parse_declared_grants,
 )
+from tasks.report import artifact_key
 from tests.test_snowflake_cost_report import executed
 
 AU = "SNOWFLAKE.ACCOUNT_USAGE"
@@ -206,6 +208,8 @@ def test_declared_grants_drift_reports_each_difference_once_and_resolves_when_fi
                    if f["resource_id"] == "ANALYST: SELECT ON TABLE ANALYTICS.MARTS.SALARIES")
     assert "REVOKE SELECT ON TABLE ANALYTICS.MARTS.SALARIES FROM ROLE ANALYST" in finding["reason"]
     assert "(grants as of ACCOUNT_USAGE, up to 2 h behind)" in finding["reason"]
+    summary = Artifact.get(artifact_key("snowflake-rbac-hygiene", "summary")).data
+    assert "grants as of ACCOUNT_USAGE, up to 2 h behind" in summary
 
     with seed_connection(endpoint) as conn:  # someone revokes MALLORY's grant: ACCOUNT_USAGE marks the row
         conn.cursor().execute(f"UPDATE {AU}.GRANTS_TO_USERS SET DELETED_ON = %(t)s "
