@@ -28,7 +28,7 @@ from tasks.tell import tell
 JOB = "snowflake-rbac-hygiene"
 PARTIAL_READS = {"admins": {KIND_ACCOUNTADMIN}, "users": {KIND_PASSWORD_ONLY}, "roles": {KIND_UNUSED_ROLE}}
 DRIFT_READS = {"roles": DRIFT_KINDS, "grants_to_roles": DRIFT_KINDS, "grants_to_users": DRIFT_KINDS}
-DRIFT_NOTE = f"Declared-grants drift: grants {AS_OF} (a grant made or revoked since may not show yet)."
+DRIFT_NOTE = f"Declared-grants drift: grants {AS_OF} (a grant made or revoked in the last 2 hours may not show yet)."
 
 
 @flow(name=JOB, on_failure=[on_flow_failure])
