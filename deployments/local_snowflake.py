@@ -10,8 +10,8 @@ The server runs in its own process (one process = one account: its in-memory dat
 own), speaks Snowflake's HTTP protocol, and the real snowflake-connector-python talks to it.
 fakesnow has no SNOWFLAKE.ACCOUNT_USAGE: `create_account_usage` creates those views as tables
 with Snowflake's documented columns, for tests to fill with realistic rows. The commands
-fakesnow cannot run (SHOW WAREHOUSES, SHOW RESOURCE MONITORS, SHOW ROLES, SHOW GRANTS TO/OF ROLE,
-the live query history table function, SYSTEM$CANCEL_QUERY) are read from the STAND_IN tables created here (tasks/snowflake.py).
+fakesnow cannot run (SHOW WAREHOUSES, SHOW RESOURCE MONITORS, the live query history table
+function, SYSTEM$CANCEL_QUERY) are read from the STAND_IN tables created here (tasks/snowflake.py).
 """
 
 from __future__ import annotations
@@ -108,16 +108,6 @@ STAND_IN_TABLES = {
         START_TIME TIMESTAMP_LTZ, TOTAL_ELAPSED_TIME NUMBER, TRANSACTION_BLOCKED_TIME NUMBER,
         QUERY_TAG VARCHAR""",
     "CANCELLED_QUERIES": "QUERY_ID VARCHAR",
-    "SHOW_ROLES": """
-        "created_on" TIMESTAMP_LTZ, "name" VARCHAR, "is_default" VARCHAR, "is_current" VARCHAR,
-        "is_inherited" VARCHAR, "assigned_to_users" NUMBER, "granted_to_roles" NUMBER,
-        "granted_roles" NUMBER, "owner" VARCHAR, "comment" VARCHAR""",
-    "SHOW_GRANTS_TO_ROLE": """
-        "created_on" TIMESTAMP_LTZ, "privilege" VARCHAR, "granted_on" VARCHAR, "name" VARCHAR,
-        "granted_to" VARCHAR, "grantee_name" VARCHAR, "grant_option" VARCHAR, "granted_by" VARCHAR""",
-    "SHOW_GRANTS_OF_ROLE": """
-        "created_on" TIMESTAMP_LTZ, "role" VARCHAR, "granted_to" VARCHAR, "grantee_name" VARCHAR,
-        "granted_by" VARCHAR""",
 }
 
 

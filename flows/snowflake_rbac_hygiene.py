@@ -1,6 +1,7 @@
 """`snowflake-rbac-hygiene`: ACCOUNTADMIN holders, grants to PUBLIC, password sign-in without MFA,
 roles unused for 90 days (rules/snowflake_rbac.py), and drift between a declared role/grant model
-and the live grants of its roles (rules/snowflake_rbac_drift.py), per Snowflake account. Report only.
+and the grants of its roles in ACCOUNT_USAGE (rules/snowflake_rbac_drift.py), per Snowflake account.
+Report only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rules.snowflake_rbac import (
     SnowflakeRbacPolicy,
     judge_rbac,
 )
-from rules.snowflake_rbac_drift import DRIFT_KINDS, judge_grant_drift, present_grants
+from rules.snowflake_rbac_drift import AS_OF, DRIFT_KINDS, judge_grant_drift, present_grants
 from tasks.notify import on_flow_failure
 from tasks.snowflake import coverage_of, snowflake_accounts
 from tasks.snowflake_rbac import read_declared_models, read_declared_role_grants, read_rbac
@@ -26,7 +27,8 @@ from tasks.tell import tell
 
 JOB = "snowflake-rbac-hygiene"
 PARTIAL_READS = {"admins": {KIND_ACCOUNTADMIN}, "users": {KIND_PASSWORD_ONLY}, "roles": {KIND_UNUSED_ROLE}}
-DRIFT_READS = {"roles": DRIFT_KINDS, "grants_to": DRIFT_KINDS, "grants_of": DRIFT_KINDS}
+DRIFT_READS = {"roles": DRIFT_KINDS, "grants_to_roles": DRIFT_KINDS, "grants_to_users": DRIFT_KINDS}
+DRIFT_NOTE = f"Declared-grants drift: grants {AS_OF} (a grant made or revoked in the last 2 hours may not show yet)."
 
 
 @flow(name=JOB, on_failure=[on_flow_failure])
@@ -74,10 +76,11 @@ def snowflake_rbac_hygiene(
             if all(d.ok(name) for name in DRIFT_READS):
                 origin, declared = models[a.block]
                 findings += judge_grant_drift(a.scope, declared, present_grants(
-                    d.data["roles"], d.data["grants_to"], d.data["grants_of"]), origin)
+                    d.data["roles"], d.data["grants_to_roles"], d.data["grants_to_users"]), origin)
             problems += [p for p in d.problems.values() if p not in problems]
         findings += access_findings(r.account, problems)
     coverage = coverage_of(reads, PARTIAL_READS)
     coverage.merge(coverage_of(list(drift_reads.values()), DRIFT_READS))
-    tell(JOB, findings, ops_store, now, coverage, repeat_interval=timedelta(hours=policy.repeat_interval_hours))
+    tell(JOB, findings, ops_store, now, coverage, repeat_interval=timedelta(hours=policy.repeat_interval_hours),
+         notes=[DRIFT_NOTE] if drift_reads else [])
     return findings

@@ -1,4 +1,4 @@
-"""Declared-grants drift: a role/grant model kept in YAML, compared with what SHOW GRANTS says.
+"""Declared-grants drift: a role/grant model kept in YAML, compared with the grants ACCOUNT_USAGE lists.
 
 Pure. The model names the roles it manages, each role's privileges on objects, and who holds
 the role (users and roles). Only those roles are compared: roles the model does not name
@@ -28,6 +28,10 @@ Names compare as Snowflake resolves identifiers: unquoted parts in upper case, `
 as written, so `analytics.marts.orders` and `ANALYTICS.MARTS.ORDERS` are one table and
 `ANALYTICS.MARTS."Orders"` another. GRANT OPTION and future grants (SHOW FUTURE GRANTS) are not
 compared. The Pulumi proof of concept's desired state is not read yet: export it to this format.
+
+What is present comes from SNOWFLAKE.ACCOUNT_USAGE (ROLES, GRANTS_TO_ROLES, GRANTS_TO_USERS; rows
+with DELETED_ON set are dropped or revoked), readable with a viewer database role where SHOW GRANTS
+on other roles would need MANAGE GRANTS. The views lag up to 2 hours: every finding says so.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ KIND_NOT_DECLARED = "snowflake-grant-not-declared"
 KIND_MISSING = "snowflake-grant-missing"
 KIND_ROLE_MISSING = "snowflake-declared-role-missing"
 DRIFT_KINDS = frozenset({KIND_NOT_DECLARED, KIND_MISSING, KIND_ROLE_MISSING})
+AS_OF = "as of ACCOUNT_USAGE, up to 2 h behind"  # the views' documented latency: a grant of the last 2 h may not show
 
 
 def split_identifier(name: str) -> list[str]:
@@ -88,18 +93,35 @@ def normal_identifier(name: str) -> str:
 
 
 def quoted_identifier(resolved: str) -> str:
-    """The identifier of a name as SHOW output gives it (already resolved: case is meaningful)."""
+    """The identifier of a name as Snowflake stores it (already resolved: case is meaningful)."""
     return normal_identifier('"' + resolved.replace('"', '""') + '"')
 
 
+def resolved_name(identifier: str) -> str:
+    """A one-part identifier (`analyst`, `"Finance"`) as Snowflake stores it: `ANALYST`, `Finance`."""
+    return ".".join(split_identifier(identifier))
+
+
 def _words(value: str) -> str:
-    """A privilege or object type in SHOW GRANTS spelling: upper case, single spaces."""
+    """A privilege in Snowflake's spelling: upper case, single spaces."""
     return " ".join(value.split()).upper()
 
 
 def _object_type(value: str) -> str:
-    # SHOW GRANTS writes object types with underscores (INTEGRATION, MATERIALIZED_VIEW, DATABASE_ROLE).
+    # One spelling for object types written with spaces or underscores (MATERIALIZED VIEW, DATABASE_ROLE).
     return "_".join(value.split()).upper()
+
+
+def granted_object(granted_on: str, name: str | None, catalog: str | None, schema: str | None) -> str:
+    """The qualified identifier of a GRANTS_TO_ROLES row's object: NAME is the bare name, its database
+    and schema are in TABLE_CATALOG and TABLE_SCHEMA (each part as stored, so quoted where needed)."""
+    kind = _object_type(granted_on)
+    parents = [p for p in (catalog, schema) if p]
+    if kind in ("ACCOUNT", "DATABASE"):
+        parents = []
+    elif kind in ("SCHEMA", "DATABASE_ROLE"):
+        parents = parents[:1]
+    return ".".join(quoted_identifier(p) for p in [*parents, name or ""])
 
 
 class DeclaredGrant(BaseModel):
@@ -109,7 +131,7 @@ class DeclaredGrant(BaseModel):
 
     privileges: list[str] = Field(min_length=1, description="Privileges, e.g. `[USAGE]`, `[SELECT, INSERT]`.")
     # Not `on`: YAML reads an unquoted `on:` key as the boolean true.
-    object_type: str = Field(min_length=1, description="Object type as SHOW GRANTS writes it: warehouse, database, schema, table, view, account, ...")
+    object_type: str = Field(min_length=1, description="Object type as GRANTS_TO_ROLES.GRANTED_ON writes it: warehouse, database, schema, table, view, account, ...")
     name: str | None = Field(default=None, description="The object, fully qualified (`db.schema.table`); none for `account`.")
 
     @model_validator(mode="before")
@@ -242,27 +264,32 @@ def parse_declared_grants(data: Any, origin: str) -> Declared:
 
 @dataclass(frozen=True)
 class PresentGrants:
-    """What the account says, for the managed roles: SHOW ROLES, SHOW GRANTS TO/OF ROLE rows."""
+    """What the account says, for the managed roles (ACCOUNT_USAGE rows that are not deleted)."""
 
-    roles: frozenset[str]  # every role in the account (SHOW ROLES)
+    roles: frozenset[str]  # roles that exist (ROLES)
     privileges: frozenset[Privilege]
     memberships: frozenset[Membership]
 
 
-def present_grants(roles: Iterable[str], grants_to: Iterable[Mapping[str, Any]],
-                   grants_of: Iterable[Mapping[str, Any]]) -> PresentGrants:
-    """From SHOW ROLES names, SHOW GRANTS TO ROLE rows and SHOW GRANTS OF ROLE rows.
+def present_grants(roles: Iterable[str], grants_to_roles: Iterable[Mapping[str, Any]],
+                   grants_to_users: Iterable[Mapping[str, Any]]) -> PresentGrants:
+    """From ROLES names, GRANTS_TO_ROLES rows and GRANTS_TO_USERS rows (lower-case keys); a row
+    with DELETED_ON set was revoked and is left out.
 
-    A role's own roles (USAGE ON ROLE x in SHOW GRANTS TO ROLE) are left out here: who holds a
-    managed role is read from SHOW GRANTS OF that role, so each membership is counted once.
+    A role granted to a role is a GRANTS_TO_ROLES row `USAGE ON ROLE <granted role>` whose grantee
+    is the holder: it is read as a holder of the granted role, so each membership counts once.
     """
-    # Role and user names come back resolved (case as stored, no quotes); object names qualified.
+    live_roles = [g for g in grants_to_roles if g.get("deleted_on") is None]
+    # Role and user names come back as stored (case kept, no quotes).
     return PresentGrants(
         frozenset(quoted_identifier(r) for r in roles),
-        frozenset(privilege(quoted_identifier(g["grantee_name"]), g["privilege"], g["granted_on"], g["name"])
-                  for g in grants_to if _object_type(g["granted_on"]) != "ROLE"),
-        frozenset(membership(quoted_identifier(g["role"]), g["granted_to"], quoted_identifier(g["grantee_name"]))
-                  for g in grants_of),
+        frozenset(privilege(quoted_identifier(g["grantee_name"]), g["privilege"], g["granted_on"],
+                            granted_object(g["granted_on"], g["name"], g.get("table_catalog"), g.get("table_schema")))
+                  for g in live_roles if _object_type(g["granted_on"]) != "ROLE"),
+        frozenset({membership(quoted_identifier(g["name"]), "ROLE", quoted_identifier(g["grantee_name"]))
+                   for g in live_roles if _object_type(g["granted_on"]) == "ROLE"}
+                  | {membership(quoted_identifier(g["role"]), "USER", quoted_identifier(g["grantee_name"]))
+                     for g in grants_to_users if g.get("deleted_on") is None}),
     )
 
 
@@ -273,8 +300,8 @@ def judge_grant_drift(account: str, declared: Declared, present: PresentGrants, 
     for role in sorted(missing_roles):
         found.append(Finding(
             kind=KIND_ROLE_MISSING, resource_id=role, scope=account, severity=Severity.WARNING,
-            reason=f"Role {role} is declared in {model_origin} but does not exist: create it with its grants "
-                   "(apply the model), or remove it from the model.",
+            reason=f"Role {role} is declared in {model_origin} but does not exist (roles {AS_OF}): create it "
+                   "with its grants (apply the model), or remove it from the model.",
             numbers={"role": role}))
 
     def compared(p: Privilege) -> bool:
@@ -287,27 +314,28 @@ def judge_grant_drift(account: str, declared: Declared, present: PresentGrants, 
     for p in sorted(have - want):
         found.append(Finding(
             kind=KIND_NOT_DECLARED, resource_id=p.label, scope=account, severity=Severity.WARNING,
-            reason=f"Role {p.role} holds {p.privilege} ON {p.target}, which {model_origin} does not declare: "
-                   f"REVOKE {p.privilege} ON {p.target} FROM ROLE {p.role}, or add it to the model.",
+            reason=f"Role {p.role} holds {p.privilege} ON {p.target}, which {model_origin} does not declare "
+                   f"(grants {AS_OF}): REVOKE {p.privilege} ON {p.target} FROM ROLE {p.role}, or add it to the model.",
             numbers={"role": p.role, "privilege": p.privilege, "object_type": p.on, "object": p.name}))
     for p in sorted(want - have):
         found.append(Finding(
             kind=KIND_MISSING, resource_id=p.label, scope=account, severity=Severity.WARNING,
-            reason=f"{model_origin} declares {p.privilege} ON {p.target} for role {p.role}, "
-                   "but the account does not grant it: apply the model, or remove the grant from it.",
+            reason=f"{model_origin} declares {p.privilege} ON {p.target} for role {p.role}, but the account "
+                   f"does not grant it (grants {AS_OF}): apply the model, or remove the grant from it.",
             numbers={"role": p.role, "privilege": p.privilege, "object_type": p.on, "object": p.name}))
     for m in sorted(have_members - want_members):
         found.append(Finding(
             kind=KIND_NOT_DECLARED, resource_id=m.label, scope=account, severity=Severity.WARNING,
             reason=f"Role {m.role} is granted to {m.grantee_type} {m.grantee}, which {model_origin} does not "
-                   f"declare: REVOKE ROLE {m.role} FROM {m.grantee_type} {m.grantee}, or add it to the model.",
+                   f"declare (grants {AS_OF}): REVOKE ROLE {m.role} FROM {m.grantee_type} {m.grantee}, "
+                   "or add it to the model.",
             numbers={"role": m.role, "privilege": "USAGE", "object_type": "ROLE", "object": m.role,
                      "grantee_type": m.grantee_type, "grantee": m.grantee}))
     for m in sorted(want_members - have_members):
         found.append(Finding(
             kind=KIND_MISSING, resource_id=m.label, scope=account, severity=Severity.WARNING,
             reason=f"{model_origin} grants role {m.role} to {m.grantee_type} {m.grantee}, but the account does "
-                   "not: apply the model, or remove the grant from it.",
+                   f"not (grants {AS_OF}): apply the model, or remove the grant from it.",
             numbers={"role": m.role, "privilege": "USAGE", "object_type": "ROLE", "object": m.role,
                      "grantee_type": m.grantee_type, "grantee": m.grantee}))
     return found

@@ -5,8 +5,7 @@ One connection per account and run; every read names the grant it needs (`@grant
 `AccessProblem` naming that grant, so one account or view failing never sinks the others.
 
 Commands fakesnow cannot run (SHOW WAREHOUSES beyond its one fixed row, SHOW RESOURCE MONITORS,
-SHOW ROLES, SHOW GRANTS TO/OF ROLE, the INFORMATION_SCHEMA.QUERY_HISTORY table function,
-SYSTEM$CANCEL_QUERY) go through
+the INFORMATION_SCHEMA.QUERY_HISTORY table function, SYSTEM$CANCEL_QUERY) go through
 `SnowflakeSession.command`: against a `fakesnow://` endpoint (tests, the demo) each is answered
 from a table with the command's documented columns (`STAND_IN` below); against Snowflake it runs.
 """
@@ -39,9 +38,6 @@ SECURITY_VIEWER = "DATABASE ROLE SNOWFLAKE.SECURITY_VIEWER"
 MONITOR_WAREHOUSES = "MONITOR ON WAREHOUSE <each warehouse>"  # SHOW WAREHOUSES, live query history
 OPERATE_WAREHOUSES = "OPERATE ON WAREHOUSE <each warehouse>"  # SYSTEM$CANCEL_QUERY of others' queries
 USE_WAREHOUSE = "USAGE ON WAREHOUSE <the connector block's warehouse>"
-# SHOW GRANTS TO/OF ROLE on roles the job's role neither owns nor inherits (the declared-grants
-# review). Wider than a viewer role; ACCOUNT_USAGE.GRANTS_TO_* would do read-only but lag 2 hours.
-MANAGE_GRANTS = "MANAGE GRANTS ON ACCOUNT"
 
 # fakesnow stand-ins: command -> table with the command's output columns (see module docstring).
 STAND_IN = {
@@ -49,12 +45,7 @@ STAND_IN = {
     "SHOW RESOURCE MONITORS": "STAND_IN.PUBLIC.SHOW_RESOURCE_MONITORS",
     "LIVE QUERY HISTORY": "STAND_IN.PUBLIC.QUERY_HISTORY_LIVE",
     "CANCEL QUERY": "STAND_IN.PUBLIC.CANCELLED_QUERIES",
-    "SHOW ROLES": "STAND_IN.PUBLIC.SHOW_ROLES",
-    "SHOW GRANTS TO ROLE": "STAND_IN.PUBLIC.SHOW_GRANTS_TO_ROLE",
-    "SHOW GRANTS OF ROLE": "STAND_IN.PUBLIC.SHOW_GRANTS_OF_ROLE",
 }
-# The column of a stand-in that holds a command's object (SHOW GRANTS TO ROLE <grantee_name>).
-STAND_IN_OBJECT = {"SHOW GRANTS TO ROLE": "grantee_name", "SHOW GRANTS OF ROLE": "role"}
 LIVE_QUERY_HISTORY_SQL = """
 SELECT query_id, query_text, user_name, role_name, warehouse_name, warehouse_size,
        execution_status, start_time, total_elapsed_time, transaction_blocked_time, query_tag
@@ -156,19 +147,13 @@ class SnowflakeSession:
             cursor.execute(sql, dict(params or {}))
             return [{k.lower(): v for k, v in row.items()} for row in cursor.fetchall()]
 
-    def command(self, name: str, identifier: str | None = None) -> list[dict[str, Any]]:
-        """A SHOW command or the live query history (see the module docstring).
-
-        `identifier` is the command's object (a role) as a SQL identifier: upper case, or quoted.
-        """
+    def command(self, name: str) -> list[dict[str, Any]]:
+        """A SHOW command or the live query history (see the module docstring)."""
         if self.account.emulated:
-            if identifier is None:
-                return self.rows(f"SELECT * FROM {STAND_IN[name]}")
-            resolved = identifier[1:-1].replace('""', '"') if identifier.startswith('"') else identifier
-            return self.rows(f'SELECT * FROM {STAND_IN[name]} WHERE "{STAND_IN_OBJECT[name]}" = %(o)s', {"o": resolved})
+            return self.rows(f"SELECT * FROM {STAND_IN[name]}")
         if name == "LIVE QUERY HISTORY":
             return self.rows(LIVE_QUERY_HISTORY_SQL)
-        return self.rows(f"{name} {identifier}" if identifier else name)
+        return self.rows(name)
 
     def cancel_query(self, query_id: str) -> str:
         """SYSTEM$CANCEL_QUERY: Snowflake's answer, as text."""

@@ -1,5 +1,5 @@
-"""Read each Snowflake account's grants, users and role use from ACCOUNT_USAGE, and the live grants
-of the declared roles (SHOW ROLES, SHOW GRANTS TO/OF ROLE): one task run per account."""
+"""Read each Snowflake account's grants, users and role use from ACCOUNT_USAGE, and the grants of the
+declared roles (ROLES, GRANTS_TO_ROLES, GRANTS_TO_USERS, also ACCOUNT_USAGE): one task run per account."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from prefect.cache_policies import NONE
 from rules.config import ConfigError
 from rules.snowflake import ACCOUNT_USAGE
 from rules.snowflake_rbac import RoleUse, User
-from rules.snowflake_rbac_drift import Declared, parse_declared_grants, quoted_identifier
+from rules.snowflake_rbac_drift import Declared, parse_declared_grants, resolved_name
 from tasks.snowflake import (
     GOVERNANCE_VIEWER,
-    MANAGE_GRANTS,
     SECURITY_VIEWER,
     USE_WAREHOUSE,
     AccountRead,
@@ -47,6 +46,24 @@ FROM {ACCOUNT_USAGE}.ROLES r
 LEFT JOIN {ACCOUNT_USAGE}.QUERY_HISTORY q ON q.role_name = r.name AND q.start_time >= %(since)s
 WHERE r.deleted_on IS NULL AND COALESCE(r.role_type, 'ROLE') = 'ROLE'
 GROUP BY 1, 2
+"""
+
+# The declared-grants drift: only the declared roles' rows (`{roles}`: their names as bind parameters).
+# A role granted to a role is `USAGE ON ROLE <granted role>` held by the grantee. GRANTED_TO is ROLE
+# for an account role; newer documentation spells it ACCOUNT ROLE.
+DECLARED_ROLES_SQL = f"""
+SELECT name FROM {ACCOUNT_USAGE}.ROLES
+WHERE deleted_on IS NULL AND COALESCE(role_type, 'ROLE') = 'ROLE' AND name IN ({{roles}})
+"""
+DECLARED_GRANTS_TO_ROLES_SQL = f"""
+SELECT privilege, granted_on, name, table_catalog, table_schema, grantee_name
+FROM {ACCOUNT_USAGE}.GRANTS_TO_ROLES
+WHERE deleted_on IS NULL AND granted_to IN ('ROLE', 'ACCOUNT ROLE')
+  AND (grantee_name IN ({{roles}}) OR (granted_on = 'ROLE' AND name IN ({{roles}})))
+"""
+DECLARED_GRANTS_TO_USERS_SQL = f"""
+SELECT role, grantee_name FROM {ACCOUNT_USAGE}.GRANTS_TO_USERS
+WHERE deleted_on IS NULL AND role IN ({{roles}})
 """
 
 
@@ -83,23 +100,28 @@ def read_rbac(account: SnowflakeAccount, since: datetime, login_timeout: int) ->
 
 
 @task(name="snowflake-read-grants", task_run_name="read-grants-{account.block}", cache_policy=NONE)
-@grants(MANAGE_GRANTS, USE_WAREHOUSE)
+@grants(SECURITY_VIEWER, USE_WAREHOUSE)
 def read_declared_role_grants(account: SnowflakeAccount, roles: list[str], login_timeout: int) -> AccountRead:
-    """Reads: `roles` (every role name), `grants_to` and `grants_of` (rows of SHOW GRANTS TO/OF
-    ROLE for each of `roles` that exists). `roles` are SQL identifiers (upper case, or quoted)."""
+    """Reads, for `roles` (SQL identifiers: upper case, or quoted) only, from ACCOUNT_USAGE (up to
+    2 hours behind): `roles` (those that exist), `grants_to_roles` (GRANTS_TO_ROLES rows granted to
+    them, or granting them to a role) and `grants_to_users` (GRANTS_TO_USERS rows). Revoked rows
+    (DELETED_ON set) are not read."""
     read = AccountRead(account.scope)
+    names = {f"r{i}": resolved_name(r) for i, r in enumerate(roles)}
+    placeholders = ", ".join(f"%({k})s" for k in names)
     with open_session(account, login_timeout, read) as session:
         if session is None:
             return read
-        if not read_into(read, "roles", "SHOW ROLES", MANAGE_GRANTS,
-                         lambda: [r["name"] for r in session.command("SHOW ROLES")], account):
-            return read
-        existing = {quoted_identifier(n) for n in read.data["roles"]}
-        wanted = [r for r in roles if r in existing]  # a missing role is drift, not an error
-        read_into(read, "grants_to", "SHOW GRANTS TO ROLE", MANAGE_GRANTS,
-                  lambda: [g for r in wanted for g in session.command("SHOW GRANTS TO ROLE", r)], account)
-        read_into(read, "grants_of", "SHOW GRANTS OF ROLE", MANAGE_GRANTS,
-                  lambda: [g for r in wanted for g in session.command("SHOW GRANTS OF ROLE", r)], account)
+
+        def rows(sql: str) -> list[dict]:
+            return session.rows(sql.format(roles=placeholders), names)
+
+        read_into(read, "roles", "ROLES", SECURITY_VIEWER,
+                  lambda: [r["name"] for r in rows(DECLARED_ROLES_SQL)], account)
+        read_into(read, "grants_to_roles", "GRANTS_TO_ROLES", SECURITY_VIEWER,
+                  lambda: rows(DECLARED_GRANTS_TO_ROLES_SQL), account)
+        read_into(read, "grants_to_users", "GRANTS_TO_USERS", SECURITY_VIEWER,
+                  lambda: rows(DECLARED_GRANTS_TO_USERS_SQL), account)
     return read
 
 

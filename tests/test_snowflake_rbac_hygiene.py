@@ -2,12 +2,8 @@
 
 GRANTS_TO_USERS, GRANTS_TO_ROLES, USERS, ROLES and QUERY_HISTORY are tables with the ACCOUNT_USAGE
 views' documented columns (fakesnow has no ACCOUNT_USAGE), filled with planted users, roles and
-grants, traps included.
-
-fakesnow cannot run SHOW ROLES or SHOW GRANTS TO/OF ROLE (it answers "syntax error"): the
-declared-grants drift reads them, through the real connector, from STAND_IN tables with those
-commands' documented output columns (tasks/snowflake.py: STAND_IN), seeded here with what
-Snowflake would return.
+grants, traps included. The declared-grants drift reads the same views (ROLES, GRANTS_TO_ROLES,
+GRANTS_TO_USERS) for the roles of config/snowflake_roles.yaml.
 """
 
 from __future__ import annotations
@@ -19,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prefect.artifacts import Artifact
 
 from deployments.local_snowflake import (
     create_account_usage,
@@ -42,6 +39,7 @@ from rules.snowflake_rbac_drift import (
     KIND_ROLE_MISSING,
     parse_declared_grants,
 )
+from tasks.report import artifact_key
 from tests.test_snowflake_cost_report import executed
 
 AU = "SNOWFLAKE.ACCOUNT_USAGE"
@@ -76,27 +74,21 @@ def user(name: str, password: bool, mfa: bool = False, duo: bool = False, disabl
             "OWNER": "USERADMIN", "TYPE": kind}
 
 
-def role(name: str, created_days_ago: float) -> dict:
-    return {"ROLE_ID": len(name), "CREATED_ON": ago(created_days_ago), "DELETED_ON": None, "NAME": name,
+def role(name: str, created_days_ago: float, deleted: bool = False) -> dict:
+    return {"ROLE_ID": len(name), "CREATED_ON": ago(created_days_ago), "DELETED_ON": ago(20) if deleted else None,
+            "NAME": name,
             "COMMENT": "", "OWNER": "USERADMIN", "ROLE_TYPE": "ROLE", "ROLE_DATABASE_NAME": None,
             "ROLE_INSTANCE_ID": None, "OWNER_ROLE_TYPE": "ROLE"}
 
 
-def show_role(name: str) -> dict:
-    return {"created_on": ago(300), "name": name, "is_default": "N", "is_current": "N", "is_inherited": "N",
-            "assigned_to_users": 1, "granted_to_roles": 0, "granted_roles": 0, "owner": "USERADMIN", "comment": ""}
-
-
-def grant_to(role_name: str, privilege: str, on: str, name: str) -> dict:
-    """A row of SHOW GRANTS TO ROLE: names resolved as Snowflake prints them."""
-    return {"created_on": ago(50), "privilege": privilege, "granted_on": on, "name": name, "granted_to": "ROLE",
-            "grantee_name": role_name, "grant_option": "false", "granted_by": "SECURITYADMIN"}
-
-
-def grant_of(role_name: str, granted_to: str, grantee: str) -> dict:
-    """A row of SHOW GRANTS OF ROLE."""
-    return {"created_on": ago(50), "role": role_name, "granted_to": granted_to, "grantee_name": grantee,
-            "granted_by": "SECURITYADMIN"}
+def grant_to(role_name: str, privilege: str, on: str, name: str, catalog: str | None = None,
+             schema: str | None = None, deleted: bool = False, granted_to: str = "ROLE") -> dict:
+    """A row of GRANTS_TO_ROLES: names as Snowflake stores them, NAME bare, its database and schema
+    in TABLE_CATALOG / TABLE_SCHEMA."""
+    return {"CREATED_ON": ago(50), "MODIFIED_ON": ago(50), "PRIVILEGE": privilege, "GRANTED_ON": on, "NAME": name,
+            "TABLE_CATALOG": catalog, "TABLE_SCHEMA": schema, "GRANTED_TO": granted_to, "GRANTEE_NAME": role_name,
+            "GRANT_OPTION": "false", "GRANTED_BY": "SECURITYADMIN", "DELETED_ON": ago(2) if deleted else None,
+            "GRANTED_BY_ROLE_TYPE": "ROLE", "OBJECT_INSTANCE": None}
 
 
 MODEL = "config/snowflake_roles.yaml"
@@ -116,11 +108,40 @@ def endpoint() -> Iterator[str]:
                 user_grant("ACCOUNTADMIN", "MALLORY"),
                 user_grant("ACCOUNTADMIN", "OLDADMIN", deleted=True),  # trap: revoked
                 user_grant("SYSADMIN", "BOB"),  # trap: not ACCOUNTADMIN
+                # Holders of the declared roles (config/snowflake_roles.yaml).
+                user_grant("ANALYST", "ALICE"), user_grant("ANALYST", "CAROL"),
+                user_grant("ANALYST", "MALLORY"),  # granted by hand
+                user_grant("ANALYST", "OLDUSER", deleted=True),  # trap: revoked
+                user_grant("LOADER", "SVC_ETL"),
+                user_grant("Finance", "DAN"),  # trap: quoted, case kept
+                user_grant("SCRATCH", "BOB"),  # trap: role not in the model
             ])
             insert_rows(conn, f"{AU}.GRANTS_TO_ROLES", [
                 public_grant("USAGE", "DATABASE", "ANALYTICS"),  # trap: allowed by the policy
                 public_grant("SELECT", "TABLE", "SALARIES"),
                 public_grant("SELECT", "TABLE", "OLD_EXPORT", deleted=True),  # trap: revoked
+                # Grants of the declared roles ANALYST, LOADER, "Finance" (REPORTING was dropped).
+                grant_to("ANALYST", "USAGE", "WAREHOUSE", "BI_WH", deleted=True),  # trap: revoked, then
+                grant_to("ANALYST", "USAGE", "WAREHOUSE", "BI_WH"),  # granted again: present
+                grant_to("ANALYST", "USAGE", "DATABASE", "ANALYTICS"),
+                grant_to("ANALYST", "USAGE", "SCHEMA", "MARTS", "ANALYTICS"),
+                grant_to("ANALYST", "SELECT", "TABLE", "ORDERS", "ANALYTICS", "MARTS"),  # trap: declared in lower case
+                grant_to("ANALYST", "SELECT", "TABLE", "SALARIES", "ANALYTICS", "MARTS"),  # granted by hand
+                grant_to("ANALYST", "SELECT", "TABLE", "OLD_EXPORT", "ANALYTICS", "MARTS", deleted=True),  # trap: revoked
+                grant_to("ANALYST", "OWNERSHIP", "TABLE", "TMP_ANALYSIS", "ANALYTICS", "MARTS"),  # trap: ownership ignored
+                grant_to("ANALYST", "USAGE", "ROLE", "SCRATCH"),  # trap: ANALYST holds SCRATCH, a role not in the model
+                grant_to("ANALYST", "SELECT", "TABLE", "SALARIES", "RAW", "LANDING",
+                         granted_to="DATABASE_ROLE"),  # trap: a database role, not the account role ANALYST
+                grant_to("LOADER", "USAGE", "WAREHOUSE", "ETL_WH"),
+                grant_to("LOADER", "OPERATE", "WAREHOUSE", "ETL_WH", deleted=True),  # declared; revoked: missing
+                grant_to("LOADER", "USAGE", "DATABASE", "RAW", "RAW"),  # trap: catalog filled in for a database
+                grant_to("LOADER", "USAGE", "SCHEMA", "LANDING", "RAW", "LANDING"),  # trap: and schema for a schema
+                grant_to("LOADER", "CREATE TABLE", "SCHEMA", "LANDING", "RAW"),
+                grant_to("LOADER", "INSERT", "TABLE", "EVENTS", "RAW", "LANDING"),
+                grant_to("LOADER", "SELECT", "TABLE", "EVENTS", "RAW", "LANDING"),
+                grant_to("SYSADMIN", "USAGE", "ROLE", "LOADER"),  # LOADER granted to SYSADMIN: declared
+                grant_to("Finance", "SELECT", "VIEW", "Revenue", "ANALYTICS", "MARTS"),  # trap: quoted, case kept
+                grant_to("SCRATCH", "SELECT", "TABLE", "SALARIES", "ANALYTICS", "MARTS"),  # trap: role not in the model
             ])
             insert_rows(conn, f"{AU}.USERS", [
                 user("ALICE", password=True),
@@ -132,40 +153,15 @@ def endpoint() -> Iterator[str]:
                 user("BREAKGLASS", password=True, mfa=True),
             ])
             insert_rows(conn, f"{AU}.ROLES", [
-                role("REPORTING", 200), role("ETL_ROLE", 200), role("ANALYST", 300),
+                role("BI_REPORTS", 200), role("ETL_ROLE", 200), role("ANALYST", 300),
                 role("NEW_ROLE", 10),  # trap: too young to judge
                 role("SYSADMIN", 900),  # trap: a system role
+                role("LOADER", 10), role("Finance", 10),  # declared; too young to judge
+                role("REPORTING", 200, deleted=True),  # declared, dropped: missing (and never unused)
             ])
             insert_rows(conn, f"{AU}.QUERY_HISTORY", [
-                ran_as("r1", "REPORTING", 120),  # before the 90 days
+                ran_as("r1", "BI_REPORTS", 120),  # before the 90 days
                 ran_as("a1", "ANALYST", 1),  # trap: used yesterday
-            ])
-            # Live grants against config/snowflake_roles.yaml (ANALYST, LOADER, "Finance", REPORTING).
-            insert_rows(conn, "STAND_IN.PUBLIC.SHOW_ROLES", [
-                show_role(n) for n in ("ANALYST", "LOADER", "Finance", "SCRATCH", "SYSADMIN", "PUBLIC")])  # no REPORTING
-            insert_rows(conn, "STAND_IN.PUBLIC.SHOW_GRANTS_TO_ROLE", [
-                grant_to("ANALYST", "USAGE", "WAREHOUSE", "BI_WH"),
-                grant_to("ANALYST", "USAGE", "DATABASE", "ANALYTICS"),
-                grant_to("ANALYST", "USAGE", "SCHEMA", "ANALYTICS.MARTS"),
-                grant_to("ANALYST", "SELECT", "TABLE", "ANALYTICS.MARTS.ORDERS"),  # trap: declared in lower case
-                grant_to("ANALYST", "SELECT", "TABLE", "ANALYTICS.MARTS.SALARIES"),  # granted by hand
-                grant_to("ANALYST", "OWNERSHIP", "TABLE", "ANALYTICS.MARTS.TMP_ANALYSIS"),  # trap: ownership ignored
-                grant_to("ANALYST", "USAGE", "ROLE", "SCRATCH"),  # trap: membership is read from SHOW GRANTS OF
-                grant_to("LOADER", "USAGE", "WAREHOUSE", "ETL_WH"),  # OPERATE ON ETL_WH is declared, missing
-                grant_to("LOADER", "USAGE", "DATABASE", "RAW"),
-                grant_to("LOADER", "USAGE", "SCHEMA", "RAW.LANDING"),
-                grant_to("LOADER", "CREATE TABLE", "SCHEMA", "RAW.LANDING"),
-                grant_to("LOADER", "INSERT", "TABLE", "RAW.LANDING.EVENTS"),
-                grant_to("LOADER", "SELECT", "TABLE", "RAW.LANDING.EVENTS"),
-                grant_to("Finance", "SELECT", "VIEW", 'ANALYTICS.MARTS."Revenue"'),  # trap: quoted, case kept
-                grant_to("SCRATCH", "SELECT", "TABLE", "ANALYTICS.MARTS.SALARIES"),  # trap: role not in the model
-            ])
-            insert_rows(conn, "STAND_IN.PUBLIC.SHOW_GRANTS_OF_ROLE", [
-                grant_of("ANALYST", "USER", "ALICE"), grant_of("ANALYST", "USER", "CAROL"),
-                grant_of("ANALYST", "USER", "MALLORY"),  # granted by hand
-                grant_of("LOADER", "USER", "SVC_ETL"), grant_of("LOADER", "ROLE", "SYSADMIN"),
-                grant_of("Finance", "USER", "DAN"),
-                grant_of("SCRATCH", "USER", "BOB"),  # trap: role not in the model
             ])
         yield url
 
@@ -181,17 +177,17 @@ def test_rbac_findings_and_the_traps_stay_quiet(endpoint, store):
         (KIND_PASSWORD_ONLY, "ALICE", "warning"),
         (KIND_PASSWORD_ONLY, "MALLORY", "critical"),  # an admin signing in with a password alone
         (KIND_PUBLIC_GRANT, "SELECT on TABLE SALARIES", "warning"),
+        (KIND_UNUSED_ROLE, "BI_REPORTS", "info"),
         (KIND_UNUSED_ROLE, "ETL_ROLE", "info"),
-        (KIND_UNUSED_ROLE, "REPORTING", "info"),
     ]
-    reporting = next(f for f in findings if f.resource_id == "REPORTING")
-    assert reporting.numbers["last_used"] is None  # its last query is older than the history read
+    reports = next(f for f in findings if f.resource_id == "BI_REPORTS")
+    assert reports.numbers["last_used"] is None  # its last query is older than the history read
 
 
 def test_declared_grants_drift_reports_each_difference_once_and_resolves_when_fixed(endpoint, store):
-    """Planted: a table and a user granted by hand, a declared privilege never applied, a declared
-    role that does not exist. Declared-and-present grants, case differences, ownership, roles
-    outside the model: not reported."""
+    """Planted: a table and a user granted by hand, a declared privilege revoked, a declared role
+    that was dropped. Declared-and-present grants, revoked grants (DELETED_ON set), case
+    differences, ownership, roles outside the model, a database role of the same name: not reported."""
     name = save_connector(f"sf-{uuid.uuid4().hex[:8]}", PROD)
     policy = SnowflakeRbacPolicy(accountadmin_users=["BREAKGLASS"], public_grants_allowed=["USAGE ON ANALYTICS"],
                                  login_timeout_seconds=5)
@@ -211,20 +207,25 @@ def test_declared_grants_drift_reports_each_difference_once_and_resolves_when_fi
     finding = next(f for f in store.findings_of("snowflake-rbac-hygiene", "open")
                    if f["resource_id"] == "ANALYST: SELECT ON TABLE ANALYTICS.MARTS.SALARIES")
     assert "REVOKE SELECT ON TABLE ANALYTICS.MARTS.SALARIES FROM ROLE ANALYST" in finding["reason"]
+    assert "(grants as of ACCOUNT_USAGE, up to 2 h behind)" in finding["reason"]
+    summary = Artifact.get(artifact_key("snowflake-rbac-hygiene", "summary")).data
+    assert "grants as of ACCOUNT_USAGE, up to 2 h behind" in summary
 
-    with seed_connection(endpoint) as conn:  # someone revokes MALLORY's grant
-        conn.cursor().execute("DELETE FROM STAND_IN.PUBLIC.SHOW_GRANTS_OF_ROLE WHERE \"grantee_name\" = 'MALLORY'")
+    with seed_connection(endpoint) as conn:  # someone revokes MALLORY's grant: ACCOUNT_USAGE marks the row
+        conn.cursor().execute(f"UPDATE {AU}.GRANTS_TO_USERS SET DELETED_ON = %(t)s "
+                              "WHERE ROLE = 'ANALYST' AND GRANTEE_NAME = 'MALLORY'", {"t": NOW})
     assert (KIND_NOT_DECLARED, "ANALYST: granted to USER MALLORY") not in run(NOW + timedelta(days=1))
     resolved = [f["resource_id"] for f in store.findings_of("snowflake-rbac-hygiene", "resolved")]
     assert resolved == ["ANALYST: granted to USER MALLORY"]
 
-    # SHOW GRANTS OF ROLE stops answering (the last use of the seeded account in this module):
-    # a finding names the grant, and no drift finding is resolved by a run that could not look.
+    # GRANTS_TO_USERS cannot be read (the last use of the seeded account in this module): a
+    # finding names the grant, and no drift finding is resolved by a run that could not look.
     with seed_connection(endpoint) as conn:
-        conn.cursor().execute("DROP TABLE STAND_IN.PUBLIC.SHOW_GRANTS_OF_ROLE")
+        conn.cursor().execute(f"DROP TABLE {AU}.GRANTS_TO_USERS")
     assert run(NOW + timedelta(days=2)) == []
     [denied] = [f for f in store.findings_of("snowflake-rbac-hygiene", "open") if f["kind"] == "snowflake-access-denied"]
-    assert "SHOW GRANTS OF ROLE" in denied["reason"] and "GRANT MANAGE GRANTS ON ACCOUNT TO ROLE OPS_MONITOR" in denied["reason"]
+    assert "GRANTS_TO_USERS" in denied["reason"]
+    assert "GRANT DATABASE ROLE SNOWFLAKE.SECURITY_VIEWER TO ROLE OPS_MONITOR" in denied["reason"]
     still_open = {f["resource_id"] for f in store.findings_of("snowflake-rbac-hygiene", "open")}
     assert {"REPORTING", "LOADER: OPERATE ON WAREHOUSE ETL_WH", "ANALYST: SELECT ON TABLE ANALYTICS.MARTS.SALARIES"} <= still_open
     assert [f["resource_id"] for f in store.findings_of("snowflake-rbac-hygiene", "resolved")] == resolved
@@ -267,3 +268,41 @@ def test_identifiers_compare_as_snowflake_resolves_them(written, resolved):
     from rules.snowflake_rbac_drift import normal_identifier
 
     assert normal_identifier(written) == resolved
+
+
+@pytest.mark.parametrize(("granted_on", "name", "catalog", "schema", "qualified"), [
+    ("TABLE", "ORDERS", "ANALYTICS", "MARTS", "ANALYTICS.MARTS.ORDERS"),
+    ("MATERIALIZED VIEW", "Revenue", "ANALYTICS", "MARTS", 'ANALYTICS.MARTS."Revenue"'),  # stored case kept
+    ("SCHEMA", "MARTS", "ANALYTICS", None, "ANALYTICS.MARTS"),
+    ("SCHEMA", "MARTS", "ANALYTICS", "MARTS", "ANALYTICS.MARTS"),  # the schema not repeated
+    ("DATABASE", "ANALYTICS", None, None, "ANALYTICS"),
+    ("DATABASE", "ANALYTICS", "ANALYTICS", None, "ANALYTICS"),
+    ("WAREHOUSE", "BI_WH", None, None, "BI_WH"),
+])
+def test_a_grants_to_roles_row_names_its_object_fully(granted_on, name, catalog, schema, qualified):
+    from rules.snowflake_rbac_drift import granted_object
+
+    assert granted_object(granted_on, name, catalog, schema) == qualified
+
+
+def test_revoked_rows_are_not_present_grants():
+    """The rule drops rows with DELETED_ON set even if a reader passes them on."""
+    from rules.snowflake_rbac_drift import Membership, Privilege, present_grants
+
+    row = {"privilege": "SELECT", "granted_on": "TABLE", "name": "ORDERS", "table_catalog": "ANALYTICS",
+           "table_schema": "MARTS", "grantee_name": "ANALYST"}
+    present = present_grants(["ANALYST"], [row, row | {"name": "OLD", "deleted_on": ago(1)}],
+                             [{"role": "ANALYST", "grantee_name": "ALICE"},
+                              {"role": "ANALYST", "grantee_name": "BOB", "deleted_on": ago(1)}])
+    assert present.privileges == {Privilege("ANALYST", "SELECT", "TABLE", "ANALYTICS.MARTS.ORDERS")}
+    assert present.memberships == {Membership("ANALYST", "USER", "ALICE")}
+
+
+def test_the_job_role_needs_viewer_roles_only():
+    """The drift check reads ACCOUNT_USAGE: no MANAGE GRANTS in the generated role."""
+    import flows.snowflake_rbac_hygiene as job
+    from deployments.snowflake_grants import grant_script, snowflake_grants
+
+    assert snowflake_grants(job) == {"DATABASE ROLE SNOWFLAKE.SECURITY_VIEWER", "DATABASE ROLE SNOWFLAKE.GOVERNANCE_VIEWER",
+                                     "USAGE ON WAREHOUSE <the connector block's warehouse>"}
+    assert "MANAGE" not in grant_script(snowflake_grants(job), "OPS_MONITOR", "DATAPLATFORM_OPS")
