@@ -15,7 +15,9 @@ protocol (`RequestLimitExceeded`, `Throttling`, `ThrottlingException`, `TooManyR
   unattached volumes and unused Elastic IPs; Lambda functions with Errors in the last day).
 
 Prints wall time, the ideal (HTTP calls at the proxy x latency / the tool's concurrency), the
-calls and throttled calls, Prefect task runs, and peak RSS of the process tree.
+calls and throttled calls, Prefect task runs, peak RSS of the process tree, and the CPU seconds
+the run cost (the tool, the Prefect server, moto and the proxy) with the floor they set: their
+sum over this machine's cores. PostgreSQL's CPU is not counted.
 Not a test: nothing is asserted.
 """
 
@@ -28,6 +30,7 @@ import logging
 import os
 import random
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -293,9 +296,8 @@ def run_c7n_org(job: str, accounts: int, regions: list[str]) -> dict:
 
 # ---------------------------------------------------------------- the parent
 
-def _tree_memory_mb(root: int) -> tuple[float, float]:
-    """RSS and PSS of `root` and all its descendants, from /proc. PSS shares pages the processes
-    have in common (c7n-org's forked workers) instead of counting them once per process."""
+def _tree(root: int) -> list[int]:
+    """`root` and all its live descendants, from /proc."""
     parents: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -304,11 +306,19 @@ def _tree_memory_mb(root: int) -> tuple[float, float]:
                 parents.setdefault(int(stat[stat.rindex(")") + 2:].split()[1]), []).append(int(entry))
             except (OSError, ValueError):
                 continue
-    rss = pss = 0
-    todo = [root]
+    found, todo = [], [root]
     while todo:
         pid = todo.pop()
+        found.append(pid)
         todo += parents.get(pid, [])
+    return found
+
+
+def _tree_memory_mb(root: int) -> tuple[float, float]:
+    """RSS and PSS of `root` and all its descendants, from /proc. PSS shares pages the processes
+    have in common (c7n-org's forked workers) instead of counting them once per process."""
+    rss = pss = 0
+    for pid in _tree(root):
         try:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Rss:"):
@@ -318,6 +328,23 @@ def _tree_memory_mb(root: int) -> tuple[float, float]:
         except OSError:
             continue
     return rss / 1024, pss / 1024
+
+
+def _tree_cpu_s(root: int) -> float:
+    """User + system CPU seconds used so far by `root` and its live descendants."""
+    ticks = 0
+    for pid in _tree(root):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            ticks += sum(int(v) for v in stat[stat.rindex(")") + 2:].split()[11:13])
+        except (OSError, ValueError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _child(tool: str, job: str, args: argparse.Namespace, env: dict) -> dict:
@@ -394,11 +421,20 @@ def main() -> None:
         for job in args.jobs:
             for tool in args.tools:
                 handler.stats.clear()
+                # CPU spent during the run: the tool's process tree (waited for), the Prefect
+                # server's, and this process's (moto and the proxy are threads here).
+                cpu = (_children_cpu_s(), _tree_cpu_s(server.process.pid) if server else 0.0, time.process_time())
                 result = _child(tool, job, args, env)
+                result.update(cpu_tool_s=_children_cpu_s() - cpu[0],
+                              cpu_prefect_server_s=(_tree_cpu_s(server.process.pid) if server else 0.0) - cpu[1],
+                              cpu_moto_proxy_s=time.process_time() - cpu[2])
                 result.update(calls=handler.stats["calls"], throttled=handler.stats["throttled"],
                               by_service={k[6:]: v for k, v in handler.stats.items() if k.startswith("calls:")},
                               concurrency=concurrency[tool])
                 result["ideal_s"] = result["calls"] * args.latency_ms / 1000 / result["concurrency"]
+                # No run can be faster than its CPU work spread over every core of this machine.
+                result["cpu_floor_s"] = (result["cpu_tool_s"] + result["cpu_prefect_server_s"]
+                                         + result["cpu_moto_proxy_s"]) / (os.cpu_count() or 1)
                 results.append(result)
                 print(json.dumps(result), flush=True)
 
@@ -410,6 +446,8 @@ def main() -> None:
         print(f"{r['job']:>14} {r['tool']:>7}: wall {r['wall_s']:6.1f} s | ideal {r['ideal_s']:5.1f} s "
               f"({r['wall_s'] / max(r['ideal_s'], 1e-9):.2f}x, concurrency {r['concurrency']}) | calls {r['calls']:5d} "
               f"({r['throttled']} throttled) | findings {r['findings']:4d} | peak RSS {r['peak_rss_mb']:4.0f} MB (PSS {r['peak_pss_mb']:.0f})"
+              + f" | CPU s: tool {r['cpu_tool_s']:.0f}, Prefect server {r['cpu_prefect_server_s']:.0f}, moto+proxy "
+                f"{r['cpu_moto_proxy_s']:.0f} -> floor {r['cpu_floor_s']:.1f} s on {os.cpu_count()} cores"
               + (f" | task runs {r['task_runs']} | gaps {r['gaps']}" if "task_runs" in r else "")
               + (f" | exit {r['exit']}, {r['errors']} error lines" if "exit" in r else ""))
     for job in args.jobs:

@@ -104,15 +104,20 @@ def chat() -> Iterator[ChatReceiver]:
         yield receiver
 
 
+ROUTE_BLOCK = "chat-route"
+
+
 def route_to(chat: ChatReceiver, **options) -> str:
-    """Point the automations at `chat` through a new GoogleChatWebhook block; its name."""
-    name = f"chat-{uuid.uuid4().hex[:8]}"
-    GoogleChatWebhook(url=chat.url, **{"max_backoff_seconds": 0.05, "min_interval_seconds": 0, **options}).save(name)
-    apply_automations(chat_block=name)
-    # On SQLite the server refreshes its automation cache in a task after the commit: an event
-    # emitted at once could still meet the previous test's action (seen once under load).
-    time.sleep(1)
-    return name
+    """Point the automations at `chat`; the block's name. One GoogleChatWebhook block, overwritten
+    for each test: the server refreshes its automation cache in a task after the commit (SQLite),
+    so an event emitted at once can still meet an automation as the previous test left it. That
+    automation names this same block, which now sends here (a new block per test lost two alerts
+    to the previous test's closed receiver under load, despite a 1 s wait)."""
+    GoogleChatWebhook(url=chat.url, **{"max_backoff_seconds": 0.05, "min_interval_seconds": 0, **options}).save(
+        ROUTE_BLOCK, overwrite=True)
+    apply_automations(chat_block=ROUTE_BLOCK)
+    time.sleep(1)  # after a test that routed the automations to another block (test_backbone)
+    return ROUTE_BLOCK
 
 
 @pytest.fixture
