@@ -110,12 +110,13 @@ def _snowflake(**extra: Any) -> Callable[[DemoEnv], dict[str, Any]]:
 # (all jobs report only: `apply` stays False). Every AWS job on the runner sweeps the seeded
 # regions with no entry here; a job that needs more (a warehouse, an emulator) gets an entry.
 # A flow in prefect.yaml with no entry is skipped with a note.
+# moto has no Pricing API: the jobs that refresh prices from it use the bundled table.
+BUNDLED_PRICES = {"refresh_prices": False}
 DEMO_JOBS: dict[str, DemoJob] = {
-    **{name: DemoJob({"regions": list(REGIONS)}) for name in contracts()},
+    **{name: DemoJob({"regions": list(REGIONS), **({"policy": BUNDLED_PRICES} if job.prices else {})})
+       for name, job in contracts().items()},
     "idle-resources": DemoJob({"regions": list(REGIONS), "policy": {
-        "s3_age_rules": [{"bucket": "*", "max_age_days": 365}],
-        "refresh_prices": False,  # moto has no Pricing API: the bundled table it is
-    }}),
+        "s3_age_rules": [{"bucket": "*", "max_age_days": 365}], **BUNDLED_PRICES}}),
     # PostgreSQL: the trouble on the warehouse is seconds old, so the thresholds are seconds too;
     # live sessions are judged at the real time (`now: None`), not the demo's pinned one
     "query-watch": DemoJob({"warehouse": WAREHOUSE_BLOCK, "now": None, "policy": {

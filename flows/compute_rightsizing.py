@@ -26,6 +26,7 @@ from rules.compute_sizing import (
 from tasks.approval import Offer
 from tasks.aws.compute import list_db_instances, stop_resources
 from tasks.aws.ec2 import describe_instance_types, list_instances
+from tasks.aws.pricing import refreshed_prices
 from tasks.aws.utilization import list_redshift_clusters, utilization
 from tasks.runner import Action, AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
 
@@ -72,7 +73,7 @@ def stop_approved(target: AwsTarget, offers: list[Offer], ctx: RunContext) -> li
 
 
 CONTRACT = Job(name=JOB, policy=ComputePolicy, service="ec2", collect=collect, judge=judge,
-               act=Action(apply=stop_approved))
+               act=Action(apply=stop_approved), prices=refreshed_prices)
 
 
 @job_flow(CONTRACT)

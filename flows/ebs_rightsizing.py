@@ -13,6 +13,7 @@ from rules.rightsizing import EbsPolicy, review_volumes, shrink_plan_markdown
 from tasks.approval import Offer
 from tasks.aws.ebs import disk_usage, modify_volumes, volume_activity, volume_modifications
 from tasks.aws.ec2 import list_volumes
+from tasks.aws.pricing import refreshed_prices
 from tasks.report import artifact_key
 from tasks.runner import Action, AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
 
@@ -50,7 +51,7 @@ def write_shrink_plan(judged: Judgement, policy: EbsPolicy, ctx: RunContext) -> 
 
 
 CONTRACT = Job(name=JOB, policy=EbsPolicy, service="ec2", collect=collect, judge=judge,
-          act=Action(apply=apply_changes), after=write_shrink_plan)
+          act=Action(apply=apply_changes), after=write_shrink_plan, prices=refreshed_prices)
 
 
 @job_flow(CONTRACT)

@@ -24,6 +24,7 @@ from tasks.aws.compute import (
     orderable_db_classes,
 )
 from tasks.aws.ec2 import describe_instance_types, list_instances
+from tasks.aws.pricing import refreshed_prices
 from tasks.runner import AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
 
 JOB = "graviton-advisor"
@@ -62,7 +63,8 @@ def judge(target: AwsTarget, read: Read, policy: GravitonPolicy, ctx: RunContext
     ])
 
 
-CONTRACT = Job(name=JOB, policy=GravitonPolicy, service="ec2", collect=collect, judge=judge)
+CONTRACT = Job(name=JOB, policy=GravitonPolicy, service="ec2", collect=collect, judge=judge,
+               prices=refreshed_prices)
 
 
 @job_flow(CONTRACT)

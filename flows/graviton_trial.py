@@ -24,6 +24,7 @@ from tasks.aws.compute import list_db_instances
 from tasks.aws.ec2 import list_instances
 from tasks.aws.graviton_metrics import before_after_metrics
 from tasks.aws.lambda_ import list_functions
+from tasks.aws.pricing import refreshed_prices
 from tasks.runner import AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
 
 JOB = "graviton-trial"
@@ -59,7 +60,8 @@ def judge(target: AwsTarget, read: Read, policy: TrialPolicy, ctx: RunContext) -
     return Judgement(findings=findings, notes=[*read.notes, *notes], details=trials)
 
 
-CONTRACT = Job(name=JOB, policy=TrialPolicy, service="ec2", collect=collect, judge=judge)
+CONTRACT = Job(name=JOB, policy=TrialPolicy, service="ec2", collect=collect, judge=judge,
+               prices=refreshed_prices)
 
 
 @job_flow(CONTRACT)

@@ -7,9 +7,8 @@ objects in that region's buckets. Judged by `rules/idle.py`; acted on through th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from prefect.runtime import flow_run as runtime_flow_run
@@ -29,12 +28,11 @@ from rules.idle import (
     plan_actions,
     s3_targets,
 )
-from rules.pricing import BUNDLED, PriceTable
 from tasks.approval import Offer
 from tasks.aws.actions import apply_plan
-from tasks.aws.clients import Account, error_summary
+from tasks.aws.clients import Account
 from tasks.aws.ec2 import Ec2Inventory, ec2_inventory
-from tasks.aws.pricing import refresh_price_table
+from tasks.aws.pricing import refreshed_prices
 from tasks.aws.s3 import list_buckets
 from tasks.aws.s3_age import scan_object_age
 from tasks.runner import (
@@ -50,7 +48,6 @@ from tasks.runner import (
 )
 
 JOB = "idle-resources"
-PRICE_CACHE_DAYS = 7
 # What a failed listing hides: without volumes (or AMIs) no snapshot can be called orphaned.
 HIDDEN_BY = {"addresses": {IDLE_EIP}, "volumes": {UNATTACHED_VOLUME, ORPHANED_SNAPSHOT},
              "snapshots": {ORPHANED_SNAPSHOT}, "image-snapshots": {ORPHANED_SNAPSHOT}}
@@ -61,24 +58,6 @@ class Read:
     inventory: Ec2Inventory
     tallies: list
     notes: list[str]
-
-
-def prices(targets: list[AwsTarget], policy: IdlePolicy, ctx: RunContext) -> tuple[PriceTable, list[str]]:
-    """Pricing API prices (cached in the store for a week), else the bundled table."""
-    if not policy.refresh_prices:
-        return BUNDLED, []
-    cached = ctx.store.get_watermark(JOB, "price-table")
-    if cached:
-        entry = json.loads(cached)
-        if ctx.now - datetime.fromisoformat(entry["fetched_at"]) < timedelta(days=PRICE_CACHE_DAYS):
-            return PriceTable.model_validate(entry["table"]), []
-    try:
-        table = refresh_price_table(targets[0].account, sorted({t.region for t in targets}))
-    except Exception as exc:  # no Pricing API access: the bundled list prices still hold
-        return BUNDLED, [f"Bundled list prices used: Pricing API unavailable ({error_summary(exc)})"]
-    ctx.store.set_watermark(JOB, "price-table", json.dumps(
-        {"fetched_at": ctx.now.isoformat(), "table": table.model_dump()}), ctx.now)
-    return table, []
 
 
 def collect_buckets(account: Account, policy: IdlePolicy, ctx: RunContext) -> list:
@@ -124,7 +103,7 @@ def act(target: AwsTarget, offers: list[Offer], ctx: RunContext) -> list[dict[st
 
 
 CONTRACT = Job(name=JOB, policy=IdlePolicy, service="ec2", collect=collect, judge=judge, act=Action(apply=act),
-          prices=prices, collect_account=collect_buckets, account_kinds=frozenset({STALE_OBJECTS}))
+          prices=refreshed_prices, collect_account=collect_buckets, account_kinds=frozenset({STALE_OBJECTS}))
 
 
 @job_flow(CONTRACT)

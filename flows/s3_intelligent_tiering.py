@@ -11,6 +11,7 @@ from blocks.store import OpsStore
 from rules.tiering import TieringPolicy, review_buckets
 from tasks.approval import Offer
 from tasks.aws.clients import Account
+from tasks.aws.pricing import refreshed_prices
 from tasks.aws.s3 import list_buckets
 from tasks.aws.s3_usage import add_tiering_rules, bucket_usage
 from tasks.runner import Action, AwsTarget, Job, Judgement, RunContext, RunResult, job_flow, run_aws
@@ -35,7 +36,7 @@ def apply_rules(target: AwsTarget, offers: list[Offer], ctx: RunContext) -> list
     return [{"action": o.action, "resource": o.item_id, "outcome": outcomes[o.item_id]} for o in offers]
 
 CONTRACT = Job(name=JOB, policy=TieringPolicy, service="s3", collect=collect, judge=judge,
-          collect_account=collect_buckets, act=Action(apply=apply_rules))
+          collect_account=collect_buckets, act=Action(apply=apply_rules), prices=refreshed_prices)
 
 @job_flow(CONTRACT)
 def s3_intelligent_tiering(

@@ -17,6 +17,7 @@ from prefect_aws import AwsCredentials
 from blocks.store import OpsStore
 from rules.waste import RULES, WastePolicy, judge_rule, metric_rows
 from tasks.aws.clients import Account
+from tasks.aws.pricing import refreshed_prices
 from tasks.aws.s3 import list_buckets
 from tasks.aws.waste import ACCOUNT_KINDS, Read, Scan, apply_offers, offers_for, scan_region
 from tasks.runner import (
@@ -62,7 +63,7 @@ def act(target: AwsTarget, offers: list, ctx: RunContext) -> list[dict[str, Any]
 
 
 CONTRACT = Job(name=JOB, policy=WastePolicy, service="ec2", collect=collect, judge=judge, act=Action(apply=act),
-               collect_account=collect_buckets, account_kinds=ACCOUNT_KINDS)
+               collect_account=collect_buckets, account_kinds=ACCOUNT_KINDS, prices=refreshed_prices)
 
 
 @job_flow(CONTRACT)

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 
 from pydantic import Field, model_validator
 
-from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
+from rules.config import OPT_OUT_TAG, ActingPolicy, PricedPolicy, opted_out
 from rules.findings import Finding, Severity
 from rules.pricing import HOURS_PER_MONTH, PriceTable, comparable
 
@@ -37,7 +37,7 @@ MULTI_AZ_FACTOR = 2
 MIN_MULTI_NODES = 2
 
 
-class ComputePolicy(ActingPolicy):
+class ComputePolicy(ActingPolicy, PricedPolicy):
     repeat_interval_hours: float = Field(
         default=168, ge=1, description="Hours before a still-open finding is announced again (advice: weekly)."
     )

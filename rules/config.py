@@ -57,3 +57,11 @@ class ActingPolicy(JobPolicy):
         default=3600, ge=10, le=7 * 86400,
         description="How long a run with apply=True waits for approval; nobody answering changes nothing.",
     )
+
+
+class PricedPolicy(JobPolicy):
+    """A policy of a job that puts $/month on AWS resources: where its prices come from."""
+
+    refresh_prices: bool = Field(
+        default=True, description="Refresh prices from the AWS Pricing API when allowed."
+    )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
-from rules.config import JobPolicy
+from rules.config import PricedPolicy
 from rules.findings import Finding, Severity
 from rules.pricing import HOURS_PER_MONTH, PriceTable, comparable
 
@@ -34,7 +34,7 @@ _LAMBDA_X86_ONLY = {"go1.x", "java8", "python3.7", "python3.6", "dotnetcore3.1",
                     "ruby2.5", "nodejs12.x"}
 
 
-class GravitonPolicy(JobPolicy):
+class GravitonPolicy(PricedPolicy):
     repeat_interval_hours: float = Field(
         default=168, ge=1, description="Hours before a still-open finding is announced again (advice: weekly)."
     )

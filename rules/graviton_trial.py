@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 
 from pydantic import Field, model_validator
 
-from rules.config import JobPolicy
+from rules.config import PricedPolicy
 from rules.findings import Finding, Severity
 from rules.graviton import KIND as ADVICE_KIND
 from rules.pricing import HOURS_PER_MONTH, PriceTable
@@ -34,7 +34,7 @@ _GRAVITON_FAMILY = re.compile(r"[a-z]+\d+g[a-z]*")
 Series = Sequence[tuple[datetime, float]]
 
 
-class TrialPolicy(JobPolicy):
+class TrialPolicy(PricedPolicy):
     repeat_interval_hours: float = Field(
         default=168, ge=1, description="Hours before a still-open finding is announced again (a report: weekly)."
     )

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
+from rules.config import OPT_OUT_TAG, ActingPolicy, PricedPolicy, opted_out
 from rules.findings import Finding, Severity
 from rules.pricing import (
     PriceTable,
@@ -54,7 +54,7 @@ class S3AgeRule(BaseModel):
     max_age_days: int = Field(ge=1, description="Objects older than this many days are stale.")
 
 
-class IdlePolicy(ActingPolicy):
+class IdlePolicy(ActingPolicy, PricedPolicy):
     """Thresholds of the idle-resource sweep (rendered as a form in the Prefect UI)."""
 
     volume_min_age_days: int = Field(
@@ -80,9 +80,6 @@ class IdlePolicy(ActingPolicy):
     grace_days: int = Field(
         default=0, ge=0,
         description="Offer a resource for action only after it was seen idle this many days.",
-    )
-    refresh_prices: bool = Field(
-        default=True, description="Refresh prices from the AWS Pricing API when allowed."
     )
 
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 
-from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
+from rules.config import OPT_OUT_TAG, ActingPolicy, PricedPolicy, opted_out
 from rules.findings import Finding, Severity
 from rules.pricing import GP3_FREE_IOPS, GP3_FREE_THROUGHPUT, PriceTable, ebs_volume_monthly
 
@@ -22,7 +22,7 @@ GP3_MAX_IOPS, GP3_MAX_THROUGHPUT = 16_000, 1_000
 GP3_IOPS_PER_GB, GP3_MIBPS_PER_IOPS = 500, 0.25  # AWS's ratios for a gp3 volume's settings
 
 
-class EbsPolicy(ActingPolicy):
+class EbsPolicy(ActingPolicy, PricedPolicy):
     repeat_interval_hours: float = Field(
         default=168, ge=1, description="Hours before a still-open finding is announced again (advice: weekly)."
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
-from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
+from rules.config import OPT_OUT_TAG, ActingPolicy, PricedPolicy, opted_out
 from rules.findings import Finding, Severity
 from rules.pricing import PriceTable
 
@@ -25,7 +25,7 @@ SMALL_OBJECT_BYTES = 128 * 1024
 GIB = 1024**3
 
 
-class TieringPolicy(ActingPolicy):
+class TieringPolicy(ActingPolicy, PricedPolicy):
     repeat_interval_hours: float = Field(
         default=168, ge=1, description="Hours before a still-open finding is announced again (advice: weekly)."
     )

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from rules.config import OPT_OUT_TAG, ActingPolicy, opted_out
+from rules.config import OPT_OUT_TAG, ActingPolicy, PricedPolicy, opted_out
 from rules.findings import Finding, Severity
 from rules.idle import rule_prefix
 from rules.pricing import (
@@ -62,7 +62,7 @@ class Rule:
     below_floor: bool = False  # reported even under `min_monthly_usd` (a stale secret is a risk at any price)
 
 
-class WastePolicy(ActingPolicy):
+class WastePolicy(ActingPolicy, PricedPolicy):
     """Thresholds of the waste checks (rendered as a form in the Prefect UI)."""
 
     checks: list[str] | None = Field(

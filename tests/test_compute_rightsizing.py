@@ -421,7 +421,8 @@ def test_least_privilege_policy():
 
     read = flow_actions(module, read_only=True)
     assert read == {"ec2:DescribeInstances", "ec2:DescribeInstanceTypes", "rds:DescribeDBInstances",
-                    "redshift:DescribeClusters", "cloudwatch:GetMetricData", "cloudwatch:ListMetrics"} | TARGETS
+                    "redshift:DescribeClusters", "cloudwatch:GetMetricData", "cloudwatch:ListMetrics",
+                    "pricing:GetProducts"} | TARGETS
     assert flow_actions(module) - read == {"ec2:StopInstances", "rds:StopDBInstance"}
 
 

@@ -1,11 +1,16 @@
 """ebs-rightsizing: pure judgement, and the flow on moto with planted volumes and metrics, priced
-in us-east-1 and in ap-northeast-2 (Seoul's exact gp2/gp3/io2-IOPS prices; io1 falls back, marked)."""
+in us-east-1 and in ap-northeast-2 (Seoul's exact gp2/gp3/io2-IOPS prices; io1 falls back, marked),
+and with the prices the Pricing API answers (the refresh every cost job shares)."""
 
+import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import boto3
 import pytest
+from botocore.stub import ANY, Stubber
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect_aws import AwsCredentials
 
 from rules.pricing import BUNDLED
@@ -19,7 +24,9 @@ from rules.rightsizing import (
     review_volumes,
     shrink_plan_markdown,
 )
+from tasks.aws.clients import Account
 from tasks.aws.ec2 import Volume
+from tasks.aws.pricing import PRICE_WATERMARK, QUERIES
 from tests.approvals import run_and_answer
 from tests.least_privilege import (  # noqa: F401 - the least-privilege tests run here
     Scenario,
@@ -210,6 +217,63 @@ def test_flow_applies_only_approved(planted_volumes, store):
     assert ec2.describe_volumes(VolumeIds=[piops])["Volumes"][0]["Iops"] == 2300
 
 
+# A GetProducts entry for Seoul's io1 IOPS, which the bundle lacks (it falls back to us-east-1's
+# $0.065, marked estimated): the price the stubbed Pricing API states for it.
+SEOUL_IO1_IOPS = json.dumps({
+    "product": {"productFamily": "System Operation", "sku": "SEOULIO1IOPS0001", "attributes": {
+        "regionCode": "ap-northeast-2", "locationType": "AWS Region", "servicecode": "AmazonEC2",
+        "volumeApiName": "io1", "group": "EBS IOPS", "usagetype": "APN2-EBS:VolumeP-IOPS.piops"}},
+    "serviceCode": "AmazonEC2",
+    "terms": {"OnDemand": {"SEOULIO1IOPS0001.JRTCKXETXF": {"priceDimensions": {
+        "SEOULIO1IOPS0001.JRTCKXETXF.6YS6EN2CT7": {
+            "unit": "IOPS-Mo", "beginRange": "0", "endRange": "Inf", "pricePerUnit": {"USD": "0.0666000000"}}}}}},
+})
+
+
+@pytest.mark.parametrize("planted_volumes", ["ap-northeast-2"], indirect=True)
+def test_flow_prices_with_the_pricing_api_when_it_answers_and_says_so_when_not(planted_volumes, store, monkeypatch):
+    from flows.ebs_rightsizing import JOB, ebs_rightsizing
+
+    ids, creds, now = planted_volumes
+    pricing = boto3.client("pricing", region_name="us-east-1")
+    account_client = Account.client
+    monkeypatch.setattr(Account, "client", lambda self, service, region=None, config=None: (
+        pricing if service == "pricing" else account_client(self, service, region, config)))
+
+    def run() -> tuple[dict, str]:
+        state = ebs_rightsizing(aws_credentials=creds, store=store._block_document_name, regions=["ap-northeast-2"],
+                                now=now, return_state=True)
+        with get_client(sync_client=True) as client:
+            report = "\n".join(str(a.data) for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))))
+        piops = next(f for f in state.result().findings if f.resource_id == ids["piops"])
+        return {"usd": piops.monthly_cost_usd, "estimated": piops.numbers["price_estimated"]}, report
+
+    stubber = Stubber(pricing)
+    stubber.add_client_error("get_products", "AccessDeniedException", "not authorized to perform: pricing:GetProducts")
+    with stubber:
+        denied, report = run()
+    assert denied == {"usd": pytest.approx(500.50), "estimated": True}  # the bundle: us-east-1's 7,700 x 0.065
+    assert "Bundled list prices used: Pricing API unavailable" in report and "AccessDenied" in report
+    assert store.get_watermark(JOB, PRICE_WATERMARK) is None  # a failure is not cached
+
+    stubber = Stubber(pricing)
+    for service, family in QUERIES:
+        entries = [SEOUL_IO1_IOPS] if (service, family) == ("AmazonEC2", "System Operation") else []
+        stubber.add_response("get_products", {"FormatVersion": "aws_v1", "PriceList": entries},
+                             {"ServiceCode": service, "Filters": ANY})
+    with stubber:
+        answered, report = run()
+        stubber.assert_no_pending_responses()
+    assert answered == {"usd": pytest.approx(512.82, abs=0.005), "estimated": False}  # 7,700 x 0.0666
+    assert "Bundled list prices used" not in report
+
+    with Stubber(pricing):  # no answer queued: a call would fail; the job's table from the store is used
+        cached, report = run()
+    assert cached == answered and "Bundled list prices used" not in report
+    assert json.loads(store.get_watermark(JOB, PRICE_WATERMARK))["regions"] == ["ap-northeast-2"]
+
+
 def test_least_privilege_policy():
     import flows.ebs_rightsizing as module
     from deployments.iam import flow_actions
@@ -217,7 +281,7 @@ def test_least_privilege_policy():
 
     read = flow_actions(module, read_only=True)
     assert read == {"ec2:DescribeVolumes", "ec2:DescribeVolumesModifications", "cloudwatch:GetMetricData",
-                    "cloudwatch:ListMetrics"} | TARGETS
+                    "cloudwatch:ListMetrics", "pricing:GetProducts"} | TARGETS
     assert flow_actions(module) - read == {"ec2:ModifyVolume"}
 
 

@@ -67,6 +67,15 @@ def test_every_aws_job_means_the_same_by_regions_role_arns_apply_and_repeat():
             assert "approval_timeout_seconds" in str(fl.parameters.definitions), name
 
 
+def test_every_job_with_refresh_prices_refreshes_them_through_the_one_hook():
+    from flows.registry import contracts
+    from rules.config import PricedPolicy
+    from tasks.aws.pricing import refreshed_prices
+
+    for name, job in contracts().items():
+        assert (job.prices is refreshed_prices) == issubclass(job.policy, PricedPolicy), name
+
+
 def test_job_pages_are_generated_from_the_code():
     from deployments.docs import stale
 

@@ -99,7 +99,7 @@ def test_advice_only_needs_read_permissions():
     assert flow_actions(module) == flow_actions(module, read_only=True) == {
         "ec2:DescribeInstances", "ec2:DescribeInstanceTypes", "rds:DescribeDBInstances",
         "rds:DescribeOrderableDBInstanceOptions", "elasticache:DescribeCacheClusters", "lambda:ListFunctions",
-        "cloudwatch:GetMetricData"} | TARGETS
+        "cloudwatch:GetMetricData", "pricing:GetProducts"} | TARGETS
 
 
 @scenario_for("graviton-advisor")

@@ -285,7 +285,7 @@ def test_trial_needs_read_permissions_only():
 
     assert flow_actions(module) == flow_actions(module, read_only=True) == {
         "ec2:DescribeInstances", "rds:DescribeDBInstances", "lambda:ListFunctions", "tag:GetResources",
-        "cloudwatch:GetMetricData"} | TARGETS
+        "cloudwatch:GetMetricData", "pricing:GetProducts"} | TARGETS
 
 
 @scenario_for("graviton-trial")

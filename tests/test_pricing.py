@@ -1,12 +1,17 @@
-"""The bundled price table and the $/month arithmetic; a failing Pricing API."""
+"""The bundled price table and the $/month arithmetic; a failing Pricing API; the refresh the cost
+jobs share, kept a week per job."""
 
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from prefect_aws import AwsCredentials
 
+import tasks.aws.pricing as pricing
+from blocks.store import OpsStore
+from rules.config import PricedPolicy
 from rules.pricing import (
     BUNDLED,
     PriceTable,
@@ -16,7 +21,8 @@ from rules.pricing import (
     s3_monthly,
 )
 from tasks.aws.clients import Account, error_summary
-from tasks.aws.pricing import refresh_price_table
+from tasks.aws.pricing import refresh_price_table, refreshed_prices
+from tasks.runner import AwsTarget, RunContext
 
 
 def test_public_ipv4_is_365_cents_a_month():
@@ -92,3 +98,36 @@ def test_a_failing_pricing_api_costs_seconds_and_one_plain_line():
     assert time.monotonic() - started < 5  # the adaptive retries took 34 s here
     line = error_summary(err.value)
     assert "\n" not in line and "<p>" not in line and len(line) <= 500, line
+
+
+def test_refreshed_prices_are_kept_a_week_per_job_for_the_regions_read(monkeypatch, tmp_path):
+    fetched: list[list[str]] = []
+
+    def refresh(account, regions):
+        fetched.append(regions)
+        return BUNDLED.model_copy(update={"as_of": "AWS Pricing API", "overrides": {r: {} for r in regions}})
+
+    monkeypatch.setattr(pricing, "refresh_price_table", refresh)
+    store, now = OpsStore(url=f"sqlite:///{tmp_path / 'store.db'}"), datetime(2026, 12, 1, tzinfo=timezone.utc)
+
+    def run(job: str, regions: list[str], at: datetime, policy=PricedPolicy()) -> tuple:  # noqa: B008
+        table, notes = refreshed_prices([AwsTarget(None, "1", r) for r in regions], policy,
+                                        RunContext(job, at, store, apply=False))
+        return table.as_of, notes
+
+    assert run("ebs-rightsizing", ["us-east-1"], now) == ("AWS Pricing API", [])
+    assert run("ebs-rightsizing", ["us-east-1"], now + timedelta(days=6)) == ("AWS Pricing API", [])
+    assert fetched == [["us-east-1"]]  # kept: one fetch in six days
+    run("ebs-rightsizing", ["eu-west-1"], now + timedelta(days=6))  # another deployment's region: both
+    run("ebs-rightsizing", ["us-east-1"], now + timedelta(days=6))
+    run("waste-checks", ["us-east-1"], now)  # each job keeps its own
+    run("ebs-rightsizing", ["us-east-1"], now + timedelta(days=13))  # a week old: fetched again
+    assert fetched == [["us-east-1"], ["eu-west-1", "us-east-1"], ["us-east-1"], ["us-east-1"]]
+    assert run("graviton-advisor", ["us-east-1"], now, PricedPolicy(refresh_prices=False)) == (BUNDLED.as_of, [])
+
+    def denied(account, regions):
+        raise PermissionError("pricing:GetProducts")
+
+    monkeypatch.setattr(pricing, "refresh_price_table", denied)
+    as_of, [note] = run("compute-rightsizing", ["us-east-1"], now)
+    assert as_of == BUNDLED.as_of and note.startswith("Bundled list prices used: Pricing API unavailable (")

@@ -101,7 +101,8 @@ def test_least_privilege_policy():
 
     read = flow_actions(module, read_only=True)
     assert read == {"s3:ListAllMyBuckets", "s3:GetBucketLocation", "s3:GetLifecycleConfiguration",
-                    "s3:GetBucketTagging", "s3:ListBucket", "cloudwatch:GetMetricData"} | TARGETS
+                    "s3:GetBucketTagging", "s3:ListBucket", "cloudwatch:GetMetricData",
+                    "pricing:GetProducts"} | TARGETS
     assert flow_actions(module) - read == {"s3:PutLifecycleConfiguration", "s3:PutIntelligentTieringConfiguration"}
 
 

@@ -1,4 +1,5 @@
-"""Refresh the bundled price table from the AWS Pricing API (GetProducts), when allowed.
+"""Refresh the bundled price table from the AWS Pricing API (GetProducts), when allowed: the
+`prices` hook every AWS cost job declares (`Job(prices=refreshed_prices)`).
 
 Only the keys the cost rules use are read: EBS GB-month per volume type, provisioned IOPS and
 throughput, snapshot GB-month, public IPv4 per hour, S3 storage per class (first tier), EC2
@@ -11,20 +12,28 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from rules.config import PricedPolicy
 from rules.pricing import BUNDLED, PriceTable
-from tasks.aws.clients import Account, paginate
+from tasks.aws.clients import Account, error_summary, paginate
 from tasks.aws.permissions import requires
+
+if TYPE_CHECKING:
+    from tasks.runner import AwsTarget, RunContext
 
 PRICING_REGION = "us-east-1"  # the Pricing API answers in us-east-1 (and two other regions)
 # Prices are optional (the bundle stands in): a failing Pricing API costs two short attempts
 # (at most 2 x 5 s when it never answers), not the adaptive retries' half minute.
 PRICING_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=2, read_timeout=5)
+# A refreshed table is kept in the store this long, per job (watermark `PRICE_WATERMARK`).
+PRICE_CACHE_DAYS = 7
+PRICE_WATERMARK = "price-table"
 
 # (service code, product family) pairs read per region.
 QUERIES = (
@@ -166,3 +175,29 @@ def refresh_price_table(account: Account, regions: Sequence[str]) -> PriceTable:
             for reg, prices in parse_price_list(entries).items():
                 overrides.setdefault(reg, {}).update(prices)
     return BUNDLED.model_copy(update={"as_of": "AWS Pricing API", "overrides": overrides})
+
+
+def refreshed_prices(targets: list[AwsTarget], policy: PricedPolicy,
+                     ctx: RunContext) -> tuple[PriceTable, list[str]]:
+    """The run's prices: the Pricing API's (kept in the store for a week, per job), else the bundle.
+
+    Kept per job, not shared: each job's table is fetched with that job's credentials for the
+    regions it reads. A kept table that lacks one of the run's regions is fetched again for both
+    (two deployments of a job over other regions do not refetch each other's every run).
+    """
+    if not policy.refresh_prices:
+        return BUNDLED, []
+    regions = {t.region for t in targets}
+    cached = ctx.store.get_watermark(ctx.job, PRICE_WATERMARK)
+    entry = json.loads(cached) if cached else None
+    if entry and ctx.now - datetime.fromisoformat(entry["fetched_at"]) < timedelta(days=PRICE_CACHE_DAYS):
+        if regions <= set(entry.get("regions", ())):
+            return PriceTable.model_validate(entry["table"]), []
+        regions |= set(entry.get("regions", ()))
+    try:
+        table = refresh_price_table(targets[0].account, sorted(regions))
+    except Exception as exc:  # no Pricing API access: the bundled list prices still hold
+        return BUNDLED, [f"Bundled list prices used: Pricing API unavailable ({error_summary(exc)})"]
+    ctx.store.set_watermark(ctx.job, PRICE_WATERMARK, json.dumps(
+        {"fetched_at": ctx.now.isoformat(), "regions": sorted(regions), "table": table.model_dump()}), ctx.now)
+    return table, []
