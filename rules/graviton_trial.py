@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from rules.config import PricedPolicy
 from rules.findings import Finding, Severity
 from rules.graviton import KIND as ADVICE_KIND
-from rules.pricing import HOURS_PER_MONTH, PriceTable
+from rules.pricing import HOURS_PER_MONTH, PriceTable, comparable
 
 SAVING = "graviton-saving"
 REGRESSION = "graviton-regression"
@@ -247,11 +247,14 @@ def _regressions(found: Mapping[str, Comparison], policy: TrialPolicy) -> list[s
     return worse
 
 
-def _hourly(prices: PriceTable, region: str, key: str) -> float | None:
+def _prices(prices: PriceTable, region: str, before: str, after: str) -> tuple[float, float, str] | None:
+    """Before and after list prices on one basis (`comparable`: an exact Seoul price less a
+    us-east-1 stand-in is no saving), and the label an estimate carries; None without both."""
     try:
-        return prices.get(region, key).usd
+        b, a = comparable(prices, region, before, after)
     except KeyError:
         return None
+    return b.usd, a.usd, " (estimated price)" if b.estimated else ""
 
 
 def _saving(move: Move, found: Mapping[str, Comparison], prices: PriceTable) -> tuple[float | None, str]:
@@ -261,25 +264,25 @@ def _saving(move: Move, found: Mapping[str, Comparison], prices: PriceTable) -> 
         return None, f"previous type unknown (tag {PREVIOUS_TYPE_TAG}): no saving worked out"
     if r.service == "lambda":
         latency, calls = found.get("latency"), found.get("throughput")
-        before_price = _hourly(prices, r.region, f"lambda:{move.previous}:gb-second")
-        after_price = _hourly(prices, r.region, f"lambda:{r.current}:gb-second")
-        if not latency or not calls or before_price is None or after_price is None:
+        priced = _prices(prices, r.region, f"lambda:{move.previous}:gb-second", f"lambda:{r.current}:gb-second")
+        if not latency or not calls or priced is None:
             return None, "no Duration or price to work out the saving"
+        before_price, after_price, estimated = priced
         # Both durations at the after window's volume: the move's effect, not a change of load.
         gb_calls = calls.after * DAYS_PER_MONTH * r.memory_mb / 1024
         before = latency.before / 1000 * gb_calls * before_price
         after = latency.after / 1000 * gb_calls * after_price
-        how = (f"${before:,.2f} -> ${after:,.2f}/month at {calls.after * DAYS_PER_MONTH:,.0f} invocations a month "
-               f"of {r.memory_mb} MB")
+        how = (f"${before:,.2f} -> ${after:,.2f}/month{estimated} at {calls.after * DAYS_PER_MONTH:,.0f} "
+               f"invocations a month of {r.memory_mb} MB")
         return round(before - after, 2), how
     service = "ec2" if r.service == "ec2" else "rds"
-    before_price = _hourly(prices, r.region, f"{service}:{move.previous}:hour")
-    after_price = _hourly(prices, r.region, f"{service}:{r.current}:hour")
-    if before_price is None or after_price is None:
-        return None, f"no bundled price for {move.previous if before_price is None else r.current}"
+    priced = _prices(prices, r.region, f"{service}:{move.previous}:hour", f"{service}:{r.current}:hour")
+    if priced is None:
+        return None, f"no bundled price for {move.previous} or {r.current}"
+    before_price, after_price, estimated = priced
     factor = MULTI_AZ_FACTOR if r.multi_az else 1
     before, after = before_price * HOURS_PER_MONTH * factor, after_price * HOURS_PER_MONTH * factor
-    return round(before - after, 2), f"${before:,.2f} -> ${after:,.2f}/month"
+    return round(before - after, 2), f"${before:,.2f} -> ${after:,.2f}/month{estimated}"
 
 
 def judge_trial(move: Move, series: Mapping[str, Series] | None, prices: PriceTable, policy: TrialPolicy,
